@@ -1,0 +1,62 @@
+"""Checkpoints: the full training state, written atomically (temp file + rename), the last 2 kept.
+
+A checkpoint is a ``torch.save`` dict with a ``format`` marker; :func:`load` refuses anything else
+with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "ppo-pipeline/checkpoint/v1"
+_NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def path_for(run_path: Path, update: int) -> Path:
+    return run_path / f"checkpoint-{update:08d}.pt"
+
+
+def save(run_path: Path, update: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` for ``update`` atomically and delete all but the newest ``keep`` checkpoints."""
+    final = path_for(run_path, update)
+    tmp = final.with_name(final.name + ".tmp")
+    torch.save({"format": FORMAT, "update": update, **state}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    for old in all_checkpoints(run_path)[:-keep]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def all_checkpoints(run_path: Path) -> list[Path]:
+    if not run_path.is_dir():
+        return []
+    return sorted(p for p in run_path.iterdir() if _NAME.match(p.name))
+
+
+def latest(run_path: Path) -> Path | None:
+    found = all_checkpoints(run_path)
+    return found[-1] if found else None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint or raise :class:`CheckpointError` naming the file and what is wrong."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as e:  # truncated file, not a torch file, unpickling error ...
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a ppo-pipeline checkpoint")
+    return state

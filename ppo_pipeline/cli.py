@@ -1,0 +1,102 @@
+"""One place that turns :class:`~ppo_pipeline.config.Config` into a command line.
+
+Every dataclass field becomes ``--field-name`` with its default shown in ``--help``. Errors are one
+line on stderr and exit code 2, before any environment starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Callable, Sequence
+
+from .config import Config, ConfigError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as a single line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(message)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` as one line and exit with code 2."""
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(2)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 64,64, got {text!r}") from None
+
+
+def add_config_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """Add one option per :class:`Config` field, defaulting to the preset's value."""
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{meta.get('help', '')} (default: {default if not isinstance(default, list) else ','.join(map(str, default))})"
+        group = groups.setdefault(_section(f.name), parser.add_argument_group(_section(f.name)))
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                               help=help_text)
+        elif f.type in ("list", list):
+            group.add_argument(flag, dest=f.name, type=_int_list, default=default, metavar="N,N", help=help_text)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type) if isinstance(f.type, str) else f.type
+            kwargs: dict[str, Any] = {"type": typ, "default": default, "help": help_text,
+                                      "metavar": typ.__name__.upper()}
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+                kwargs["metavar"] = "{" + ",".join(meta["choices"]) + "}"
+            group.add_argument(flag, dest=f.name, **kwargs)
+
+
+_SECTIONS = {
+    "environment": ("env_id", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
+                    "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env"),
+    "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
+    "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm"),
+    "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
+                  "entropy_coef", "clip_value", "normalize_advantage"),
+    "model": ("hidden_sizes", "shared_trunk"),
+}
+
+
+def _section(name: str) -> str:
+    for sec, names in _SECTIONS.items():
+        if name in names:
+            return sec
+    return "run"
+
+
+def config_from_args(ns: argparse.Namespace) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in vars(ns).items() if k in names})
+
+
+def build_parser(preset: Callable[..., Config], description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog, description=description)
+    add_config_options(parser, preset())
+    return parser
+
+
+def parse(preset: Callable[..., Config], argv: Sequence[str] | None, description: str, *,
+          atari_only: bool = False, prog: str | None = None) -> Config:
+    """Parse ``argv`` over ``preset``'s defaults and validate; on bad input print one line, exit 2."""
+    parser = build_parser(preset, description, prog)
+    ns = parser.parse_args(argv)
+    cfg = config_from_args(ns)
+    try:
+        return cfg.validate(atari_only=atari_only)
+    except ConfigError as e:
+        fail(str(e))
+        raise  # unreachable

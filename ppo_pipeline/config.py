@@ -1,0 +1,310 @@
+"""Typed run configuration, the paper's presets, and validation into one-line errors.
+
+Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.cli`), and the
+config actually used is written to ``runs/<name>/config.json``.
+
+Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
+
+* :func:`atari` -- Table 5 (Atari): 8 actors, T=128, 3 epochs, minibatch 32x8, Adam 2.5e-4*alpha,
+  epsilon=0.1*alpha, c1=1, c2=0.01, gamma=0.99, lambda=0.95, 10M agent steps (= 40M frames),
+  alpha annealed linearly 1 -> 0.
+* :func:`mujoco` -- Table 3 (MuJoCo): 1 actor, T=2048, 10 epochs, minibatch 64, Adam 3e-4,
+  epsilon=0.2 (Table 1's best), gamma=0.99, lambda=0.95, no entropy bonus, separate 64-64 tanh
+  actor and critic, 1M steps (Sec. 6.1).
+* :func:`classic` -- small vector envs (CartPole & co.). The paper has no classic-control table; the
+  values are rl-baselines3-zoo's tuned CartPole-v1 PPO hyperparameters, which solve CartPole
+  within 100k steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; its message is the one line the user sees."""
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True) -> Any:
+    meta = {"help": help, "cli": cli}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """One PPO run. Field names follow the paper's symbols where it has one."""
+
+    # --- environment ---------------------------------------------------------------------------
+    env_id: str = _f("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong)")
+    num_envs: int = _f(8, "N parallel actors (paper: 'N actors')")
+    frame_skip: int = _f(4, "Atari: frames per agent step, max-pooled over the last 2")
+    noop_max: int = _f(30, "Atari: at most this many no-ops after a real reset")
+    frame_stack: int = _f(4, "Atari: stacked frames per observation")
+    episodic_life: bool = _f(True, "Atari: a lost life ends the training episode (stats count games)")
+    clip_reward_sign: bool = _f(True, "Atari: train on sign(reward); stats keep the raw score")
+    normalize_obs: bool = _f(False, "running observation normalization, then clip to +-clip_obs")
+    clip_obs: float = _f(10.0, "observation clip after normalization")
+    scale_reward: bool = _f(False, "divide rewards by the running std of the discounted return")
+    clip_reward: float = _f(10.0, "reward clip after scaling")
+    vector_env: str = _f("auto", "env batching: sync (one process), async (a process per env), auto",
+                         choices=("auto", "sync", "async"))
+
+    # --- budget & batch --------------------------------------------------------------------------
+    total_steps: int = _f(100_000, "agent steps to train for (Atari frames = steps x frame_skip)")
+    num_steps: int = _f(128, "horizon T: steps per actor per batch")
+    epochs: int = _f(4, "K epochs over each fresh batch")
+    minibatch_size: int = _f(256, "samples per minibatch (must divide num_envs*num_steps)")
+
+    # --- optimisation ------------------------------------------------------------------------------
+    lr: float = _f(2.5e-4, "Adam step size (times alpha when anneal is on)")
+    adam_eps: float = _f(1e-5, "Adam epsilon (37 details: 1e-5, not torch's 1e-8)")
+    anneal: bool = _f(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip (0 = off)")
+
+    # --- objective ----------------------------------------------------------------------------------
+    objective: str = _f("clip", "surrogate: clip (Eq. 7), kl_adaptive / kl_fixed (Eq. 8), none (L^CPI)",
+                        choices=OBJECTIVES)
+    clip_epsilon: float = _f(0.2, "epsilon of L^CLIP (times alpha when anneal is on)")
+    kl_target: float = _f(0.01, "d_targ of the adaptive KL penalty")
+    kl_beta: float = _f(1.0, "beta: initial (kl_adaptive) or constant (kl_fixed) KL coefficient")
+    gamma: float = _f(0.99, "discount gamma")
+    gae_lambda: float = _f(0.95, "GAE lambda")
+    value_coef: float = _f(1.0, "c1, value-loss coefficient of Eq. 9")
+    entropy_coef: float = _f(0.01, "c2, entropy-bonus coefficient of Eq. 9")
+    clip_value: float = _f(0.0, "value-loss clipping radius (0 = off, the paper's choice)")
+    normalize_advantage: bool = _f(True, "standardize advantages per minibatch")
+
+    # --- model --------------------------------------------------------------------------------------
+    hidden_sizes: list = _f([64, 64], "MLP hidden layer sizes (non-pixel envs)")
+    shared_trunk: bool = _f(False, "policy and value share the trunk (always true for Atari's CNN)")
+
+    # --- run ----------------------------------------------------------------------------------------
+    seed: int = _f(0, "seed; per-env seeds are derived from it without overlap across seeds")
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    torch_threads: int = _f(0, "torch CPU threads (0 = one per core)")
+    eval_every: int = _f(0, "deterministic evaluation every N updates (0 = only at the end)")
+    eval_episodes: int = _f(10, "episodes per evaluation")
+    eval_max_steps: int = _f(27_000, "cap on an evaluation episode's agent steps")
+    checkpoint_every: int = _f(10, "write a checkpoint every N updates (and at the end)")
+    run_dir: str = _f("runs", "parent folder of run directories")
+    name: str = _f("", "run name (default: <env>__<objective>__s<seed>)")
+    tensorboard: bool = _f(True, "write TensorBoard events")
+    progress: bool = _f(True, "show a tqdm progress bar")
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """NT, the samples in one fresh batch."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def run_name(self) -> str:
+        return self.name or f"{self.env_id.replace('/', '-')}__{self.objective}__s{self.seed}"
+
+    def run_path(self) -> Path:
+        return Path(self.run_dir) / self.run_name()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    # ------------------------------------------------------------------------------------------------
+    def validate(self, *, atari_only: bool = False) -> "Config":
+        """Check every value; raise :class:`ConfigError` with one line naming the bad value.
+
+        Runs before any environment is created. Returns ``self`` with the env id resolved
+        (``Pong`` -> ``ALE/Pong-v5``).
+        """
+        from . import envs  # gymnasium registry lookups live with the env code
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        self.env_id = envs.resolve_env_id(self.env_id)
+        if atari_only:
+            need(envs.is_atari(self.env_id),
+                 f"env_id {self.env_id!r} is not an Atari game; the Atari recipe takes ALE ids "
+                 f"such as ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)")
+        need(self.objective in OBJECTIVES,
+             f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+        for name in ("lr", "clip_epsilon"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
+        for name in ("gamma", "gae_lambda"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and 0.0 <= v <= 1.0, f"{name}={v} must be in [0, 1]")
+        for name in ("kl_target", "kl_beta", "adam_eps"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
+        for name in ("value_coef", "entropy_coef", "clip_value", "max_grad_norm", "clip_obs", "clip_reward"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v >= 0, f"{name}={v} must be >= 0")
+        for name in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps", "eval_episodes",
+                     "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
+            v = getattr(self, name)
+            need(v >= 1, f"{name}={v} must be >= 1")
+        for name in ("noop_max", "eval_every", "torch_threads"):
+            v = getattr(self, name)
+            need(v >= 0, f"{name}={v} must be >= 0")
+        need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")
+        nb = self.batch_size
+        need(self.minibatch_size <= nb,
+             f"minibatch_size={self.minibatch_size} is larger than the batch num_envs*num_steps={nb}")
+        need(nb % self.minibatch_size == 0,
+             f"minibatch_size={self.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
+             f"divisors near it: {_near_divisors(nb, self.minibatch_size)}")
+        unit = f"agent steps ({self.frame_skip * self.total_steps} frames)" if envs.is_atari(self.env_id) else "steps"
+        need(self.total_steps % nb == 0,
+             f"total_steps={self.total_steps} {unit} is not a multiple of the batch num_envs*num_steps={nb}; "
+             f"nearest: {max(nb, round(self.total_steps / nb) * nb)}")
+        self.device = resolve_device(self.device)
+        _check_writable(Path(self.run_dir))
+        return self
+
+
+def _near_divisors(n: int, m: int) -> str:
+    divs = [d for d in range(1, n + 1) if n % d == 0]
+    return ", ".join(str(d) for d in sorted(divs, key=lambda d: abs(d - m))[:3])
+
+
+def resolve_device(spec: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; an explicit CUDA device must exist."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={spec!r} was asked for but no CUDA device exists here; use --device cpu or auto")
+        idx = spec.partition(":")[2]
+        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
+            raise ConfigError(f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) exist")
+        return spec
+    raise ConfigError(f"device={spec!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
+
+
+def _check_writable(path: Path) -> None:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"run_dir={str(path)!r} is not writable ({str(probe)!r} cannot be written)")
+
+
+def suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if not close:
+        low = name.lower()
+        close = [k for k in known if low in k.lower()][:3]
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+# ------------------------------------------------------------------------------------------------------
+# Presets
+# ------------------------------------------------------------------------------------------------------
+def atari(**overrides: Any) -> Config:
+    """Paper Table 5 (Atari) hyperparameters; 10M agent steps = 40M frames (Sec. 6.2)."""
+    c = Config(
+        env_id="ALE/Pong-v5",
+        num_envs=8,            # Table 5: number of actors 8
+        num_steps=128,         # Table 5: horizon T 128
+        epochs=3,              # Table 5: num. epochs 3
+        minibatch_size=256,    # Table 5: minibatch size 32 x 8
+        lr=2.5e-4,             # Table 5: Adam stepsize 2.5e-4 x alpha
+        anneal=True,           # Table 5: alpha annealed linearly 1 -> 0
+        clip_epsilon=0.1,      # Table 5: clipping parameter 0.1 x alpha
+        value_coef=1.0,        # Table 5: VF coeff. c1 = 1
+        entropy_coef=0.01,     # Table 5: entropy coeff. c2 = 0.01
+        gamma=0.99,            # Table 5
+        gae_lambda=0.95,       # Table 5
+        total_steps=10_000_000,  # Sec. 6.2 / Table 6: 40M frames
+        shared_trunk=True,     # Sec. 6.2: Nature-DQN CNN shared by policy and value
+        eval_episodes=3,
+        checkpoint_every=50,
+    )
+    return dataclasses.replace(c, **overrides)
+
+
+def mujoco(**overrides: Any) -> Config:
+    """Paper Table 3 (MuJoCo) hyperparameters, 1M steps (Sec. 6.1), epsilon=0.2 (Table 1's best)."""
+    c = Config(
+        env_id="Hopper-v5",
+        num_envs=1,            # Sec. 6.1: one actor
+        num_steps=2048,        # Table 3: horizon T 2048
+        epochs=10,             # Table 3: num. epochs 10
+        minibatch_size=64,     # Table 3: minibatch size 64
+        lr=3e-4,               # Table 3: Adam stepsize 3e-4
+        anneal=False,          # Table 3 has no annealing (CleanRL anneals; we follow the paper)
+        clip_epsilon=0.2,      # Table 1: epsilon = 0.2 scores best (0.82)
+        gamma=0.99,            # Table 3
+        gae_lambda=0.95,       # Table 3
+        entropy_coef=0.0,      # Sec. 6.1: no entropy bonus
+        # Sec. 6.1 uses separate networks and gives no c1. One Adam and one global grad-norm clip
+        # span both nets, so c1 decides how much of the 0.5 norm budget the critic takes:
+        # 0.25 x squared error equals CleanRL's 0.5 x 0.5 x MSE, whose 1M-step returns we compare to.
+        value_coef=0.25,
+        hidden_sizes=[64, 64],  # Sec. 6.1: two hidden layers of 64 tanh units
+        shared_trunk=False,    # Sec. 6.1: no parameter sharing
+        total_steps=1_000_000,  # Sec. 6.1: one million timesteps
+        # 37 details, continuous: obs normalization + clip 10, reward scaling + clip 10.
+        # (The paper's baselines code normalizes observations too; Table 3 does not list it.)
+        normalize_obs=True,
+        scale_reward=True,
+        eval_episodes=10,
+        eval_every=25,
+        checkpoint_every=10,
+    )
+    return dataclasses.replace(c, **overrides)
+
+
+def classic(**overrides: Any) -> Config:
+    """Small discrete/continuous vector envs. Not in the paper: rl-baselines3-zoo's CartPole-v1 PPO."""
+    c = Config(
+        env_id="CartPole-v1",
+        num_envs=8,
+        num_steps=32,
+        epochs=20,
+        minibatch_size=256,
+        lr=1e-3,
+        anneal=True,
+        clip_epsilon=0.2,
+        gamma=0.98,
+        gae_lambda=0.8,
+        entropy_coef=0.0,
+        value_coef=0.5,
+        total_steps=100_352,   # 392 batches of 256 (100k rounded up to a whole batch)
+        eval_episodes=10,
+        eval_every=50,
+        checkpoint_every=50,
+    )
+    return dataclasses.replace(c, **overrides)
+
+
+PRESETS = {"atari": atari, "mujoco": mujoco, "classic": classic}
