@@ -42,7 +42,7 @@ def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
     ``clip_fraction`` (clip), ``kl`` (KL objectives), ``explained_variance``.
     """
     common = dict(
-        entropy_bonus=cfg.entropy_coef > 0,
+        entropy_bonus=True,               # always computed so the entropy is logged; c2 = 0 adds nothing
         entropy_coeff=cfg.entropy_coef,
         critic_coeff=cfg.value_coef,
         loss_critic_type="l2",            # Eq. 9: squared error, not torchrl's default smooth-L1
