@@ -18,6 +18,7 @@ Output of :meth:`Collector.collect`, a TensorDict of batch shape [num_envs, T] (
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -43,6 +44,13 @@ class EpisodeLog:
         self.lengths.append(length)
 
 
+def obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    """numpy observations -> tensor on ``device``: pixels stay uint8, other floats become float32."""
+    if obs.dtype != np.uint8 and obs.dtype != np.float32:
+        obs = obs.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(obs)).to(device, non_blocking=True)
+
+
 def episode_stats(info: dict) -> list[tuple[int, float, int]]:
     """(env index, return, length) of the episodes that ended in this vector step (SAME_STEP autoreset)."""
     final = info.get("final_info")
@@ -64,6 +72,8 @@ class Collector:
             self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
         self.obs: np.ndarray | None = None
         self.global_step = 0
+        self.time_env = 0.0      # seconds in VectorEnv.step + normalization (for the bench's split)
+        self.time_policy = 0.0   # seconds in the policy/value forward passes
         self.episodes = EpisodeLog()
 
     def reset(self, seeds: list[int]) -> None:
@@ -74,7 +84,7 @@ class Collector:
         return self.obs_norm(obs, update) if self.obs_norm is not None else obs
 
     def _to_device(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(obs)).to(self.device, non_blocking=True)
+        return obs_tensor(obs, self.device)
 
     @torch.no_grad()
     def collect(self) -> TensorDict:
@@ -85,7 +95,9 @@ class Collector:
         reward = torch.zeros(T, E, 1, device=dev)
         terminated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
         truncated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
+        clock = time.perf_counter
         for t in range(T):
+            t0 = clock()
             out = self.agent.act(obs_t)
             out["observation"] = obs_t
             if not buf:
@@ -95,6 +107,7 @@ class Collector:
             action = out["action"].cpu().numpy()
             if self.box:
                 action = np.clip(action, self.low, self.high)  # the env sees the clipped action
+            t1 = clock()
             next_obs, r, term, trunc, info = self.envs.step(action)
             self.global_step += E
             for i, ret, length in episode_stats(info):
@@ -111,6 +124,9 @@ class Collector:
                 next_value[t, boot] = self.agent.state_value(self._to_device(self._norm(final, update=False)))
             self.obs = self._norm(next_obs)
             obs_t = self._to_device(self.obs)
+            t2 = clock()
+            self.time_policy += t1 - t0
+            self.time_env += t2 - t1
         # V(s_{t+1}) = V(s_{t+1} of the next row) unless the episode ended at t.
         value = buf["state_value"]
         last_value = self.agent.state_value(obs_t)

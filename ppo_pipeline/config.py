@@ -96,7 +96,7 @@ class Config:
     device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     torch_threads: int = _f(0, "torch CPU threads (0 = one per core)")
     eval_every: int = _f(0, "deterministic evaluation every N updates (0 = only at the end)")
-    eval_episodes: int = _f(10, "episodes per evaluation")
+    eval_episodes: int = _f(10, "episodes per evaluation (0 = no evaluation)")
     eval_max_steps: int = _f(27_000, "cap on an evaluation episode's agent steps")
     checkpoint_every: int = _f(10, "write a checkpoint every N updates (and at the end)")
     run_dir: str = _f("runs", "parent folder of run directories")
@@ -163,11 +163,11 @@ class Config:
         for name in ("value_coef", "entropy_coef", "clip_value", "max_grad_norm", "clip_obs", "clip_reward"):
             v = getattr(self, name)
             need(math.isfinite(v) and v >= 0, f"{name}={v} must be >= 0")
-        for name in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps", "eval_episodes",
+        for name in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps",
                      "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
             v = getattr(self, name)
             need(v >= 1, f"{name}={v} must be >= 1")
-        for name in ("noop_max", "eval_every", "torch_threads"):
+        for name in ("noop_max", "eval_every", "torch_threads", "eval_episodes"):
             v = getattr(self, name)
             need(v >= 0, f"{name}={v} must be >= 0")
         need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")

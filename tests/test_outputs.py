@@ -1,0 +1,84 @@
+"""A run writes every output; same seed -> same metrics; a NaN stops training and keeps the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppo_pipeline import checkpoint, config, launch
+from ppo_pipeline.metrics import METRIC_COLUMNS, TIMING_COLUMNS, read_csv
+from ppo_pipeline.trainer import Trainer
+
+from helpers import tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_atari_recipe_end_to_end_pong_writes_every_output(tmp_path):
+    """python recipes/atari.py on Pong for 2 updates x 8 actors x 128 steps = 2048 steps (8192 frames)."""
+    p = subprocess.run([sys.executable, str(ROOT / "recipes" / "atari.py"), "--total-steps", "2048",
+                        "--eval-episodes", "2", "--eval-max-steps", "200", "--run-dir", str(tmp_path),
+                        "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = tmp_path / "ALE-Pong-v5__clip__s0"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["env_id"] == "ALE/Pong-v5" and cfg["num_envs"] == 8 and cfg["epochs"] == 3
+    rows = read_csv(run / "metrics.csv")
+    assert [r["update"] for r in rows] == [1, 2] and rows[-1]["step"] == 2048
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == METRIC_COLUMNS
+    for col in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
+                "lr", "clip_epsilon", "sps"):
+        assert all(r[col] == r[col] for r in rows), col  # not NaN
+    assert rows[0]["lr"] == pytest.approx(2.5e-4) and rows[1]["lr"] == pytest.approx(1.25e-4)  # alpha 1 -> 0
+    assert rows[1]["clip_epsilon"] == pytest.approx(0.05)
+    assert rows[-1]["eval_return_mean"] == rows[-1]["eval_return_mean"]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("final_eval_return_mean", "last100_return_mean", "train_return_mean_all", "wall_time_s"):
+        assert key in summary
+    assert summary["status"] == "finished" and summary["total_steps"] == 2048
+    assert checkpoint.latest(run) is not None
+    assert any((run / "tb").iterdir())
+    assert (run / "episodes.csv").read_text().startswith("step,return,length")
+
+
+def _metrics_without_timing(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_csv(path)]
+
+
+def test_same_seed_same_metrics_on_cpu(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = tiny(config.classic, tmp_path, name=name, total_steps=256 * 6, eval_every=3)
+        Trainer(cfg).train()
+        runs.append(tmp_path / name / "metrics.csv")
+    a, b = (_metrics_without_timing(p) for p in runs)
+    assert len(a) == 6
+    assert json.dumps(a) == json.dumps(b)  # NaN-safe exact comparison
+    other = tiny(config.classic, tmp_path, name="c", seed=1, total_steps=256 * 6, eval_every=3)
+    Trainer(other).train()
+    assert json.dumps(_metrics_without_timing(tmp_path / "c" / "metrics.csv")) != json.dumps(a)
+
+
+def test_nan_loss_stops_with_update_named_and_last_checkpoint_kept(tmp_path, capsys):
+    cfg = tiny(config.classic, tmp_path, name="nan", total_steps=256 * 10, checkpoint_every=1)
+    Trainer(cfg).train(stop_after=2)
+    run = tmp_path / "nan"
+    good = checkpoint.latest(run)
+    assert good is not None and good.name == "checkpoint-00000002.pt"
+    before = good.read_bytes()
+    # The run goes on with a step size that blows the parameters up to inf/NaN in update 3.
+    cfg_json = json.loads((run / "config.json").read_text())
+    cfg_json.update(lr=1e35, max_grad_norm=0.0)
+    (run / "config.json").write_text(json.dumps(cfg_json))
+    rc = launch.main(config.classic, "test", ["--resume", str(run)])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss" in err[0] and "in update 3" in err[0]
+    assert str(good) in err[0]
+    assert checkpoint.latest(run) == good and good.read_bytes() == before
+    checkpoint.load(good)  # still a valid checkpoint
