@@ -60,3 +60,29 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a ppo-pipeline checkpoint")
     return state
+
+
+# Config fields that make a run what it is: a checkpoint whose values differ is another run's. Other
+# fields (lr, total_steps, ...) may be edited in config.json before --resume: "its config.json wins".
+IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "shared_trunk",
+                   "normalize_obs", "scale_reward", "frame_stack")
+REQUIRED_KEYS = ("config", "agent", "optimizer", "loss", "rng", "collector", "logger", "update")
+
+
+def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`load` and check that the checkpoint is complete and belongs to the run of ``config``.
+
+    A checkpoint of another run (other env, seed, objective, network, ...) or one missing part of
+    the training state raises :class:`CheckpointError` naming the file and the first difference.
+    """
+    state = load(path)
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete (no {', '.join(missing)})")
+    theirs = state["config"] if isinstance(state["config"], dict) else {}
+    diffs = [k for k in IDENTITY_FIELDS if k in config and theirs.get(k) != config[k]]
+    if diffs:
+        k = diffs[0]
+        raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run "
+                              f"({k}={theirs.get(k)!r} there, {config[k]!r} in this run's config)")
+    return state

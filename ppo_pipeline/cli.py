@@ -100,3 +100,66 @@ def parse(preset: Callable[..., Config], argv: Sequence[str] | None, description
     except ConfigError as e:
         fail(str(e))
         raise  # unreachable
+
+
+# ------------------------------------------------------------------------------------------------------
+# Sweep helpers (used by ppo_pipeline.launch / ppo_pipeline.sweep)
+# ------------------------------------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    """``0-4`` -> [0..4], ``0,2,5`` -> [0, 2, 5], ``0-2,7`` -> [0, 1, 2, 7]; order kept, no duplicates.
+
+    Raises :class:`ConfigError` with one line when the text does not parse.
+    """
+    seeds: list[int] = []
+    bad = ConfigError(f"--seeds {text!r} does not parse; use a range like 0-4, a list like 0,2,5, or both (0-2,7)")
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise bad
+    for part in parts:
+        lo, dash, hi = part.partition("-")
+        if not lo.strip().isdigit() or (dash and not hi.strip().isdigit()):
+            raise bad
+        a = int(lo)
+        b = int(hi) if dash else a
+        if b < a:
+            raise bad
+        seeds.extend(s for s in range(a, b + 1) if s not in seeds)
+    return seeds
+
+
+def split_list(text: str) -> list[str]:
+    """``Hopper-v5,Walker2d-v5`` -> ['Hopper-v5', 'Walker2d-v5'] (blanks dropped, order kept)."""
+    out: list[str] = []
+    for x in (p.strip() for p in text.split(",")):
+        if x and x not in out:
+            out.append(x)
+    return out
+
+
+def allow_lists(parser: argparse.ArgumentParser, dests: dict[str, tuple[str, ...]]) -> None:
+    """Let the options of ``dests`` take comma-separated lists (checked later, value by value), and
+    give them extra option strings (aliases), e.g. ``{"env_id": ("--env",)}``."""
+    for action in parser._actions:
+        if action.dest in dests:
+            if action.choices is not None:
+                action.type = _list_of_choices(tuple(action.choices))
+                action.metavar = "{" + ",".join(action.choices) + "}[,...]"
+                action.choices = None
+            else:
+                action.type = str
+                action.metavar = "ID[,ID...]"
+            for alias in dests[action.dest]:
+                action.option_strings.append(alias)
+                parser._option_string_actions[alias] = action
+
+
+def _list_of_choices(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        for x in split_list(text) or [text]:
+            if x not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"invalid choice: {x!r} (choose from {', '.join(repr(c) for c in choices)})")
+        return text
+
+    check.__name__ = "choice"
+    return check

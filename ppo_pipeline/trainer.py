@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -27,7 +28,7 @@ from tensordict import TensorDict
 from tqdm import tqdm
 
 from . import checkpoint
-from .collect import Collector, EpisodeLog
+from .collect import Collector, EpisodeLog, obs_tensor
 from .config import Config
 from .envs import ObsNormalizer, RewardScaler, env_seeds, make_vector_env
 from .metrics import RunLogger, write_summary
@@ -38,6 +39,15 @@ from .sampler import MinibatchSampler
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss); the message names the update and the checkpoint kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """A signal asked the run to stop; a checkpoint of the last finished update was written first."""
+
+    def __init__(self, signum: int, update: int, path: Path):
+        self.signum, self.update, self.path = signum, update, path
+        super().__init__(f"{signal.Signals(signum).name} received: stopped after update {update}, "
+                         f"checkpoint {path}")
 
 
 def seed_everything(seed: int) -> None:
@@ -71,7 +81,7 @@ def evaluate(agent: Agent, cfg: Config, obs_norm: ObsNormalizer | None, episodes
         running = np.ones(episodes, dtype=bool)
         for _ in range(cfg.eval_max_steps):
             x = norm(obs, update=False) if norm is not None else obs
-            action = agent.act(torch.as_tensor(x, device=device), deterministic=True)["action"].cpu().numpy()
+            action = agent.act(obs_tensor(x, device), deterministic=True)["action"].cpu().numpy()
             if box:
                 action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
             obs, reward, term, trunc, _ = envs.step(action)
@@ -125,6 +135,7 @@ class Trainer:
         self.elapsed = 0.0          # wall time of earlier processes of this run (resume)
         self.last_eval: list[float] | None = None
         self.episodes_logged = 0
+        self.timing: dict[str, float] = defaultdict(float)  # seconds per phase, this process
 
     # ------------------------------------------------------------------------------------------------
     def train_update(self, update: int) -> dict[str, Any]:
@@ -136,9 +147,16 @@ class Trainer:
             group["lr"] = lr
         set_clip_epsilon(self.loss, eps)
 
+        t0 = time.perf_counter()
         batch = self.collector.collect()                  # TensorDict [N, T]
+        t1 = time.perf_counter()
         self.gae(batch)                                    # + advantage, value_target
+        t2 = time.perf_counter()
         stats = self.optimise(batch, update)               # K epochs x minibatches of Adam
+        t3 = time.perf_counter()
+        self.timing["collect"] += t1 - t0
+        self.timing["gae"] += t2 - t1
+        self.timing["update"] += t3 - t2
 
         row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lr,
                                "clip_epsilon": eps if cfg.objective == "clip" else None}
@@ -243,8 +261,81 @@ class Trainer:
         return self.elapsed + (time.perf_counter() - self._t_start if hasattr(self, "_t_start") else 0.0)
 
     # ------------------------------------------------------------------------------------------------
+    # Checkpoint on signal (preemption). A signal can land anywhere inside an update, where the state
+    # is half-way (some Adam steps taken, part of a batch collected). The handler installed here only
+    # records it; at the end of the update the trainer writes a checkpoint and then hands each signal
+    # received to the handler that was installed before: under SLURM, submitit's SIGUSR2 handler calls
+    # ``checkpoint()`` of the job's :class:`~submitit.helpers.Checkpointable`, requeues the job and
+    # exits; submitit's SIGTERM handler ignores the signal, so training goes on (with a fresh
+    # checkpoint). Where no Python handler was installed before (or Python's Ctrl-C default),
+    # :class:`TrainingInterrupted` is raised.
+    _signal_checkpoint: tuple[int, ...] = ()
+    _pending_signals: tuple[int, ...] = ()
+    _defer_handler: Any = None
+
+    def checkpoint_on_signal(self, *signums: int) -> None:
+        """Make :meth:`train` finish the update in flight and checkpoint when one of ``signums`` arrives,
+        then pass the signal on (see above).
+
+        Must be called from the main thread before :meth:`train`; the handlers live for ``train``'s duration.
+        """
+        self._signal_checkpoint = tuple(int(s) for s in signums)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+
+        def defer(signum: int, frame: Any) -> None:
+            if signum not in self._pending_signals:
+                self._pending_signals += (signum,)
+                return
+            if signum != signal.SIGINT:   # SLURM may deliver a signal twice: one is enough
+                return
+            # a second Ctrl-C does not wait for the update to end (the newest checkpoint stays valid)
+            handler = previous.get(signum)
+            self._restore_signal_handlers(previous)
+            if callable(handler):
+                handler(signum, frame)
+            else:
+                signal.raise_signal(signum)
+
+        for signum in self._signal_checkpoint:
+            previous[signum] = signal.signal(signum, defer)
+        self._defer_handler = defer
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def _deliver_pending_signals(self, previous: dict[int, Any], update: int, saved: Path) -> None:
+        """After the checkpoint ``saved`` of ``update``: hand each signal received to the handler that
+        was there before. Returns when all of them returned (training goes on), else raises."""
+        pending, self._pending_signals = self._pending_signals, ()
+
+        def foreign(signum: int) -> bool:
+            handler = previous.get(signum)
+            return callable(handler) and handler is not signal.default_int_handler
+
+        for signum in sorted(pending, key=lambda s: not foreign(s)):   # handlers first, then stop
+            if foreign(signum):
+                # SLURM signals every process of the job step, sometimes twice: while the handler runs
+                # (and in the `scontrol requeue` it starts, which inherits the disposition) ignore it
+                signal.signal(signum, signal.SIG_IGN)
+                previous[signum](signum, None)   # submitit USR2: checkpoint() + requeue + sys.exit
+                signal.signal(signum, self._defer_handler)   # it returned: training goes on
+            else:
+                raise TrainingInterrupted(signum, update, saved)
+
+    # ------------------------------------------------------------------------------------------------
     def train(self, resume_from: Path | None = None, stop_after: int | None = None) -> dict[str, Any]:
-        """Run to ``cfg.total_steps`` (or ``stop_after`` updates, for tests); returns the summary."""
+        """Run to ``cfg.total_steps`` (or ``stop_after`` updates, for tests); returns the summary.
+
+        A checkpoint is written every ``checkpoint_every`` updates, after the last update, when
+        ``stop_after`` stops the run early, and when a signal of :meth:`checkpoint_on_signal` arrives.
+        Resuming from any of them continues ``metrics.csv`` and ``episodes.csv`` row for row and ends
+        in the same state as an uninterrupted run (CPU).
+        """
         cfg = self.cfg
         logger = RunLogger(self.run_path, cfg.tensorboard)
         if resume_from is not None:
@@ -253,12 +344,15 @@ class Trainer:
             logger.episodes.truncate(self.episodes_logged)
         else:
             cfg.save(self.run_path / "config.json")
+            logger.metrics.truncate(0)                     # a restart from scratch starts the logs anew
+            logger.episodes.truncate(0)
             self.collector.reset(env_seeds(cfg.seed, cfg.num_envs))
         self._t_start = time.perf_counter()
         start_step = self.collector.global_step
         bar = tqdm(total=cfg.total_steps, initial=start_step, disable=not cfg.progress, unit="step",
                    dynamic_ncols=True, desc=cfg.run_name(),
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
+        previous_handlers = self._install_signal_handlers()
         try:
             for update in range(self.update + 1, cfg.num_updates + 1):
                 row = self.train_update(update)
@@ -270,21 +364,33 @@ class Trainer:
                 self.episodes_logged = len(eps.returns)
                 row.update(_episode_row(recent, eps.lengths[new], eps.returns[-100:]))
                 last = update == cfg.num_updates
-                if last or (cfg.eval_every and update % cfg.eval_every == 0):
+                if cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0)):
+                    t_eval = time.perf_counter()
                     self.last_eval = evaluate(self.agent, cfg, self.obs_norm, cfg.eval_episodes)
                     row["eval_return_mean"] = float(np.mean(self.last_eval))
+                    self.timing["eval"] += time.perf_counter() - t_eval
                 now = time.perf_counter()
                 row["time_s"] = self.elapsed_now()
                 row["sps"] = (self.collector.global_step - start_step) / max(now - self._t_start, 1e-9)
                 logger.log_update(row)
-                if last or update % cfg.checkpoint_every == 0:
-                    checkpoint.save(self.run_path, update, self.state_dict())
+                stop = stop_after is not None and update >= stop_after
+                pending = bool(self._pending_signals) and not last
+                saved = None
+                if last or update % cfg.checkpoint_every == 0 or stop or pending:
+                    saved = checkpoint.save(self.run_path, update, self.state_dict())
                 bar.update(self.collector.global_step - bar.n)
                 bar.set_postfix(sps=f"{row['sps']:.0f}", ret100=f"{row['return_mean_100']:.1f}"
                                 if row.get("return_mean_100") is not None else "-")
-                if stop_after is not None and update >= stop_after:
+                if pending:
+                    if logger.tb is not None:
+                        logger.tb.flush()   # the process may exit in the handler
+                    assert saved is not None
+                    self._deliver_pending_signals(previous_handlers, update, saved)
+                if stop:
                     break
         finally:
+            self._restore_signal_handlers(previous_handlers)
+            self._pending_signals = ()
             bar.close()
             logger.close()
             self.envs.close()
@@ -307,7 +413,17 @@ class Trainer:
             "episodes": len(eps.returns),
             "wall_time_s": round(self.elapsed_now(), 2),
             "checkpoint": str(checkpoint.latest(self.run_path) or ""),
+            "timing_s": self.timing_split(),
         }
+
+    def timing_split(self) -> dict[str, float]:
+        """Seconds of this process in env stepping, policy inference, GAE, update, evaluation."""
+        c = self.collector
+        t = dict(self.timing)
+        return {"env": round(c.time_env, 3), "policy": round(c.time_policy, 3),
+                "collect_other": round(t.get("collect", 0.0) - c.time_env - c.time_policy, 3),
+                "gae": round(t.get("gae", 0.0), 3), "update": round(t.get("update", 0.0), 3),
+                "eval": round(t.get("eval", 0.0), 3)}
 
 
 def _episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:

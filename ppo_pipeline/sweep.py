@@ -1,0 +1,584 @@
+"""Seed sweeps: envs x objectives x seeds, run locally or as a SLURM job array through submitit.
+
+Submitting (``recipes/*.py --launcher slurm --cluster NAME --seeds 0-4 --env A,B --objective clip,kl_adaptive``,
+see :mod:`ppo_pipeline.launch`) creates a sweep directory::
+
+    SWEEP_DIR/manifest.json          what was submitted: each run's config, its job ids, the cluster profile
+    SWEEP_DIR/runs/<run>/            one run directory per (env, objective, seed): metrics.csv, checkpoints ...
+    SWEEP_DIR/runs/<run>/job.json    the run's last known job state (written by the job itself)
+    SWEEP_DIR/slurm/<job id>/        submitit's sbatch script, stdout/stderr and pickles
+
+and, with ``--launcher slurm``, one job array (``executor.batch()``) whose concurrency is capped by the
+profile's ``array_parallelism`` (``--max-parallel``). Each task is a :class:`SweepJob`, a submitit
+:class:`~submitit.helpers.Checkpointable`: on preemption (SIGUSR2) the trainer finishes the update in
+flight, writes a checkpoint, and submitit requeues the task, which resumes from that checkpoint and
+ends exactly where an uninterrupted run would.
+
+Managing a sweep::
+
+    python -m ppo_pipeline.sweep status DIR     # run, state, progress %, last return, job id
+    python -m ppo_pipeline.sweep resume DIR     # resubmit only the unfinished or failed runs
+    python -m ppo_pipeline.sweep cancel DIR     # cancel the sweep's queued and running jobs
+
+Cluster profiles live in ``slurm/clusters/<name>.toml`` (``local``: the single-node cluster of
+``slurm/local_cluster.sh``). Bad input -- an unknown profile, an existing sweep directory, SLURM not
+reachable, a corrupt or foreign checkpoint -- is one ``error: ...`` line and exit code 2, before any
+job is submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import submitit
+
+from . import checkpoint
+from .cli import OneLineParser, fail
+from .config import Config, ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLUSTERS_DIR = Path(os.environ.get("PPO_CLUSTERS_DIR", REPO_ROOT / "slurm" / "clusters"))
+LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "slurm" / "local_cluster.sh"
+MANIFEST = "manifest.json"
+FORMAT = "ppo-pipeline/sweep/v1"
+JOB_STATE = "job.json"
+LOCAL = "local"
+
+# SLURM states in which a job may still run: `resume` leaves such runs alone.
+ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+                           "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT"})
+FINISHED = "FINISHED"
+
+
+class SweepError(ValueError):
+    """Bad sweep input; the message is the one line the user sees."""
+
+
+# ------------------------------------------------------------------------------------------------------
+# Cluster profiles
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class ClusterProfile:
+    """Where and how the jobs of a sweep run: one ``slurm/clusters/<name>.toml``."""
+
+    name: str
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float = 4
+    timeout_min: int = 60
+    array_parallelism: int = 8
+    setup: list = field(default_factory=list)
+    additional: dict = field(default_factory=dict)
+    description: str = ""
+
+    def executor_parameters(self, max_parallel: int | None = None) -> dict[str, Any]:
+        """Parameters for ``submitit.AutoExecutor.update_parameters``."""
+        # the job unpickles ppo_pipeline.sweep.SweepJob: make the checkout importable on the node
+        setup = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *self.setup]
+        params: dict[str, Any] = {
+            "timeout_min": int(self.timeout_min), "nodes": 1, "tasks_per_node": 1,
+            "cpus_per_task": int(self.cpus_per_task), "mem_gb": self.mem_gb, "name": "ppo-sweep",
+            "slurm_array_parallelism": int(max_parallel or self.array_parallelism), "slurm_setup": setup,
+        }
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.gpus_per_node:
+            params["gpus_per_node"] = int(self.gpus_per_node)
+        extra = dict(self.additional)
+        if self.account:
+            params["slurm_account"] = self.account
+        if self.qos:
+            params["slurm_qos"] = self.qos
+        if extra:
+            params["slurm_additional_parameters"] = extra
+        return params
+
+
+def known_clusters() -> list[str]:
+    return sorted(p.stem for p in CLUSTERS_DIR.glob("*.toml")) if CLUSTERS_DIR.is_dir() else []
+
+
+def load_cluster(name: str) -> ClusterProfile:
+    """The profile ``slurm/clusters/<name>.toml`` (or a path to a .toml file)."""
+    path = Path(name) if name.endswith(".toml") else CLUSTERS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(known_clusters()) or "none"
+        raise SweepError(f"unknown cluster profile {name!r}; known profiles: {known} (files in {CLUSTERS_DIR})")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(path.read_text())
+    except Exception as e:
+        raise SweepError(f"cluster profile {str(path)!r} does not parse ({e})") from None
+    names = {f.name for f in dataclasses.fields(ClusterProfile)} - {"name"}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SweepError(f"cluster profile {str(path)!r}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(names))}")
+    try:
+        prof = ClusterProfile(name=path.stem, **data)
+    except TypeError as e:
+        raise SweepError(f"cluster profile {str(path)!r}: {e}") from None
+    if int(prof.timeout_min) < 1 or int(prof.cpus_per_task) < 1 or int(prof.array_parallelism) < 1:
+        raise SweepError(f"cluster profile {str(path)!r}: timeout_min, cpus_per_task and array_parallelism must be >= 1")
+    return prof
+
+
+def _start_hint() -> str:
+    return f"start the local cluster with `sudo {LOCAL_CLUSTER_SCRIPT} start` (or use --launcher local)"
+
+
+def check_slurm(profile: ClusterProfile, timeout_s: float = 15.0) -> None:
+    """Raise :class:`SweepError` unless a SLURM controller answers and the profile's partition exists."""
+    for tool in ("sbatch", "sinfo", "sacct", "scancel"):
+        if shutil.which(tool) is None:
+            raise SweepError(f"SLURM is not reachable: {tool!r} is not installed here; {_start_hint()}")
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SweepError(f"SLURM is not reachable: sinfo did not answer in {timeout_s:.0f} s; {_start_hint()}") from None
+    if out.returncode != 0:
+        why = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SweepError(f"SLURM is not reachable (sinfo: {why}); {_start_hint()}")
+    partitions = [p.rstrip("*") for p in out.stdout.split()]
+    if profile.partition and profile.partition not in partitions:
+        raise SweepError(f"cluster profile {profile.name!r}: partition {profile.partition!r} does not exist here; "
+                         f"partitions: {', '.join(partitions) or 'none'}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# The job
+# ------------------------------------------------------------------------------------------------------
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _job_id() -> str:
+    jid, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if jid and task:
+        return f"{jid}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or f"{LOCAL}:{os.getpid()}"
+
+
+def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> dict[str, Any]:
+    """Train the run of ``config`` to the end, resuming from its newest checkpoint when there is one.
+
+    ``signals`` make the trainer checkpoint at the end of the update in flight and hand the signal on
+    (submitit's SIGUSR2 handler requeues the job). The run's ``job.json`` records the state.
+    """
+    from .trainer import Trainer, TrainingInterrupted
+
+    cfg = Config.from_dict(config).validate()   # device "auto" is resolved here, on the node
+    run_path = cfg.run_path()
+    run_path.mkdir(parents=True, exist_ok=True)
+    resume_from = checkpoint.latest(run_path)
+    if resume_from is not None:
+        checkpoint.load_for_run(resume_from, cfg.to_dict())   # CheckpointError names the file
+    info = {"job_id": _job_id(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+            "resumed_from": str(resume_from) if resume_from else None,
+            "started": _dt.datetime.now().isoformat(timespec="seconds")}
+    _write_json(run_path / JOB_STATE, {**info, "state": "RUNNING"})
+    # SLURM signals every process of the step: env worker processes (async vector envs) inherit
+    # "ignore" so that a preemption signal cannot kill them before the trainer has checkpointed.
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
+    try:
+        trainer = Trainer(cfg)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    trainer.checkpoint_on_signal(*signals)
+    try:
+        summary = trainer.train(resume_from)
+    except TrainingInterrupted as e:
+        _write_json(run_path / JOB_STATE, {**info, "state": "INTERRUPTED", "error": str(e)})
+        raise
+    except SystemExit:  # submitit's handler: checkpoint written, job requeued
+        _write_json(run_path / JOB_STATE, {**info, "state": "REQUEUED"})
+        raise
+    except BaseException as e:
+        _write_json(run_path / JOB_STATE, {**info, "state": "FAILED", "error": f"{type(e).__name__}: {e}"})
+        raise
+    _write_json(run_path / JOB_STATE, {**info, "state": FINISHED,
+                                       "ended": _dt.datetime.now().isoformat(timespec="seconds")})
+    return summary
+
+
+class SweepJob(submitit.helpers.Checkpointable):
+    """One run of a sweep as a submitit job; preemption-safe (see :func:`run_one`).
+
+    On SIGUSR2 the trainer writes a checkpoint at the end of the update in flight, then submitit calls
+    :meth:`checkpoint`, which resubmits the same run: the requeued job finds the checkpoint and resumes.
+    """
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        # USR2: checkpoint at the end of the update, then submitit's handler requeues the job.
+        # TERM (scancel, or SLURM's own preemption): checkpoint at the end of the update and stop;
+        # submitit would ignore it, so its handler is replaced. submitit's job._interrupt() sends TERM
+        # just before USR2: a USR2 arriving within a second after the stop still requeues.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            return run_one(config, signals=(signal.SIGUSR2, signal.SIGTERM))
+        except Exception as e:
+            from .trainer import TrainingInterrupted
+
+            if isinstance(e, TrainingInterrupted) and e.signum == signal.SIGTERM:
+                time.sleep(1.0)
+            raise
+
+    def checkpoint(self, config: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
+        # The state lives in the run directory (the trainer checkpointed before handing on the signal).
+        return submitit.helpers.DelayedSubmission(SweepJob(), config)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Planning and submitting
+# ------------------------------------------------------------------------------------------------------
+def plan(base: Config, env_ids: Sequence[str], objectives: Sequence[str], seeds: Sequence[int],
+         sweep_dir: Path, *, atari_only: bool = False) -> list[dict[str, Any]]:
+    """One validated run entry per (env, objective, seed); raises ConfigError/SweepError on bad input."""
+    runs: list[dict[str, Any]] = []
+    for env_id in env_ids:
+        for objective in objectives:
+            for seed in seeds:
+                cfg = dataclasses.replace(base, env_id=env_id, objective=objective, seed=seed, name="",
+                                          run_dir=str(sweep_dir / "runs"))
+                device = cfg.device
+                cfg.validate(atari_only=atari_only)
+                d = cfg.to_dict()
+                d["device"] = device          # resolved on the node that runs it, not here
+                runs.append({"name": cfg.run_name(), "env_id": cfg.env_id, "objective": objective, "seed": seed,
+                             "config": d, "job_id": None, "job_ids": []})
+    names = [r["name"] for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SweepError(f"the sweep names run {dup[0]!r} twice (an env given twice under two spellings?)")
+    return runs
+
+
+def create(sweep_dir: Path, runs: list[dict[str, Any]], *, launcher: str, cluster: str | None,
+           max_parallel: int | None, argv: Sequence[str]) -> dict[str, Any]:
+    """Make the sweep directory and its manifest; refuses an existing directory."""
+    if sweep_dir.exists():
+        raise SweepError(f"sweep directory {str(sweep_dir)!r} exists; continue it with "
+                         f"`python -m ppo_pipeline.sweep resume {sweep_dir}` or choose another --sweep-dir")
+    (sweep_dir / "runs").mkdir(parents=True)
+    manifest = {"format": FORMAT, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                "launcher": launcher, "cluster": cluster, "max_parallel": max_parallel,
+                "command": [sys.executable, *sys.argv[:1], *argv], "submissions": [], "runs": runs}
+    _write_json(sweep_dir / MANIFEST, manifest)
+    return manifest
+
+
+def load_manifest(sweep_dir: Path) -> dict[str, Any]:
+    path = sweep_dir / MANIFEST
+    if not path.is_file():
+        raise SweepError(f"{str(sweep_dir)!r} is not a sweep directory (no {MANIFEST})")
+    data = _read_json(path)
+    if data.get("format") != FORMAT or not isinstance(data.get("runs"), list):
+        raise SweepError(f"{str(path)!r} is not a ppo-pipeline sweep manifest")
+    return data
+
+
+def _run_path(sweep_dir: Path, run: dict[str, Any]) -> Path:
+    return sweep_dir / "runs" / run["name"]
+
+
+def _with_run_dir(sweep_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The run's config with run_dir pointing into this sweep directory (wherever it now lives)."""
+    return {**run["config"], "run_dir": str((sweep_dir / "runs").resolve()), "name": run["name"]}
+
+
+def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
+    """Refuse to start when a run's newest checkpoint is corrupt or belongs to another run."""
+    for run in runs:
+        latest = checkpoint.latest(_run_path(sweep_dir, run))
+        if latest is not None:
+            try:
+                checkpoint.load_for_run(latest, Config.from_dict(_with_run_dir(sweep_dir, run)).validate().to_dict())
+            except (checkpoint.CheckpointError, ConfigError) as e:
+                raise SweepError(str(e)) from None
+
+
+def executor_for(sweep_dir: Path, profile: ClusterProfile, max_parallel: int | None) -> submitit.AutoExecutor:
+    ex = submitit.AutoExecutor(folder=sweep_dir / "slurm" / "%j", cluster="slurm")
+    ex.update_parameters(**profile.executor_parameters(max_parallel))
+    return ex
+
+
+def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Submit the runs ``names`` as one job array; record the job ids in the manifest."""
+    profile = load_cluster(manifest["cluster"])
+    ex = executor_for(sweep_dir, profile, manifest.get("max_parallel"))
+    todo = [r for r in manifest["runs"] if r["name"] in names]
+    with ex.batch():
+        jobs = [ex.submit(SweepJob(), _with_run_dir(sweep_dir, r)) for r in todo]
+    ids = [j.job_id for j in jobs]
+    for run, jid in zip(todo, ids):
+        run["job_id"] = jid
+        run["job_ids"].append(jid)
+    manifest["submissions"].append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                                    "job_ids": ids, "runs": list(names)})
+    _write_json(sweep_dir / MANIFEST, manifest)
+    return ids
+
+
+def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -> int:
+    """Run ``names`` one after the other in this process. SIGTERM / Ctrl-C checkpoint and stop the sweep.
+
+    Returns 0 when every run finished, 1 when one failed, 130 when interrupted.
+    """
+    from .trainer import TrainingError, TrainingInterrupted
+
+    manifest["submissions"].append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                                    "job_ids": [f"{LOCAL}:{os.getpid()}"], "runs": list(names)})
+    failed = 0
+    for run in [r for r in manifest["runs"] if r["name"] in names]:
+        run["job_id"] = f"{LOCAL}:{os.getpid()}"
+        run["job_ids"].append(run["job_id"])
+        _write_json(sweep_dir / MANIFEST, manifest)
+        print(f"[sweep] {run['name']}", flush=True)
+        try:
+            run_one(_with_run_dir(sweep_dir, run), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
+        except TrainingInterrupted as e:
+            sys.stderr.write(f"sweep interrupted: {e}; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n")
+            return 130
+        except (TrainingError, ConfigError, checkpoint.CheckpointError) as e:
+            sys.stderr.write(f"run {run['name']} failed: {e}\n")
+            failed += 1
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# Status
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class RunStatus:
+    run: str
+    state: str
+    progress: float          # percent of the run's updates logged in metrics.csv
+    last_return: float | None  # mean return of the last 100 training episodes at the last logged update
+    job_id: str
+    restarts: int
+    updates: int
+    num_updates: int
+
+
+def _metrics_tail(path: Path) -> tuple[int, float | None]:
+    """(rows, last non-empty return_mean_100) of a metrics.csv."""
+    if not path.is_file():
+        return 0, None
+    import csv
+
+    rows, last = 0, None
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            rows += 1
+            if row.get("return_mean_100"):
+                last = float(row["return_mean_100"])
+    return rows, last
+
+
+def _slurm_states(job_ids: Sequence[str], sweep_dir: Path) -> dict[str, str]:
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    jobs = [submitit.SlurmJob(folder=sweep_dir / "slurm" / "%j", job_id=j) for j in job_ids]
+    watcher = jobs[0].watcher
+    try:
+        watcher.update()
+    except Exception:
+        return {}
+    states = {j.job_id: watcher.get_state(j.job_id, mode="cache") for j in jobs}
+    # sacct says CANCELLED as soon as scancel is accepted; the job's processes may live on until
+    # KillWait: squeue's COMPLETING keeps such a run "active" so that `resume` does not race it.
+    try:
+        q = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=30)
+        for line in q.stdout.splitlines():
+            jid, _, st = line.strip().partition(" ")
+            if jid in states and st:
+                states[jid] = st.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return states
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(sweep_dir: Path) -> list[RunStatus]:
+    """Where every run of the sweep stands (files of the run + sacct for SLURM jobs)."""
+    manifest = load_manifest(sweep_dir)
+    slurm_ids = [r["job_id"] for r in manifest["runs"] if r.get("job_id") and not str(r["job_id"]).startswith(LOCAL)]
+    states = _slurm_states(slurm_ids, sweep_dir)
+    out = []
+    for run in manifest["runs"]:
+        path = _run_path(sweep_dir, run)
+        cfg = Config.from_dict(run["config"])
+        n = cfg.num_updates
+        rows, last = _metrics_tail(path / "metrics.csv")
+        job = _read_json(path / JOB_STATE)
+        summary = _read_json(path / "summary.json")
+        jid = run.get("job_id") or ""
+        if summary.get("status") == "finished" and summary.get("updates") == n:
+            state = FINISHED
+        elif not jid:
+            state = "NOT_STARTED"
+        elif jid.startswith(LOCAL):
+            state = job.get("state", "NOT_STARTED")
+            pid = job.get("pid")
+            if state == "RUNNING" and (not isinstance(pid, int) or not _pid_alive(pid)):
+                state = "INTERRUPTED"
+        else:
+            state = states.get(jid, "UNKNOWN")
+            state = state.split()[0] if state else "UNKNOWN"   # "CANCELLED by 0" -> CANCELLED
+            if state == "COMPLETED":     # the job returned without finishing the run
+                state = "FAILED"
+            if state == "UNKNOWN" and job.get("state"):
+                state = job["state"]
+        out.append(RunStatus(run=run["name"], state=state, progress=100.0 * min(rows, n) / max(n, 1),
+                             last_return=last, job_id=jid, restarts=int(job.get("restarts", 0) or 0),
+                             updates=rows, num_updates=n))
+    return out
+
+
+def format_table(rows: list[RunStatus]) -> str:
+    head = ("run", "state", "progress", "last return", "job id", "restarts")
+    body = [(r.run, r.state, f"{r.progress:.0f}%", "-" if r.last_return is None else f"{r.last_return:.1f}",
+             r.job_id or "-", str(r.restarts)) for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body]]
+    done = sum(r.state == FINISHED for r in rows)
+    return "\n".join(lines + [f"{done}/{len(rows)} runs finished"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# resume / cancel
+# ------------------------------------------------------------------------------------------------------
+def resume(sweep_dir: Path) -> int:
+    """Resubmit (or, for a local sweep, run) every run that is neither finished nor queued/running."""
+    manifest = load_manifest(sweep_dir)
+    rows = status(sweep_dir)
+    todo = [r.run for r in rows if r.state != FINISHED and r.state not in ACTIVE_STATES
+            and not (r.state == "RUNNING" and r.job_id.startswith(LOCAL))]
+    if not todo:
+        print(f"nothing to resume: {sum(r.state == FINISHED for r in rows)}/{len(rows)} runs finished, "
+              f"the others are queued or running")
+        return 0
+    todo_runs = [r for r in manifest["runs"] if r["name"] in todo]
+    check_checkpoints(sweep_dir, todo_runs)
+    if manifest["launcher"] == "slurm":
+        check_slurm(load_cluster(manifest["cluster"]))
+        ids = submit_slurm(sweep_dir, manifest, todo)
+        print(f"resubmitted {len(ids)} run(s): " + ", ".join(f"{n} -> {j}" for n, j in zip(todo, ids)))
+        return 0
+    return run_local(sweep_dir, manifest, todo)
+
+
+def cancel(sweep_dir: Path) -> int:
+    """scancel the sweep's queued and running SLURM jobs; for a local sweep, SIGTERM its process
+    (which checkpoints and stops)."""
+    manifest = load_manifest(sweep_dir)
+    rows = status(sweep_dir)
+    if manifest["launcher"] == "slurm":
+        live = [r.job_id for r in rows if r.state in ACTIVE_STATES]
+        if not live:
+            print("nothing to cancel: no queued or running jobs")
+            return 0
+        check_slurm(load_cluster(manifest["cluster"]))
+        for jid in live:
+            submitit.SlurmJob(folder=sweep_dir / "slurm" / "%j", job_id=jid).cancel(check=False)
+        print(f"cancelled {len(live)} job(s): {', '.join(live)}")
+        return 0
+    pids = {int(r.job_id.split(":")[1]) for r in rows if r.state == "RUNNING" and r.job_id.startswith(LOCAL + ":")}
+    pids = {p for p in pids if _pid_alive(p)}
+    if not pids:
+        print("nothing to cancel: no local run in progress")
+        return 0
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    print(f"sent SIGTERM to the local sweep process(es) {', '.join(map(str, sorted(pids)))}: "
+          f"they checkpoint and stop after the update in flight")
+    return 0
+
+
+def wait(sweep_dir: Path, timeout_s: float, poll_s: float = 2.0) -> list[RunStatus]:
+    """Poll :func:`status` until no run is queued or running (or ``timeout_s`` passes)."""
+    end = time.time() + timeout_s
+    while True:
+        rows = status(sweep_dir)
+        if all(r.state not in ACTIVE_STATES and r.state not in ("UNKNOWN", "RUNNING") for r in rows):
+            return rows
+        if time.time() > end:
+            return rows
+        time.sleep(poll_s)
+
+
+# ------------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m ppo_pipeline.sweep",
+                           description="Inspect, resume and cancel a sweep made by a recipe's --seeds/--launcher options.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    p = sub.add_parser("status", help="table: run, state, progress %%, last return, job id")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="first wait up to S seconds until no run is queued or running")
+    p = sub.add_parser("resume", help="resubmit only the unfinished or failed runs")
+    p.add_argument("dir", type=Path)
+    p = sub.add_parser("cancel", help="cancel the sweep's queued and running jobs")
+    p.add_argument("dir", type=Path)
+    ns = parser.parse_args(argv)
+    try:
+        if ns.command == "status":
+            rows = wait(ns.dir, ns.wait) if ns.wait > 0 else status(ns.dir)
+            if ns.json:
+                print("\n".join(json.dumps(dataclasses.asdict(r)) for r in rows))
+            else:
+                print(format_table(rows))
+            return 0
+        if ns.command == "resume":
+            return resume(ns.dir)
+        return cancel(ns.dir)
+    except (SweepError, ConfigError) as e:
+        fail(str(e))
+    return 2  # unreachable
+
+
+if __name__ == "__main__":
+    sys.exit(main())
