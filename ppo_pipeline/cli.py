@@ -84,7 +84,7 @@ def config_from_args(ns: argparse.Namespace) -> Config:
 
 
 def build_parser(preset: Callable[..., Config], description: str, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser, preset())
     return parser
 

@@ -63,14 +63,14 @@ class CsvLog:
 class RunLogger:
     """metrics.csv + episodes.csv + TensorBoard for one run directory."""
 
-    def __init__(self, run_path: Path, tensorboard: bool = True):
+    def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None):
         self.metrics = CsvLog(run_path / "metrics.csv", METRIC_COLUMNS)
         self.episodes = CsvLog(run_path / "episodes.csv", EPISODE_COLUMNS)
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_path / "tb"))
+            self.tb = SummaryWriter(str(run_path / "tb"), purge_step=purge_step)
 
     def log_update(self, row: dict) -> None:
         self.metrics.write([row])

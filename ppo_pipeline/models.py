@@ -32,7 +32,10 @@ from torch import nn
 from torchrl.modules import ProbabilisticActor, ValueOperator
 from torchrl.modules.distributions import IndependentNormal
 
+from . import workarounds
 from .config import Config
+
+workarounds.apply()
 
 
 def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:

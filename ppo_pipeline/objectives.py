@@ -39,7 +39,7 @@ def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
     In: a minibatch TensorDict with ``observation``, ``action``, ``action_log_prob``, ``advantage``,
     ``value_target`` (+ ``state_value`` for value clipping, + the old dist params for KL).
     Out: ``loss_objective``, ``loss_critic``, ``loss_entropy`` (when c2 > 0), ``entropy``, ``kl_approx``,
-    ``clip_fraction`` (clip), ``kl`` (KL objectives), ``explained_variance``.
+    ``clip_fraction`` (clip), ``kl`` (KL objectives).
     """
     common = dict(
         entropy_bonus=True,               # always computed so the entropy is logged; c2 = 0 adds nothing
@@ -49,6 +49,7 @@ def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
         normalize_advantage=cfg.normalize_advantage,
         clip_value=cfg.clip_value if cfg.clip_value > 0 else None,
         functional=False,                 # plain modules: no per-call parameter swapping overhead
+        log_explained_variance=False,     # the trainer computes it once over the whole batch instead
     )
     if cfg.objective == "clip":
         return ClipPPOLoss(agent.actor, agent.critic, clip_epsilon=cfg.clip_epsilon, **common)

@@ -57,11 +57,21 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads(n: int) -> None:
-    """Set torch's intra-op threads deliberately: 0 means one per core of this process's CPU set."""
+    """Set torch's intra-op threads deliberately; 0 means the cores this process may use.
+
+    Under SLURM that is ``SLURM_CPUS_PER_TASK`` (clusters without CPU binding would otherwise let every
+    job of a node start one thread per core: oversubscribed OpenMP threads spin and run several times
+    slower); elsewhere the process's CPU affinity set.
+    """
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(n or cores)
+    if not n:
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        if slurm.isdigit() and int(slurm) > 0:
+            n = int(slurm)
+        else:
+            n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(n)
 
 
 @torch.no_grad()
@@ -337,9 +347,12 @@ class Trainer:
         in the same state as an uninterrupted run (CPU).
         """
         cfg = self.cfg
-        logger = RunLogger(self.run_path, cfg.tensorboard)
         if resume_from is not None:
             self.load_state_dict(checkpoint.load(resume_from))
+        # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
+        logger = RunLogger(self.run_path, cfg.tensorboard,
+                           purge_step=self.collector.global_step + 1 if resume_from is not None else None)
+        if resume_from is not None:
             logger.metrics.truncate(self.update)            # rows past the checkpoint are redone
             logger.episodes.truncate(self.episodes_logged)
         else:

@@ -1,0 +1,47 @@
+"""The upstream problems that ppo_pipeline.workarounds works around, and that the workaround is exact."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
+
+from ppo_pipeline import workarounds
+
+
+def test_tensordict_from_any_probes_pandas_per_tensor(monkeypatch):
+    """Upstream: TensorDictBase.from_any(tensor) calls importlib.util.find_spec('pandas') each time."""
+    probes = []
+    real = importlib.util.find_spec
+
+    def counting(name, *a, **k):
+        probes.append(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", counting)
+    workarounds.apply()
+    patched = TensorDictBase.__dict__["from_any"].__func__
+    upstream = patched.__closure__[0].cell_contents if patched.__closure__ else patched
+    x = torch.randn(3)
+    assert upstream(TensorDict, x) is x
+    assert probes.count("pandas") == 1          # the bug: a module search for one tensor
+    probes.clear()
+    assert TensorDict.from_any(x) is x          # patched: same object back, no probe
+    assert probes == []
+
+
+def test_from_any_unchanged_for_other_inputs():
+    workarounds.apply()
+    td = TensorDict.from_any({"a": torch.zeros(2)})
+    assert isinstance(td, TensorDict) and td["a"].shape == (2,)
+    assert TensorDict.from_any(td) is td
+
+
+def test_module_outputs_identical_with_workaround():
+    workarounds.apply()
+    mod = TensorDictModule(torch.nn.Linear(3, 2), in_keys=["x"], out_keys=["y"])
+    td = TensorDict({"x": torch.ones(4, 3)}, [4])
+    out = mod(td)
+    assert torch.equal(out["y"], mod.module(torch.ones(4, 3)))
