@@ -79,6 +79,42 @@ def raw_env_sps(key: str, seconds: float = 5.0) -> float:
     return rate
 
 
+def collector_comparison(steps: int = 8192) -> dict[str, float]:
+    """Collection alone (no training), same 64-64 policy on Hopper-v5: torchrl ``Collector`` over
+    ``GymEnv`` against :class:`ppo_pipeline.collect.Collector` over a gymnasium vector env.
+
+    The measurement behind the collector choice documented in :mod:`ppo_pipeline.collect`.
+    """
+    import torch
+    from torchrl.collectors import Collector as TorchRLCollector
+    from torchrl.envs import DoubleToFloat, TransformedEnv
+    from torchrl.envs.libs.gym import GymEnv
+
+    from . import config
+    from .collect import Collector
+    from .envs import env_seeds, make_vector_env, resolve_env_id
+    from .models import build_agent
+
+    cfg = config.mujoco(normalize_obs=False, scale_reward=False)
+    cfg.env_id = resolve_env_id(cfg.env_id)
+    venv = make_vector_env(cfg, 1)
+    agent = build_agent(venv.single_observation_space, venv.single_action_space, cfg)
+    out = {}
+    env = TransformedEnv(GymEnv("Hopper-v5"), DoubleToFloat())  # MuJoCo observes float64
+    trl = TorchRLCollector(env, agent.actor, frames_per_batch=2048, total_frames=steps)
+    t0 = time.perf_counter()
+    n = sum(batch.numel() for batch in trl)
+    out["torchrl Collector + GymEnv"] = n / (time.perf_counter() - t0)
+    trl.shutdown()
+    ours = Collector(venv, agent, 2048, torch.device("cpu"))
+    ours.reset(env_seeds(0, 1))
+    t0 = time.perf_counter()
+    n = sum(ours.collect().numel() for _ in range(max(1, steps // 2048)))
+    out["ppo_pipeline Collector + gymnasium vector env"] = n / (time.perf_counter() - t0)
+    venv.close()
+    return out
+
+
 def run_workload(w: Workload, root: Path, out: Path, threads: int) -> dict:
     run_dir = out / w.key
     cmd = [sys.executable, str(root / "recipes" / w.recipe), *w.args, "--total-steps", str(w.steps),
@@ -100,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads for training (0 = one per core)")
     p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of random-action env stepping")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
+    p.add_argument("--collectors", action="store_true",
+                   help="only compare torchrl's Collector with ours on Hopper-v5 (collection alone)")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
     try:
@@ -110,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in keys if k not in table]
     if bad:
         p.error(f"--envs: unknown {', '.join(bad)}; allowed: {', '.join(table)}")
+    if args.collectors:
+        for name, sps in collector_comparison().items():
+            print(f"{name:48} {sps:8.0f} steps/s (Hopper-v5, collection only)")
+        return 0
     root = Path(__file__).resolve().parents[1]
     results = {}
     with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:

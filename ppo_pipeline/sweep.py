@@ -554,15 +554,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m ppo_pipeline.sweep",
                            description="Inspect, resume and cancel a sweep made by a recipe's --seeds/--launcher options.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    p = sub.add_parser("status", help="table: run, state, progress %%, last return, job id")
-    p.add_argument("dir", type=Path)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    dir_help = "the sweep directory (the one holding manifest.json)"
+    p = sub.add_parser("status", help="table: run, state, progress %%, last return, job id", formatter_class=fmt)
+    p.add_argument("dir", type=Path, help=dir_help)
     p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
     p.add_argument("--wait", type=float, default=0.0, metavar="S",
                    help="first wait up to S seconds until no run is queued or running")
-    p = sub.add_parser("resume", help="resubmit only the unfinished or failed runs")
-    p.add_argument("dir", type=Path)
-    p = sub.add_parser("cancel", help="cancel the sweep's queued and running jobs")
-    p.add_argument("dir", type=Path)
+    p = sub.add_parser("resume", help="resubmit only the unfinished or failed runs", formatter_class=fmt)
+    p.add_argument("dir", type=Path, help=dir_help)
+    p = sub.add_parser("cancel", help="cancel the sweep's queued and running jobs", formatter_class=fmt)
+    p.add_argument("dir", type=Path, help=dir_help)
     ns = parser.parse_args(argv)
     try:
         if ns.command == "status":

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# How results/ was made (2026-11-21, the 2-core reference CPU, through the local SLURM cluster).
+# Each sweep is one command; the report tool turns the sweep directories into results/report/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash slurm/local_cluster.sh start
+# Table 1 comparison at this machine's scale: 2 MuJoCo tasks x 4 objectives x 3 seeds, 200,704 steps each
+# (98 batches of 2048; the paper ran 1M). Defaults = Table 3 preset: clip eps=0.2, d_targ=0.01, beta=1.
+python recipes/mujoco.py --launcher slurm --cluster local --seeds 0-2 --env Hopper-v5,HalfCheetah-v5 \
+    --objective none,clip,kl_adaptive,kl_fixed --total-steps 200704 --sweep-dir sweeps/table1
+# CartPole-v1, classic preset (100k steps), 3 seeds
+python recipes/classic_control.py --launcher slurm --cluster local --seeds 0-2 --sweep-dir sweeps/cartpole
+# A short Pong curve: Table 5 preset, 196,608 agent steps (786k frames, 2% of the paper's 40M), 1 seed
+python recipes/atari.py --launcher slurm --cluster local --seeds 0 --total-steps 196608 --eval-episodes 3 \
+    --sweep-dir sweeps/pong
+for d in sweeps/table1 sweeps/cartpole sweeps/pong; do python -m ppo_pipeline.sweep status "$d" --wait 7200; done
+python -m ppo_pipeline.report sweeps/table1 sweeps/cartpole sweeps/pong --out results/report
+# keep the per-run summaries (not checkpoints) next to the report
+for s in sweeps/*/runs/*/summary.json; do
+  run=$(basename "$(dirname "$s")"); mkdir -p "results/runs/$run"; cp "$s" "results/runs/$run/"
+done
