@@ -14,7 +14,8 @@ python recipes/classic_control.py --launcher slurm --cluster local --seeds 0-2 -
 python recipes/atari.py --launcher slurm --cluster local --seeds 0 --total-steps 196608 --eval-episodes 3 \
     --sweep-dir sweeps/pong
 for d in sweeps/table1 sweeps/cartpole sweeps/pong; do python -m ppo_pipeline.sweep status "$d" --wait 7200; done
-python -m ppo_pipeline.report sweeps/table1 sweeps/cartpole sweeps/pong --out results/report
+python -m ppo_pipeline.report sweeps/table1 --out results/table1              # Table 1: MuJoCo only
+python -m ppo_pipeline.report sweeps/cartpole sweeps/pong --out results/curves  # CartPole and Pong curves
 # keep the per-run summaries (not checkpoints) next to the report
 for s in sweeps/*/runs/*/summary.json; do
   run=$(basename "$(dirname "$s")"); mkdir -p "results/runs/$run"; cp "$s" "results/runs/$run/"
