@@ -82,3 +82,18 @@ def test_nan_loss_stops_with_update_named_and_last_checkpoint_kept(tmp_path, cap
     assert str(good) in err[0]
     assert checkpoint.latest(run) == good and good.read_bytes() == before
     checkpoint.load(good)  # still a valid checkpoint
+
+
+def test_trainer_applies_paper_beta_rule_once_per_update(tmp_path):
+    """kl_adaptive: the beta of update u+1 is the paper's rule (Sec. 4) applied once to the beta and the
+    batch KL d of update u, as logged in metrics.csv."""
+    cfg = tiny(config.classic, tmp_path, name="kl", objective="kl_adaptive", total_steps=256 * 5,
+               kl_target=0.003, kl_beta=1.0)
+    Trainer(cfg).train()
+    rows = read_csv(tmp_path / "kl" / "metrics.csv")
+    assert rows[0]["kl_beta"] == 1.0
+    for prev, cur in zip(rows, rows[1:]):
+        d, beta = prev["kl"], prev["kl_beta"]
+        expected = beta / 2 if d < cfg.kl_target / 1.5 else beta * 2 if d > 1.5 * cfg.kl_target else beta
+        assert cur["kl_beta"] == pytest.approx(expected), (prev, cur)
+    assert len({r["kl_beta"] for r in rows}) > 1  # the rule did move beta in this run
