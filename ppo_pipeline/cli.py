@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from .config import Config, ConfigError
 
@@ -87,19 +87,6 @@ def build_parser(preset: Callable[..., Config], description: str, prog: str | No
     parser = OneLineParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser, preset())
     return parser
-
-
-def parse(preset: Callable[..., Config], argv: Sequence[str] | None, description: str, *,
-          atari_only: bool = False, prog: str | None = None) -> Config:
-    """Parse ``argv`` over ``preset``'s defaults and validate; on bad input print one line, exit 2."""
-    parser = build_parser(preset, description, prog)
-    ns = parser.parse_args(argv)
-    cfg = config_from_args(ns)
-    try:
-        return cfg.validate(atari_only=atari_only)
-    except ConfigError as e:
-        fail(str(e))
-        raise  # unreachable
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-import submitit
 import torch
 
 from ppo_pipeline import checkpoint, sweep
