@@ -52,6 +52,13 @@ def obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(obs)).to(device, non_blocking=True)
 
 
+def env_action(action: torch.Tensor, space: gym.Space) -> np.ndarray:
+    """The policy's action as the env takes it: numpy, clipped to a ``Box``'s bounds (the loss keeps the raw
+    sample; 37 details, continuous #5)."""
+    out = action.cpu().numpy()
+    return np.clip(out, space.low, space.high) if isinstance(space, gym.spaces.Box) else out
+
+
 def episode_stats(info: dict) -> list[tuple[int, float, int]]:
     """(env index, return, length) of the episodes that ended in this vector step (SAME_STEP autoreset)."""
     final = info.get("final_info")
@@ -68,9 +75,6 @@ class Collector:
                  obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.obs_norm, self.reward_scaler = obs_norm, reward_scaler
-        self.box = isinstance(envs.single_action_space, gym.spaces.Box)
-        if self.box:
-            self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
         self.obs: np.ndarray | None = None
         self.global_step = 0
         self.time_env = 0.0      # seconds in VectorEnv.step + normalization (for the bench's split)
@@ -105,9 +109,7 @@ class Collector:
                 buf = {k: torch.empty((T, *v.shape), dtype=v.dtype, device=dev) for k, v in out.items()}
             for k, v in out.items():
                 buf[k][t] = v
-            action = out["action"].cpu().numpy()
-            if self.box:
-                action = np.clip(action, self.low, self.high)  # the env sees the clipped action
+            action = env_action(out["action"], self.envs.single_action_space)
             t1 = clock()
             next_obs, r, term, trunc, info = self.envs.step(action)
             self.global_step += E

@@ -28,7 +28,7 @@ from tensordict import TensorDict
 from tqdm import tqdm
 
 from . import checkpoint
-from .collect import Collector, EpisodeLog, obs_tensor
+from .collect import Collector, EpisodeLog, env_action, obs_tensor
 from .config import Config
 from .envs import ObsNormalizer, RewardScaler, env_seeds, make_vector_env
 from .metrics import RunLogger, write_summary
@@ -83,7 +83,6 @@ def evaluate(agent: Agent, cfg: Config, obs_norm: ObsNormalizer | None, episodes
     """
     envs = make_vector_env(cfg, episodes, evaluation=True)
     norm = obs_norm.frozen_copy() if obs_norm is not None else None
-    box = isinstance(envs.single_action_space, gym.spaces.Box)
     device = next(agent.parameters()).device
     try:
         obs, _ = envs.reset(seed=env_seeds(cfg.seed, episodes, evaluation=True))
@@ -91,9 +90,8 @@ def evaluate(agent: Agent, cfg: Config, obs_norm: ObsNormalizer | None, episodes
         running = np.ones(episodes, dtype=bool)
         for _ in range(cfg.eval_max_steps):
             x = norm(obs, update=False) if norm is not None else obs
-            action = agent.act(obs_tensor(x, device), deterministic=True)["action"].cpu().numpy()
-            if box:
-                action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+            action = env_action(agent.act(obs_tensor(x, device), deterministic=True)["action"],
+                                envs.single_action_space)
             obs, reward, term, trunc, _ = envs.step(action)
             returns += reward * running
             running &= ~(term | trunc)
