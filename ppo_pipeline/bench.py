@@ -62,7 +62,8 @@ def workloads(steps: dict[str, int]) -> dict[str, Workload]:
 def raw_env_sps(key: str, seconds: float = 5.0) -> float:
     """Vector-env steps/s x num_envs with random actions, same stack and batching as training."""
     from . import config
-    from .envs import make_vector_env, resolve_env_id
+    from .env_ids import resolve_env_id
+    from .envs import make_vector_env
 
     cfg = {"cartpole": config.classic(num_envs=4), "hopper": config.mujoco(), "pong": config.atari()}[key]
     cfg.env_id = resolve_env_id(cfg.env_id)
@@ -92,13 +93,15 @@ def collector_comparison(steps: int = 8192) -> dict[str, float]:
 
     from . import config
     from .collect import Collector
-    from .envs import env_seeds, make_vector_env, resolve_env_id
-    from .models import build_agent
+    from .config import env_seeds
+    from .env_ids import resolve_env_id
+    from .envs import make_vector_env
+    from .models import Agent
 
     cfg = config.mujoco(normalize_obs=False, scale_reward=False)
     cfg.env_id = resolve_env_id(cfg.env_id)
     venv = make_vector_env(cfg, 1)
-    agent = build_agent(venv.single_observation_space, venv.single_action_space, cfg)
+    agent = Agent(venv.single_observation_space, venv.single_action_space, cfg)
     out = {}
     env = TransformedEnv(GymEnv("Hopper-v5"), DoubleToFloat())  # MuJoCo observes float64
     trl = TorchRLCollector(env, agent.actor, frames_per_batch=2048, total_frames=steps)

@@ -1,23 +1,30 @@
 """Checkpoints: the full training state, written atomically (temp file + rename), the last 2 kept.
 
 A checkpoint is a ``torch.save`` dict with a ``format`` marker; :func:`load` refuses anything else
-with one line naming the file.
+with one line naming the file. The state that is not a module's ``state_dict`` is captured here too:
+the random number generators (:func:`capture_rng`) and the envs (:func:`snapshot_envs`).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import random
 import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
+
+from .errors import UserError
 
 FORMAT = "ppo-pipeline/checkpoint/v1"
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
@@ -86,3 +93,48 @@ def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run "
                               f"({k}={theirs.get(k)!r} there, {config[k]!r} in this run's config)")
     return state
+
+
+# ------------------------------------------------------------------------------------------------------
+# State that is not a state_dict: random number generators and envs
+# ------------------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """The state of every generator a run draws from: torch (CPU and CUDA), numpy, Python, and the
+    sampler's own ``generator``."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "sampler": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    generator.set_state(state["sampler"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def snapshot_envs(envs: gym.vector.VectorEnv) -> bytes | None:
+    """The in-process env state (for an exact resume); None where it can't be taken (subprocess envs)."""
+    if isinstance(envs, gym.vector.AsyncVectorEnv):
+        return None
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(envs)
+    except Exception:
+        return None
+
+
+def restore_envs(snapshot: bytes) -> gym.vector.VectorEnv:
+    """Inverse of :func:`snapshot_envs`."""
+    return pickle.loads(snapshot)

@@ -39,8 +39,6 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config) -> Non
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         meta = f.metadata
-        if not meta.get("cli", True):
-            continue
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{meta.get('help', '')} (default: {default if not isinstance(default, list) else ','.join(map(str, default))})"

@@ -1,20 +1,19 @@
 """The collector: a gymnasium vector env stepped with the agent's fast path, batched into a TensorDict.
 
-Choice by measurement (2-core reference CPU, ``python -m ppo_pipeline.bench --collectors``): collecting
-Hopper-v5 with the same 64-64 policy and no training runs at 1,355 steps/s through torchrl's
-``Collector`` over ``GymEnv`` and at 2,410 steps/s through this collector; the difference is torchrl's
-per-step TensorDict and transform work. Here the per-step work is
-one batched forward pass over all envs on plain tensors and one ``VectorEnv.step``; TensorDicts are
-made once per batch, where they cost nothing. The output is what torchrl's collectors emit, so torchrl's
-GAE and losses consume it unchanged.
+Why not torchrl's ``Collector``: per step it builds TensorDicts and runs the transform machinery,
+which costs more than the env step itself on small envs (``python -m ppo_pipeline.bench
+--collectors`` measures both on your machine). Here the per-step work is one batched forward pass
+over all envs on plain tensors and one ``VectorEnv.step``; TensorDicts are made once per batch, where
+they cost nothing. The output is what torchrl's collectors emit, so torchrl's GAE and losses consume
+it unchanged.
 
 Output of :meth:`Collector.collect`, a TensorDict of batch shape [num_envs, T] (time last):
 
 ``observation``, ``action`` (raw sample, before clipping to the bounds), ``action_log_prob``,
 ``state_value`` [.., 1], the distribution parameters (``logits`` or ``loc``/``scale``), and under
 ``"next"``: ``reward`` [.., 1] (the training reward: sign-clipped or scaled), ``done``, ``terminated``,
-``truncated`` [.., 1] bool, ``state_value`` [.., 1] = V(s_{t+1}) where s_{t+1} is the true next state
-(the final observation when the episode ended; 0 when it terminated).
+``truncated`` [.., 1] bool, ``state_value`` [.., 1] = V(s_{t+1}), the bootstrap of
+:func:`ppo_pipeline.advantages.next_state_value`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from .envs import ObsNormalizer, RewardScaler
+from .advantages import next_state_value
+from .normalize import ObsNormalizer, RewardScaler
 from .models import Agent
 
 
@@ -88,15 +88,12 @@ class Collector:
     def _norm(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         return self.obs_norm(obs, update) if self.obs_norm is not None else obs
 
-    def _to_device(self, obs: np.ndarray) -> torch.Tensor:
-        return obs_tensor(obs, self.device)
-
     @torch.no_grad()
     def collect(self) -> TensorDict:
         E, T, dev = self.envs.num_envs, self.T, self.device
-        obs_t = self._to_device(self.obs)
+        obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, torch.Tensor] = {}
-        next_value = torch.zeros(T, E, 1, device=dev)
+        final_value = torch.zeros(T, E, 1, device=dev)   # V(final observation) where a time limit cut
         reward = torch.zeros(T, E, 1, device=dev)
         terminated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
         truncated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
@@ -124,18 +121,15 @@ class Collector:
             boot = np.flatnonzero(trunc & ~term)
             if len(boot):  # bootstrap a time limit from V(final observation)
                 final = np.stack([info["final_obs"][i] for i in boot])
-                next_value[t, boot] = self.agent.state_value(self._to_device(self._norm(final, update=False)))
+                final_value[t, boot] = self.agent.state_value(obs_tensor(self._norm(final, update=False), dev))
             self.obs = self._norm(next_obs)
-            obs_t = self._to_device(self.obs)
+            obs_t = obs_tensor(self.obs, dev)
             t2 = clock()
             self.time_policy += t1 - t0
             self.time_env += t2 - t1
-        # V(s_{t+1}) = V(s_{t+1} of the next row) unless the episode ended at t.
-        value = buf["state_value"]
-        last_value = self.agent.state_value(obs_t)
-        shifted = torch.cat([value[1:], last_value.unsqueeze(0)], 0)
+        next_value = next_state_value(buf["state_value"], self.agent.state_value(obs_t), final_value,
+                                      terminated, truncated)
         done = terminated | truncated
-        next_value = torch.where(done, next_value, shifted)
         td = {k: v.transpose(0, 1) for k, v in buf.items()}
         td["next"] = {"reward": reward.transpose(0, 1), "terminated": terminated.transpose(0, 1),
                       "truncated": truncated.transpose(0, 1), "done": done.transpose(0, 1),

@@ -19,7 +19,6 @@ Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -27,15 +26,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import env_ids
+from .errors import ConfigError
+
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 
+# Seeds: env i of run seed s gets s * SEED_STRIDE + i (training) or s * SEED_STRIDE + EVAL_OFFSET + i
+# (evaluation). Integer arithmetic, so two seeds of a sweep never share an env seed as long as there
+# are at most EVAL_OFFSET envs of each kind (checked by Config.validate).
+SEED_STRIDE = 100_000
+EVAL_OFFSET = 50_000
 
-class ConfigError(ValueError):
-    """A bad configuration value; its message is the one line the user sees."""
+
+def env_seeds(seed: int, n: int, *, evaluation: bool = False) -> list[int]:
+    """Per-env seeds derived from the run seed; disjoint across seeds and between train and eval."""
+    base = seed * SEED_STRIDE + (EVAL_OFFSET if evaluation else 0)
+    return [base + i for i in range(n)]
 
 
-def _f(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True) -> Any:
-    meta = {"help": help, "cli": cli}
+def option(default: Any, help: str, *, choices: tuple | None = None) -> Any:
+    """A :class:`Config` field with its ``--help`` text (and allowed values): one command-line option."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
     if isinstance(default, (list, dict)):
@@ -48,61 +59,61 @@ class Config:
     """One PPO run. Field names follow the paper's symbols where it has one."""
 
     # --- environment ---------------------------------------------------------------------------
-    env_id: str = _f("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong)")
-    num_envs: int = _f(8, "N parallel actors (paper: 'N actors')")
-    frame_skip: int = _f(4, "Atari: frames per agent step, max-pooled over the last 2")
-    noop_max: int = _f(30, "Atari: at most this many no-ops after a real reset")
-    frame_stack: int = _f(4, "Atari: stacked frames per observation")
-    episodic_life: bool = _f(True, "Atari: a lost life ends the training episode (stats count games)")
-    clip_reward_sign: bool = _f(True, "Atari: train on sign(reward); stats keep the raw score")
-    normalize_obs: bool = _f(False, "running observation normalization, then clip to +-clip_obs")
-    clip_obs: float = _f(10.0, "observation clip after normalization")
-    scale_reward: bool = _f(False, "divide rewards by the running std of the discounted return")
-    clip_reward: float = _f(10.0, "reward clip after scaling")
-    vector_env: str = _f("auto", "env batching: sync (one process), async (a process per env), auto",
+    env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong)")
+    num_envs: int = option(8, "N parallel actors (paper: 'N actors')")
+    frame_skip: int = option(4, "Atari: frames per agent step, max-pooled over the last 2")
+    noop_max: int = option(30, "Atari: at most this many no-ops after a real reset")
+    frame_stack: int = option(4, "Atari: stacked frames per observation")
+    episodic_life: bool = option(True, "Atari: a lost life ends the training episode (stats count games)")
+    clip_reward_sign: bool = option(True, "Atari: train on sign(reward); stats keep the raw score")
+    normalize_obs: bool = option(False, "running observation normalization, then clip to +-clip_obs")
+    clip_obs: float = option(10.0, "observation clip after normalization")
+    scale_reward: bool = option(False, "divide rewards by the running std of the discounted return")
+    clip_reward: float = option(10.0, "reward clip after scaling")
+    vector_env: str = option("auto", "env batching: sync (one process), async (a process per env), auto",
                          choices=("auto", "sync", "async"))
 
     # --- budget & batch --------------------------------------------------------------------------
-    total_steps: int = _f(100_000, "agent steps to train for (Atari frames = steps x frame_skip)")
-    num_steps: int = _f(128, "horizon T: steps per actor per batch")
-    epochs: int = _f(4, "K epochs over each fresh batch")
-    minibatch_size: int = _f(256, "samples per minibatch (must divide num_envs*num_steps)")
+    total_steps: int = option(100_000, "agent steps to train for (Atari frames = steps x frame_skip)")
+    num_steps: int = option(128, "horizon T: steps per actor per batch")
+    epochs: int = option(4, "K epochs over each fresh batch")
+    minibatch_size: int = option(256, "samples per minibatch (must divide num_envs*num_steps)")
 
     # --- optimisation ------------------------------------------------------------------------------
-    lr: float = _f(2.5e-4, "Adam step size (times alpha when anneal is on)")
-    adam_eps: float = _f(1e-5, "Adam epsilon (37 details: 1e-5, not torch's 1e-8)")
-    anneal: bool = _f(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
-    max_grad_norm: float = _f(0.5, "global gradient-norm clip (0 = off)")
+    lr: float = option(2.5e-4, "Adam step size (times alpha when anneal is on)")
+    adam_eps: float = option(1e-5, "Adam epsilon (37 details: 1e-5, not torch's 1e-8)")
+    anneal: bool = option(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
+    max_grad_norm: float = option(0.5, "global gradient-norm clip (0 = off)")
 
     # --- objective ----------------------------------------------------------------------------------
-    objective: str = _f("clip", "surrogate: clip (Eq. 7), kl_adaptive / kl_fixed (Eq. 8), none (L^CPI)",
+    objective: str = option("clip", "surrogate: clip (Eq. 7), kl_adaptive / kl_fixed (Eq. 8), none (L^CPI)",
                         choices=OBJECTIVES)
-    clip_epsilon: float = _f(0.2, "epsilon of L^CLIP (times alpha when anneal is on)")
-    kl_target: float = _f(0.01, "d_targ of the adaptive KL penalty")
-    kl_beta: float = _f(1.0, "beta: initial (kl_adaptive) or constant (kl_fixed) KL coefficient")
-    gamma: float = _f(0.99, "discount gamma")
-    gae_lambda: float = _f(0.95, "GAE lambda")
-    value_coef: float = _f(1.0, "c1, value-loss coefficient of Eq. 9")
-    entropy_coef: float = _f(0.01, "c2, entropy-bonus coefficient of Eq. 9")
-    clip_value: float = _f(0.0, "value-loss clipping radius (0 = off, the paper's choice)")
-    normalize_advantage: bool = _f(True, "standardize advantages per minibatch")
+    clip_epsilon: float = option(0.2, "epsilon of L^CLIP (times alpha when anneal is on)")
+    kl_target: float = option(0.01, "d_targ of the adaptive KL penalty")
+    kl_beta: float = option(1.0, "beta: initial (kl_adaptive) or constant (kl_fixed) KL coefficient")
+    gamma: float = option(0.99, "discount gamma")
+    gae_lambda: float = option(0.95, "GAE lambda")
+    value_coef: float = option(1.0, "c1, value-loss coefficient of Eq. 9")
+    entropy_coef: float = option(0.01, "c2, entropy-bonus coefficient of Eq. 9")
+    clip_value: float = option(0.0, "value-loss clipping radius (0 = off, the paper's choice)")
+    normalize_advantage: bool = option(True, "standardize advantages per minibatch")
 
     # --- model --------------------------------------------------------------------------------------
-    hidden_sizes: list = _f([64, 64], "MLP hidden layer sizes (non-pixel envs)")
-    shared_trunk: bool = _f(False, "policy and value share the trunk (always true for Atari's CNN)")
+    hidden_sizes: list = option([64, 64], "MLP hidden layer sizes (non-pixel envs)")
+    shared_trunk: bool = option(False, "policy and value share the trunk (always true for Atari's CNN)")
 
     # --- run ----------------------------------------------------------------------------------------
-    seed: int = _f(0, "seed; per-env seeds are derived from it without overlap across seeds")
-    device: str = _f("auto", "auto (cuda when available), cpu, cuda or cuda:N")
-    torch_threads: int = _f(0, "torch CPU threads (0 = one per core)")
-    eval_every: int = _f(0, "deterministic evaluation every N updates (0 = only at the end)")
-    eval_episodes: int = _f(10, "episodes per evaluation (0 = no evaluation)")
-    eval_max_steps: int = _f(27_000, "cap on an evaluation episode's agent steps")
-    checkpoint_every: int = _f(10, "write a checkpoint every N updates (and at the end)")
-    run_dir: str = _f("runs", "parent folder of run directories")
-    name: str = _f("", "run name (default: <env>__<objective>__s<seed>)")
-    tensorboard: bool = _f(True, "write TensorBoard events")
-    progress: bool = _f(True, "show a tqdm progress bar")
+    seed: int = option(0, "seed; per-env seeds are derived from it without overlap across seeds")
+    device: str = option("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    torch_threads: int = option(0, "torch CPU threads (0 = one per core)")
+    eval_every: int = option(0, "deterministic evaluation every N updates (0 = only at the end)")
+    eval_episodes: int = option(10, "episodes per evaluation (0 = no evaluation)")
+    eval_max_steps: int = option(27_000, "cap on an evaluation episode's agent steps")
+    checkpoint_every: int = option(10, "write a checkpoint every N updates (and at the end)")
+    run_dir: str = option("runs", "parent folder of run directories")
+    name: str = option("", "run name (default: <env>__<objective>__s<seed>)")
+    tensorboard: bool = option(True, "write TensorBoard events")
+    progress: bool = option(True, "show a tqdm progress bar")
 
     # ------------------------------------------------------------------------------------------------
     @property
@@ -132,21 +143,25 @@ class Config:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     # ------------------------------------------------------------------------------------------------
-    def validate(self, *, atari_only: bool = False) -> "Config":
+    def resolved(self, *, device: bool = True) -> "Config":
+        """A copy with the env id looked up (``Pong`` -> ``ALE/Pong-v5``) and, unless ``device=False``,
+        the device (``auto`` -> ``cuda`` or ``cpu``). Raises :class:`ConfigError` for an unknown id or device."""
+        out = dataclasses.replace(self, env_id=env_ids.resolve_env_id(self.env_id))
+        if device:
+            out.device = resolve_device(self.device)
+        return out
+
+    def validate(self, *, atari_only: bool = False) -> None:
         """Check every value; raise :class:`ConfigError` with one line naming the bad value.
 
-        Runs before any environment is created. Returns ``self`` with the env id resolved
-        (``Pong`` -> ``ALE/Pong-v5``).
+        Changes nothing; runs before any environment is created (on a :meth:`resolved` config).
         """
-        from . import envs  # gymnasium registry lookups live with the env code
-
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
 
-        self.env_id = envs.resolve_env_id(self.env_id)
         if atari_only:
-            need(envs.is_atari(self.env_id),
+            need(env_ids.is_atari(self.env_id),
                  f"env_id {self.env_id!r} is not an Atari game; the Atari recipe takes ALE ids "
                  f"such as ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)")
         need(self.objective in OBJECTIVES,
@@ -170,6 +185,9 @@ class Config:
         for name in ("noop_max", "eval_every", "torch_threads", "eval_episodes"):
             v = getattr(self, name)
             need(v >= 0, f"{name}={v} must be >= 0")
+        for name in ("num_envs", "eval_episodes"):
+            v = getattr(self, name)
+            need(v <= EVAL_OFFSET, f"{name}={v} must be <= {EVAL_OFFSET} (env seeds of a run stay disjoint)")
         need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")
         nb = self.batch_size
         need(self.minibatch_size <= nb,
@@ -177,13 +195,20 @@ class Config:
         need(nb % self.minibatch_size == 0,
              f"minibatch_size={self.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
              f"divisors near it: {_near_divisors(nb, self.minibatch_size)}")
-        unit = f"agent steps ({self.frame_skip * self.total_steps} frames)" if envs.is_atari(self.env_id) else "steps"
+        unit = (f"agent steps ({self.frame_skip * self.total_steps} frames)" if env_ids.is_atari(self.env_id)
+                else "steps")
         need(self.total_steps % nb == 0,
              f"total_steps={self.total_steps} {unit} is not a multiple of the batch num_envs*num_steps={nb}; "
              f"nearest: {max(nb, round(self.total_steps / nb) * nb)}")
-        self.device = resolve_device(self.device)
+        check_device_spec(self.device)
         _check_writable(Path(self.run_dir))
-        return self
+
+
+def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Config:
+    """:meth:`Config.resolved` then :meth:`Config.validate`: the config a run starts from."""
+    out = cfg.resolved(device=device)
+    out.validate(atari_only=atari_only)
+    return out
 
 
 def _near_divisors(n: int, m: int) -> str:
@@ -191,10 +216,20 @@ def _near_divisors(n: int, m: int) -> str:
     return ", ".join(str(d) for d in sorted(divs, key=lambda d: abs(d - m))[:3])
 
 
+def check_device_spec(spec: str) -> None:
+    """Raise :class:`ConfigError` unless ``spec`` is auto, cpu, cuda or cuda:N (whether it exists is
+    :func:`resolve_device`'s question, asked on the machine that runs)."""
+    s = spec.strip().lower()
+    idx = s.partition(":")[2]
+    if s not in ("auto", "cpu", "cuda") and not (s.startswith("cuda:") and idx.isdigit()):
+        raise ConfigError(f"device={spec!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
+
+
 def resolve_device(spec: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; an explicit CUDA device must exist."""
     import torch
 
+    check_device_spec(spec)
     spec = spec.strip().lower()
     if spec == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -206,8 +241,7 @@ def resolve_device(spec: str) -> str:
         idx = spec.partition(":")[2]
         if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
             raise ConfigError(f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) exist")
-        return spec
-    raise ConfigError(f"device={spec!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
+    return spec
 
 
 def _check_writable(path: Path) -> None:
@@ -216,14 +250,6 @@ def _check_writable(path: Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"run_dir={str(path)!r} is not writable ({str(probe)!r} cannot be written)")
-
-
-def suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    if not close:
-        low = name.lower()
-        close = [k for k in known if low in k.lower()][:3]
-    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 # ------------------------------------------------------------------------------------------------------

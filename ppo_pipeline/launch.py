@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 from . import checkpoint
 from .cli import allow_lists, build_parser, config_from_args, fail, parse_seeds, split_list
-from .config import Config, ConfigError
+from .config import Config, ConfigError, prepare
 
 SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel")
 
@@ -88,7 +88,7 @@ def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | 
     else:
         cfg = config_from_args(ns)
     try:
-        cfg.validate(atari_only=atari_only)
+        cfg = prepare(cfg, atari_only=atari_only)
         if resume_from is not None:
             checkpoint.load_for_run(resume_from, cfg.to_dict())
     except (ConfigError, checkpoint.CheckpointError) as e:

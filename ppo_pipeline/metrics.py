@@ -1,5 +1,5 @@
-"""Run outputs: ``metrics.csv`` (one row per update), ``episodes.csv`` (one row per finished training
-episode), TensorBoard events, ``summary.json``; and readers for them.
+"""What a run writes as it trains: ``metrics.csv`` (one row per update), ``episodes.csv`` (one row per
+finished training episode), TensorBoard events, and ``summary.json`` with the time split by phase.
 
 Columns of ``metrics.csv`` (the wall-clock columns ``sps`` and ``time_s`` are the only ones that differ
 between two CPU runs of the same seed):
@@ -7,11 +7,13 @@ between two CPU runs of the same seed):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
+
+from . import rundir
 
 METRIC_COLUMNS = [
     "update", "step",
@@ -28,7 +30,7 @@ EPISODE_COLUMNS = ["step", "return", "length"]
 __doc__ += "\n" + ", ".join(f"``{c}``" for c in METRIC_COLUMNS) + "\n"
 
 
-def _fmt(v: Any) -> str:
+def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
@@ -44,28 +46,25 @@ class CsvLog:
     def __init__(self, path: Path, columns: list[str]):
         self.path, self.columns = path, columns
         if not path.exists():
-            path.write_text(",".join(columns) + "\n")
+            rundir.write_text(path, ",".join(columns) + "\n")
 
     def write(self, rows: Iterable[dict]) -> None:
         with self.path.open("a", newline="") as f:
             for row in rows:
-                f.write(",".join(_fmt(row.get(c)) for c in self.columns) + "\n")
-
-    def rows(self) -> int:
-        with self.path.open() as f:
-            return max(sum(1 for _ in f) - 1, 0)
+                f.write(",".join(_cell(row.get(c)) for c in self.columns) + "\n")
 
     def truncate(self, n: int) -> None:
+        """Keep the header and the first ``n`` rows; atomic (a crash leaves the old file or the new one)."""
         lines = self.path.read_text().splitlines(keepends=True)
-        self.path.write_text("".join(lines[: n + 1]))
+        rundir.write_text(self.path, "".join(lines[: n + 1]))
 
 
 class RunLogger:
     """metrics.csv + episodes.csv + TensorBoard for one run directory."""
 
     def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None):
-        self.metrics = CsvLog(run_path / "metrics.csv", METRIC_COLUMNS)
-        self.episodes = CsvLog(run_path / "episodes.csv", EPISODE_COLUMNS)
+        self.metrics = CsvLog(run_path / rundir.METRICS, METRIC_COLUMNS)
+        self.episodes = CsvLog(run_path / rundir.EPISODES, EPISODE_COLUMNS)
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -85,19 +84,57 @@ class RunLogger:
             for s, r in zip(steps, returns):
                 self.tb.add_scalar("episode/return", r, s)
 
+    def flush(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
 
 
+def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:
+    """The episode columns of a metrics row: the episodes that ended in this update, and the mean of
+    the last 100 training episodes (the paper's score) so far."""
+    if not returns:
+        row: dict[str, Any] = {"episodes": 0}
+    else:
+        row = {"episodes": len(returns), "episode_return_mean": float(np.mean(returns)),
+               "episode_return_min": float(np.min(returns)), "episode_return_max": float(np.max(returns)),
+               "episode_length_mean": float(np.mean(lengths))}
+    row["return_mean_100"] = float(np.mean(last100)) if last100 else None
+    return row
+
+
+def timing_split(phases: dict[str, float], time_env: float, time_policy: float) -> dict[str, float]:
+    """Seconds of this process in env stepping, policy inference, the rest of collection, GAE, the
+    update and evaluation (``phases`` holds collect / gae / update / eval; the collector the other two)."""
+    return {"env": round(time_env, 3), "policy": round(time_policy, 3),
+            "collect_other": round(phases.get("collect", 0.0) - time_env - time_policy, 3),
+            "gae": round(phases.get("gae", 0.0), 3), "update": round(phases.get("update", 0.0), 3),
+            "eval": round(phases.get("eval", 0.0), 3)}
+
+
+def run_summary(cfg: Any, *, updates: int, total_steps: int, returns: list, last_eval: list | None,
+                wall_time_s: float, checkpoint: Path | None, timing: dict[str, float]) -> dict[str, Any]:
+    """The content of ``summary.json``: status, final evaluation, the paper's last-100 score, the mean
+    over all training episodes (Table 2), wall time, newest checkpoint and the time split."""
+    last100 = returns[-100:]
+    return {
+        "env_id": cfg.env_id, "objective": cfg.objective, "seed": cfg.seed,
+        "status": "finished" if updates == cfg.num_updates else "partial",
+        "updates": updates, "total_steps": total_steps,
+        "final_eval_return_mean": float(np.mean(last_eval)) if last_eval else None,
+        "final_eval_returns": last_eval,
+        "last100_return_mean": float(np.mean(last100)) if last100 else None,
+        "train_return_mean_all": float(np.mean(returns)) if returns else None,
+        "episodes": len(returns),
+        "wall_time_s": round(wall_time_s, 2),
+        "checkpoint": str(checkpoint or ""),
+        "timing_s": timing,
+    }
+
+
 def write_summary(path: Path, summary: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def read_csv(path: Path) -> list[dict]:
-    """Rows as dicts of floats (empty cells -> NaN)."""
-    with Path(path).open() as f:
-        return [{k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()} for row in csv.DictReader(f)]
+    rundir.write_json(path, summary)

@@ -15,10 +15,9 @@ TensorDict contract (what :attr:`Agent.actor` and :attr:`Agent.critic` read and 
   With a shared trunk it reads ``"hidden"``, which the actor wrote into the same TensorDict moments
   before inside the PPO loss (torchrl computes the policy term first, then the critic term on the same
   TensorDict), so the CNN runs once per minibatch, as in the paper, not twice.
-* ``value``  (``ValueOperator``): ``"observation"`` -> ``"state_value"``, for use outside the loss.
 
 :meth:`Agent.act` is the collector's fast path: the same modules on plain tensors, no TensorDict per
-step (a TensorDict actor call costs ~350 us on the reference CPU, the bare network ~40 us).
+step (a TensorDict actor call costs several times the bare network; ``python -m ppo_pipeline.bench``).
 """
 
 from __future__ import annotations
@@ -125,8 +124,6 @@ class Agent(nn.Module):
         self.actor = ProbabilisticActor(TensorDictSequential(*modules), in_keys=list(self.dist_keys),
                                         out_keys=["action"], distribution_class=dist_cls, return_log_prob=True)
         self.critic = ValueOperator(self.value_net, in_keys=["hidden" if self.shared else "observation"])
-        self.value = (TensorDictSequential(TensorDictModule(self.trunk, ["observation"], ["hidden"]), self.critic)
-                      if self.shared else self.critic)
 
     # --- fast path for the collector and evaluation ---------------------------------------------------
     @torch.no_grad()
@@ -155,6 +152,3 @@ class Agent(nn.Module):
         h = self.trunk(obs)
         return self.value_net(h if self.shared else obs)
 
-
-def build_agent(observation_space: gym.Space, action_space: gym.Space, cfg: Config) -> Agent:
-    return Agent(observation_space, action_space, cfg)

@@ -1,19 +1,34 @@
-"""The paper's surrogate objectives over torchrl's losses, the adaptive-KL beta rule, and GAE.
+"""The paper's surrogate objectives (Eqs. 6-9) over torchrl's losses, the adaptive-KL rule, the total loss.
 
 With r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t) and A_t the advantage estimate:
 
 * ``none``        L^CPI  = E[r_t A_t]                                   (Eq. 6; Table 1, first row)
-                  -> torchrl ``PPOLoss`` (the base class has no clipping or penalty)
 * ``clip``        L^CLIP = E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]  (Eq. 7)
-                  -> torchrl ``ClipPPOLoss``
 * ``kl_fixed``    L^KLPEN = E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]] (Eq. 8), beta constant
 * ``kl_adaptive`` Eq. 8 with beta adapted after each policy update (Sec. 4):
                   d = E[KL[pi_old, pi]]; d < d_targ/1.5 -> beta/2; d > 1.5 d_targ -> beta*2
-                  -> torchrl ``KLPENPPOLoss`` for the penalty, :class:`KLController` for the rule.
 
 Every loss adds c1 * (V(s_t) - V_targ)^2 (squared error, Eq. 9; optionally clipped) and
 -c2 * entropy, and normalizes advantages per minibatch. torchrl returns *losses* (to minimise):
-``loss_objective = -L``, ``loss_critic = c1 L^VF``, ``loss_entropy = -c2 S``; their sum is -L^{CLIP+VF+S}.
+``loss_objective = -L``, ``loss_critic = c1 L^VF``, ``loss_entropy = -c2 S``; :func:`total_loss`
+sums them into -L^{CLIP+VF+S}.
+
+Where each equation lives, what it is held against (``tests/reference.py``) and by which property
+test (``tests/test_properties_*.py``, mutants in ``tests/test_mutants.py``):
+
+| paper | here | reference | property tests |
+|---|---|---|---|
+| r_t (Sec. 3) | torchrl ``PPOLoss`` log-weight | ``ratio`` | ``test_ratio`` |
+| Eq. 6 L^CPI | ``PPOLoss`` (``none``) | ``l_cpi`` | ``test_reference_values``, ``test_theta_old`` |
+| Eq. 7 L^CLIP | ``ClipPPOLoss`` (``clip``), :func:`set_clip_epsilon` | ``l_clip`` | ``test_pessimism``, ``test_clipped_gradients_vanish``, ``test_eps_monotone`` |
+| Eq. 8 L^KLPEN | ``KLPENPPOLoss`` (``kl_*``), :func:`mean_kl` | ``l_klpen``, ``*_kl`` | ``test_reference_values``, ``test_kl_estimate`` |
+| Sec. 4 beta rule | :class:`KLController` | ``adapt_beta`` | ``test_adaptive_beta_rule`` |
+| Eq. 9 total | :func:`total_loss` (c1 ``loss_critic``, c2 ``loss_entropy``) | ``eq9_loss``, ``l_vf``, ``l_vf_clipped`` | ``test_reference_values``, ``test_value_clipping``, ``test_entropy_bonus_lowers_loss`` |
+| advantage normalization (37 details) | torchrl ``normalize_advantage`` | ``normalize_advantage`` | ``test_minibatch_advantages_standardized``, ``test_normalized_loss_affine_invariant`` |
+| Eq. 10 (lambda = 1) | :func:`ppo_pipeline.advantages.make_gae` | ``discounted_return_minus_value`` | ``test_gae_lambda1_is_return_minus_value`` |
+| Eq. 11 GAE | :func:`ppo_pipeline.advantages.make_gae` | ``gae_recursion``, ``gae_closed_form`` | ``test_gae_matches_reference_recursion``, ``test_gae_termination_cuts_the_future`` |
+| Eq. 12 delta_t | :func:`ppo_pipeline.advantages.make_gae` | ``td_residual`` | ``test_gae_lambda0_is_td_residual`` |
+| V(s_{t+1}) bootstrap | :func:`ppo_pipeline.advantages.next_state_value` | ``gae_recursion`` | ``test_gae_truncation_bootstraps_termination_does_not`` |
 
 Workaround (the one place): torchrl's ``KLPENPPOLoss`` adapts beta inside every ``forward`` call,
 i.e. after every minibatch and from that minibatch's KL alone. The paper adapts it once per policy
@@ -27,7 +42,6 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDictBase
 from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
-from torchrl.objectives.value import GAE
 
 from .config import Config
 from .models import Agent
@@ -70,7 +84,7 @@ class KLController:
     def __init__(self, kl_target: float):
         self.kl_target = kl_target
 
-    def update(self, beta: float, d: float) -> float:
+    def next_beta(self, beta: float, d: float) -> float:
         if d < self.kl_target / 1.5:
             return beta / 2.0
         if d > self.kl_target * 1.5:
@@ -91,6 +105,20 @@ def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = 4096) -> float:
     return total / max(n, 1)
 
 
+def total_loss(out: TensorDictBase) -> torch.Tensor:
+    """-L^{CLIP+VF+S} (Eq. 9), the quantity one Adam step minimises.
+
+    = ``loss_objective`` (-L^CLIP, -L^KLPEN or -L^CPI) + ``loss_critic`` (c1 L^VF) + ``loss_entropy``
+    (-c2 S); torchrl's terms carry their signs and coefficients already. The critic and entropy terms
+    are absent when their coefficient makes torchrl leave them out.
+    """
+    loss = out["loss_objective"]
+    for key in ("loss_critic", "loss_entropy"):
+        if key in out.keys():
+            loss = loss + out[key]
+    return loss
+
+
 def set_clip_epsilon(loss: PPOLoss, value: float) -> None:
     """Write epsilon * alpha into ClipPPOLoss's buffer (other objectives have none)."""
     if isinstance(loss, ClipPPOLoss):
@@ -104,17 +132,3 @@ def get_beta(loss: PPOLoss) -> float | None:
 def set_beta(loss: PPOLoss, value: float) -> None:
     if isinstance(loss, KLPENPPOLoss):
         loss.beta.fill_(value)
-
-
-def make_gae(cfg: Config) -> GAE:
-    """torchrl's GAE over precomputed values (the collector evaluates V(s_t) and V(s_{t+1})).
-
-    In: TensorDict [envs, T] with ``state_value``, ("next", ``state_value``), ("next", ``reward``),
-    ("next", ``done``), ("next", ``terminated``). Out: adds ``advantage`` and ``value_target``.
-
-    delta_t = r_t + gamma (1 - terminated_t) V(s_{t+1}) - V(s_t)        (Eq. 12)
-    A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}                     (Eq. 11)
-    V(s_{t+1}) of a truncated step is the value of the episode's true final observation, so a time
-    limit bootstraps while a termination does not.
-    """
-    return GAE(gamma=cfg.gamma, lmbda=cfg.gae_lambda, value_network=None, average_gae=False)

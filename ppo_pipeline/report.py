@@ -26,7 +26,7 @@ Groups and scores (paper: Schulman et al. 2017, Sec. 6.1 / Table 1 and Sec. 6.2 
       norm(run) = (s(run) - r_e) / (b_e - r_e)
   with r_e the random-policy score of e (mean over e's seeds of the mean return of
   ``--random-episodes`` episodes of uniform random actions, same env stack and env seeds as
-  training: ``envs.env_seeds(seed, num_envs)``) and b_e = max over the compared variants v of
+  training: ``config.env_seeds(seed, num_envs)``) and b_e = max over the compared variants v of
   mean_{runs of v on e} s(run). A variant's normalized score is the mean of norm(run) over its runs:
   on each env the best variant scores exactly 1 and random play 0. The last column of Table 1
   averages over all runs of the variant on all envs (the paper's "averaged over 21 runs").
@@ -52,11 +52,12 @@ from typing import Any, Iterable, Sequence, TextIO
 import numpy as np
 
 from .cli import OneLineParser
+from .evaluation import random_score
 from .config import OBJECTIVES, Config
 from .metrics import EPISODE_COLUMNS
+from .rundir import JOB_STATE, BrokenRun, read_table
 
 RUN_FILES = ("config.json", "metrics.csv", "episodes.csv")
-JOB_STATE = "job.json"           # written by sweep jobs: RUNNING, FINISHED, FAILED, INTERRUPTED, REQUEUED
 LAST_N = 100                     # the paper's final score: mean of the last 100 episodes
 # Paper's Table 1 row order: no clipping or penalty, clipping, adaptive KL, fixed KL.
 OBJECTIVE_ORDER = {"none": 0, "clip": 1, "kl_adaptive": 2, "kl_fixed": 3}
@@ -70,10 +71,6 @@ RANDOM_CACHE = "random_scores.json"
 
 class ReportError(Exception):
     """Bad input for the whole report (a DIR that does not exist, no runs); one line for the user."""
-
-
-class BrokenRun(Exception):
-    """A run directory that cannot be read; the message says why."""
 
 
 class NotARun(Exception):
@@ -245,48 +242,6 @@ def discover(dirs: Sequence[str | Path]) -> list[Path]:
     return sorted(found.values(), key=lambda p: str(p))
 
 
-def _read_table(path: Path, required: Sequence[str], *, drop_partial_tail: bool,
-                finite: Sequence[str]) -> dict[str, np.ndarray]:
-    """Parse one of our CSVs strictly: every cell a number or empty, the ``finite`` columns finite.
-
-    ``drop_partial_tail``: a last line without its newline is being written by a live run; drop it.
-    """
-    name = path.name
-    if not path.is_file():
-        raise BrokenRun(f"{name} is missing")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BrokenRun(f"{name} cannot be read ({e.__class__.__name__})") from None
-    if not text.strip():
-        raise BrokenRun(f"{name} is empty")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    elif drop_partial_tail and len(lines) > 1:
-        lines.pop()
-    header = lines[0].strip().split(",")
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise BrokenRun(f"{name} is corrupt (no column {', '.join(missing)} in its header)")
-    cols: list[list[float]] = [[] for _ in header]
-    for lineno, line in enumerate(lines[1:], start=2):
-        cells = line.strip().split(",")
-        if len(cells) != len(header):
-            raise BrokenRun(f"{name} is corrupt (line {lineno} has {len(cells)} fields, the header {len(header)})")
-        for j, cell in enumerate(cells):
-            try:
-                cols[j].append(float(cell) if cell else math.nan)
-            except ValueError:
-                raise BrokenRun(f"{name} is corrupt (line {lineno}: {cell[:20]!r} is not a number)") from None
-    table = {c: np.asarray(v, dtype=float) for c, v in zip(header, cols)}
-    for c in finite:
-        if not np.isfinite(table[c]).all():
-            bad = int(np.flatnonzero(~np.isfinite(table[c]))[0]) + 2
-            raise BrokenRun(f"{name} is corrupt (line {bad}: {c} is empty or not finite)")
-    return table
-
-
 def load_run(path: Path) -> Run:
     """Read one run directory; raise :class:`BrokenRun` naming what is wrong."""
     cfg_path = path / "config.json"
@@ -323,9 +278,9 @@ def load_run(path: Path) -> Run:
             raise BrokenRun("summary.json is unparseable") from None
     finished = summary is not None and summary.get("status") == "finished"
 
-    metrics = _read_table(path / "metrics.csv", ["update", "step"], drop_partial_tail=not finished,
+    metrics = read_table(path / "metrics.csv", ["update", "step"], drop_partial_tail=not finished,
                           finite=["update", "step"])
-    episodes = _read_table(path / "episodes.csv", EPISODE_COLUMNS, drop_partial_tail=not finished,
+    episodes = read_table(path / "episodes.csv", EPISODE_COLUMNS, drop_partial_tail=not finished,
                            finite=EPISODE_COLUMNS)
     if len(episodes["step"]) == 0:
         raise BrokenRun("no finished training episode yet (episodes.csv has no rows)")
@@ -375,33 +330,6 @@ class RandomScore:
     episodes: int = 0
 
 
-def measure_random_score(cfg: Config, seed: int, episodes: int = LAST_N, max_steps: int = 5_000_000) -> float:
-    """Mean raw return of the first ``episodes`` episodes of uniform random actions.
-
-    Same env stack as training (``make_vector_env(cfg, cfg.num_envs)``, raw game score from the
-    episode statistics) and the same env seeds (``env_seeds(seed, cfg.num_envs)``); the action space
-    is seeded with ``seed``. Stops after ``max_steps`` env steps with the episodes finished by then.
-    """
-    from .collect import episode_stats
-    from .envs import env_seeds, make_vector_env
-
-    envs = make_vector_env(cfg, cfg.num_envs)
-    returns: list[float] = []
-    try:
-        envs.reset(seed=env_seeds(seed, cfg.num_envs))
-        envs.action_space.seed(seed)
-        steps = 0
-        while len(returns) < episodes and steps < max_steps:
-            _, _, _, _, info = envs.step(envs.action_space.sample())
-            steps += envs.num_envs
-            returns.extend(r for _, r, _ in episode_stats(info))
-    finally:
-        envs.close()
-    if not returns:
-        raise RuntimeError(f"no episode of {cfg.env_id} finished within {max_steps} random steps")
-    return float(np.mean(returns[:episodes]))
-
-
 def _cache_key(cfg: dict[str, Any], seed: int, episodes: int) -> str:
     env = {k: cfg.get(k) for k in ENV_FIELDS}
     return json.dumps({"env": env, "seed": seed, "episodes": episodes}, sort_keys=True)
@@ -445,7 +373,7 @@ def random_scores(runs: Sequence[Run], episodes: int, cache_path: Path | None,
                     sources.add("cached")
                     continue
                 log.write(f"measuring the random-policy score of {env_id}, seed {seed} ({episodes} episodes)\n")
-                per_seed[seed] = cache[key] = measure_random_score(Config.from_dict(cfg), seed, episodes)
+                per_seed[seed] = cache[key] = random_score(Config.from_dict(cfg), seed, episodes)
                 sources.add("measured")
         except Exception as e:  # a missing env or ROM must not sink the whole report
             msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__

@@ -45,16 +45,15 @@ from typing import Any, Sequence
 
 import submitit
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .cli import OneLineParser, fail
-from .config import Config, ConfigError
+from .config import Config, ConfigError, prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLUSTERS_DIR = Path(os.environ.get("PPO_CLUSTERS_DIR", REPO_ROOT / "slurm" / "clusters"))
 LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "slurm" / "local_cluster.sh"
 MANIFEST = "manifest.json"
 FORMAT = "ppo-pipeline/sweep/v1"
-JOB_STATE = "job.json"
 LOCAL = "local"
 
 # SLURM states in which a job may still run: `resume` leaves such runs alone.
@@ -166,19 +165,6 @@ def check_slurm(profile: ClusterProfile, timeout_s: float = 15.0) -> None:
 # ------------------------------------------------------------------------------------------------------
 # The job
 # ------------------------------------------------------------------------------------------------------
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _job_id() -> str:
     jid, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if jid and task:
@@ -194,7 +180,7 @@ def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) 
     """
     from .trainer import Trainer, TrainingInterrupted
 
-    cfg = Config.from_dict(config).validate()   # device "auto" is resolved here, on the node
+    cfg = prepare(Config.from_dict(config))   # device "auto" is resolved here, on the node
     run_path = cfg.run_path()
     run_path.mkdir(parents=True, exist_ok=True)
     resume_from = checkpoint.latest(run_path)
@@ -205,7 +191,7 @@ def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) 
             "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
             "resumed_from": str(resume_from) if resume_from else None,
             "started": _dt.datetime.now().isoformat(timespec="seconds")}
-    _write_json(run_path / JOB_STATE, {**info, "state": "RUNNING"})
+    rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "RUNNING"})
     # SLURM signals every process of the step: env worker processes (async vector envs) inherit
     # "ignore" so that a preemption signal cannot kill them before the trainer has checkpointed.
     before = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
@@ -218,15 +204,15 @@ def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) 
     try:
         summary = trainer.train(resume_from)
     except TrainingInterrupted as e:
-        _write_json(run_path / JOB_STATE, {**info, "state": "INTERRUPTED", "error": str(e)})
+        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "INTERRUPTED", "error": str(e)})
         raise
     except SystemExit:  # submitit's handler: checkpoint written, job requeued
-        _write_json(run_path / JOB_STATE, {**info, "state": "REQUEUED"})
+        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "REQUEUED"})
         raise
     except BaseException as e:
-        _write_json(run_path / JOB_STATE, {**info, "state": "FAILED", "error": f"{type(e).__name__}: {e}"})
+        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "FAILED", "error": f"{type(e).__name__}: {e}"})
         raise
-    _write_json(run_path / JOB_STATE, {**info, "state": FINISHED,
+    rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": FINISHED,
                                        "ended": _dt.datetime.now().isoformat(timespec="seconds")})
     return summary
 
@@ -270,10 +256,8 @@ def plan(base: Config, env_ids: Sequence[str], objectives: Sequence[str], seeds:
             for seed in seeds:
                 cfg = dataclasses.replace(base, env_id=env_id, objective=objective, seed=seed, name="",
                                           run_dir=str(sweep_dir / "runs"))
-                device = cfg.device
-                cfg.validate(atari_only=atari_only)
+                cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
                 d = cfg.to_dict()
-                d["device"] = device          # resolved on the node that runs it, not here
                 runs.append({"name": cfg.run_name(), "env_id": cfg.env_id, "objective": objective, "seed": seed,
                              "config": d, "job_id": None, "job_ids": []})
     names = [r["name"] for r in runs]
@@ -293,7 +277,7 @@ def create(sweep_dir: Path, runs: list[dict[str, Any]], *, launcher: str, cluste
     manifest = {"format": FORMAT, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "launcher": launcher, "cluster": cluster, "max_parallel": max_parallel,
                 "command": [sys.executable, *sys.argv[:1], *argv], "submissions": [], "runs": runs}
-    _write_json(sweep_dir / MANIFEST, manifest)
+    rundir.write_json(sweep_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -301,7 +285,7 @@ def load_manifest(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / MANIFEST
     if not path.is_file():
         raise SweepError(f"{str(sweep_dir)!r} is not a sweep directory (no {MANIFEST})")
-    data = _read_json(path)
+    data = rundir.read_json(path)
     if data.get("format") != FORMAT or not isinstance(data.get("runs"), list):
         raise SweepError(f"{str(path)!r} is not a ppo-pipeline sweep manifest")
     return data
@@ -322,7 +306,7 @@ def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
         latest = checkpoint.latest(_run_path(sweep_dir, run))
         if latest is not None:
             try:
-                checkpoint.load_for_run(latest, Config.from_dict(_with_run_dir(sweep_dir, run)).validate().to_dict())
+                checkpoint.load_for_run(latest, prepare(Config.from_dict(_with_run_dir(sweep_dir, run))).to_dict())
             except (checkpoint.CheckpointError, ConfigError) as e:
                 raise SweepError(str(e)) from None
 
@@ -346,7 +330,7 @@ def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]
         run["job_ids"].append(jid)
     manifest["submissions"].append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                                     "job_ids": ids, "runs": list(names)})
-    _write_json(sweep_dir / MANIFEST, manifest)
+    rundir.write_json(sweep_dir / MANIFEST, manifest)
     return ids
 
 
@@ -363,7 +347,7 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -
     for run in [r for r in manifest["runs"] if r["name"] in names]:
         run["job_id"] = f"{LOCAL}:{os.getpid()}"
         run["job_ids"].append(run["job_id"])
-        _write_json(sweep_dir / MANIFEST, manifest)
+        rundir.write_json(sweep_dir / MANIFEST, manifest)
         print(f"[sweep] {run['name']}", flush=True)
         try:
             run_one(_with_run_dir(sweep_dir, run), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
@@ -389,21 +373,6 @@ class RunStatus:
     restarts: int
     updates: int
     num_updates: int
-
-
-def _metrics_tail(path: Path) -> tuple[int, float | None]:
-    """(rows, last non-empty return_mean_100) of a metrics.csv."""
-    if not path.is_file():
-        return 0, None
-    import csv
-
-    rows, last = 0, None
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            rows += 1
-            if row.get("return_mean_100"):
-                last = float(row["return_mean_100"])
-    return rows, last
 
 
 def _slurm_states(job_ids: Sequence[str], sweep_dir: Path) -> dict[str, str]:
@@ -449,9 +418,9 @@ def status(sweep_dir: Path) -> list[RunStatus]:
         path = _run_path(sweep_dir, run)
         cfg = Config.from_dict(run["config"])
         n = cfg.num_updates
-        rows, last = _metrics_tail(path / "metrics.csv")
-        job = _read_json(path / JOB_STATE)
-        summary = _read_json(path / "summary.json")
+        rows, last = rundir.progress(path)
+        job = rundir.read_json(path / rundir.JOB_STATE)
+        summary = rundir.read_json(path / rundir.SUMMARY)
         jid = run.get("job_id") or ""
         if summary.get("status") == "finished" and summary.get("updates") == n:
             state = FINISHED

@@ -9,7 +9,7 @@ from ppo_pipeline import config
 
 
 def tiny(preset=config.classic, tmp: Path | None = None, **kw) -> config.Config:
-    """A validated config with a small budget, no TensorBoard and no progress bar."""
+    """A resolved, validated config with a small budget, no TensorBoard and no progress bar."""
     base = dict(progress=False, tensorboard=False, run_dir=str(tmp) if tmp else "runs")
     base.update(kw)
     cfg = preset(**base)
@@ -17,7 +17,7 @@ def tiny(preset=config.classic, tmp: Path | None = None, **kw) -> config.Config:
         cfg.minibatch_size = min(cfg.minibatch_size, cfg.batch_size)
     if "total_steps" not in kw:
         cfg.total_steps = cfg.batch_size * 2
-    return cfg.validate()
+    return config.prepare(cfg)
 
 
 def replace(cfg: config.Config, **kw) -> config.Config:

@@ -25,7 +25,8 @@ import test_properties_loss as L
 import test_properties_sampler as S
 from ppo_pipeline.config import Config
 from ppo_pipeline.models import Agent
-from ppo_pipeline.objectives import KLController, make_gae, make_loss
+from ppo_pipeline.advantages import make_gae
+from ppo_pipeline.objectives import KLController, make_loss
 from ppo_pipeline.sampler import MinibatchSampler
 
 MUTANT_EXAMPLES = 200     # a cap: the search stops at the first failing example
@@ -168,7 +169,7 @@ def test_kl_catches_sampled_log_ratio() -> None:
 class InvertedKLController(KLController):
     """The adaptive-beta rule upside down: raise beta when the KL is small, lower it when large."""
 
-    def update(self, beta: float, d: float) -> float:
+    def next_beta(self, beta: float, d: float) -> float:
         if d < self.kl_target / 1.5:
             return beta * 2.0
         if d > self.kl_target * 1.5:

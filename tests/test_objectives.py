@@ -13,7 +13,8 @@ from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 from ppo_pipeline.config import Config, atari, classic, mujoco
 from ppo_pipeline.models import Agent
-from ppo_pipeline.objectives import (KLController, get_beta, make_gae, make_loss, mean_kl, set_beta,
+from ppo_pipeline.advantages import make_gae
+from ppo_pipeline.objectives import (KLController, get_beta, make_loss, mean_kl, set_beta,
                                      set_clip_epsilon)
 
 SPACES = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,)))
@@ -94,7 +95,7 @@ def test_pipeline_klpen_keeps_beta_within_an_update() -> None:
         assert get_beta(loss) == cfg.kl_beta
     d = mean_kl(agent, torch.cat(mbs))
     assert d > 1.5 * cfg.kl_target
-    set_beta(loss, KLController(cfg.kl_target).update(get_beta(loss), d))
+    set_beta(loss, KLController(cfg.kl_target).next_beta(get_beta(loss), d))
     assert get_beta(loss) == 2 * cfg.kl_beta
 
 

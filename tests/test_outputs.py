@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ppo_pipeline import checkpoint, config, launch
-from ppo_pipeline.metrics import METRIC_COLUMNS, TIMING_COLUMNS, read_csv
+from ppo_pipeline.metrics import METRIC_COLUMNS, TIMING_COLUMNS
+from ppo_pipeline.rundir import read_rows
 from ppo_pipeline.trainer import Trainer
 
 from helpers import tiny
@@ -27,7 +28,7 @@ def test_atari_recipe_end_to_end_pong_writes_every_output(tmp_path):
     run = tmp_path / "ALE-Pong-v5__clip__s0"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env_id"] == "ALE/Pong-v5" and cfg["num_envs"] == 8 and cfg["epochs"] == 3
-    rows = read_csv(run / "metrics.csv")
+    rows = read_rows(run / "metrics.csv")
     assert [r["update"] for r in rows] == [1, 2] and rows[-1]["step"] == 2048
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == METRIC_COLUMNS
@@ -47,7 +48,7 @@ def test_atari_recipe_end_to_end_pong_writes_every_output(tmp_path):
 
 
 def _metrics_without_timing(path: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_csv(path)]
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_rows(path)]
 
 
 def test_same_seed_same_metrics_on_cpu(tmp_path):
@@ -90,7 +91,7 @@ def test_trainer_applies_paper_beta_rule_once_per_update(tmp_path):
     cfg = tiny(config.classic, tmp_path, name="kl", objective="kl_adaptive", total_steps=256 * 5,
                kl_target=0.003, kl_beta=1.0)
     Trainer(cfg).train()
-    rows = read_csv(tmp_path / "kl" / "metrics.csv")
+    rows = read_rows(tmp_path / "kl" / "metrics.csv")
     assert rows[0]["kl_beta"] == 1.0
     for prev, cur in zip(rows, rows[1:]):
         d, beta = prev["kl"], prev["kl_beta"]

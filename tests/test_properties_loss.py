@@ -451,7 +451,7 @@ def test_kl_estimate(objective: str, data: st.DataObject) -> None:
 def check_beta_rule(controller: KLController, beta: float, d: float) -> None:
     """Sec. 4: d < d_targ/1.5 -> beta/2;  d > 1.5 d_targ -> 2 beta;  otherwise beta unchanged."""
     t = controller.kl_target
-    new = controller.update(beta, d)
+    new = controller.next_beta(beta, d)
     assert new == ref.adapt_beta(beta, d, t), f"beta {beta} -> {new} at d={d}, d_targ={t}"
     if d < t / 1.5:
         assert new == beta / 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppo_pipeline import report
+from ppo_pipeline import evaluation, report
 from ppo_pipeline.config import Config
 from ppo_pipeline.metrics import EPISODE_COLUMNS, METRIC_COLUMNS
 
@@ -242,8 +242,8 @@ def test_cli_end_to_end(sweep: Path, tmp_path: Path) -> None:
 
 def test_random_score_measured_on_cartpole(tmp_path: Path) -> None:
     cfg = Config(env_id="CartPole-v1", num_envs=2)
-    a = report.measure_random_score(cfg, seed=3, episodes=10)
-    assert a == report.measure_random_score(cfg, seed=3, episodes=10)   # same seeds, same episodes
+    a = evaluation.random_score(cfg, seed=3, episodes=10)
+    assert a == evaluation.random_score(cfg, seed=3, episodes=10)   # same seeds, same episodes
     assert 8.0 < a < 60.0                                               # random CartPole lasts ~22 steps
     runs = tmp_path / "runs"
     make_run(runs, "a", score=100.0, seed=3, num_envs=2)

@@ -111,14 +111,14 @@ def test_signal_mid_update_checkpoints_at_update_end(reference, tmp_path, at):
     cfg = _cfg(tmp_path, "sig", objective=objective)
     trainer = Trainer(cfg)
     trainer.checkpoint_on_signal(signal.SIGUSR2)
-    optimise = trainer.optimise
+    learn = trainer.learn
 
-    def optimise_with_signal(batch, update):
+    def learn_with_signal(batch, update):
         if update == at:
             os.kill(os.getpid(), signal.SIGUSR2)
-        return optimise(batch, update)
+        return learn(batch, update)
 
-    trainer.optimise = optimise_with_signal
+    trainer.learn = learn_with_signal
     before = signal.getsignal(signal.SIGUSR2)
     with pytest.raises(TrainingInterrupted) as info:
         trainer.train()

@@ -8,10 +8,11 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from ppo_pipeline import config, envs
+from ppo_pipeline import config, envs, normalize
 from ppo_pipeline.collect import Collector
-from ppo_pipeline.models import build_agent
-from ppo_pipeline.objectives import make_gae, make_loss
+from ppo_pipeline.advantages import make_gae
+from ppo_pipeline.models import Agent
+from ppo_pipeline.objectives import make_loss
 from ppo_pipeline.sampler import MinibatchSampler
 
 from helpers import tiny
@@ -19,9 +20,9 @@ from helpers import tiny
 
 def _collect(cfg: config.Config, T: int = 16, **norm):
     venv = envs.make_vector_env(cfg, cfg.num_envs)
-    agent = build_agent(venv.single_observation_space, venv.single_action_space, cfg)
+    agent = Agent(venv.single_observation_space, venv.single_action_space, cfg)
     col = Collector(venv, agent, T, torch.device("cpu"), **norm)
-    col.reset(envs.env_seeds(cfg.seed, cfg.num_envs))
+    col.reset(config.env_seeds(cfg.seed, cfg.num_envs))
     batch = col.collect()
     venv.close()
     return agent, batch, col
@@ -83,7 +84,7 @@ def test_collector_batch_contract(tmp_path, preset, env_id):
     cfg = tiny(preset, tmp_path, env_id=env_id, num_envs=2, vector_env="sync")
     norm = {}
     if cfg.normalize_obs:
-        norm = {"obs_norm": envs.ObsNormalizer((11,), 10.0), "reward_scaler": envs.RewardScaler(2, 0.99, 10.0)}
+        norm = {"obs_norm": normalize.ObsNormalizer((11,), 10.0), "reward_scaler": normalize.RewardScaler(2, 0.99, 10.0)}
     agent, batch, col = _collect(cfg, **norm)
     E, T = 2, 16
     assert isinstance(batch, TensorDict) and batch.batch_size == torch.Size([E, T])
@@ -121,7 +122,7 @@ def test_collector_batch_contract(tmp_path, preset, env_id):
 def test_continuous_actions_clipped_for_env_raw_for_loss(tmp_path):
     cfg = tiny(config.mujoco, tmp_path, env_id="InvertedPendulum-v5", num_envs=1)
     venv = envs.make_vector_env(cfg, 1)
-    agent = build_agent(venv.single_observation_space, venv.single_action_space, cfg)
+    agent = Agent(venv.single_observation_space, venv.single_action_space, cfg)
     with torch.no_grad():
         agent.policy_net.log_std.fill_(2.0)  # wide Gaussian: samples leave [-3, 3]
     sent = []
@@ -145,7 +146,7 @@ def test_truncation_bootstraps_termination_does_not(tmp_path):
     cfg = tiny(config.classic, tmp_path, num_envs=1)
     venv = gym.vector.SyncVectorEnv([lambda: gym.wrappers.RecordEpisodeStatistics(
         gym.make("CartPole-v1", max_episode_steps=5))], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    agent = build_agent(venv.single_observation_space, venv.single_action_space, cfg)
+    agent = Agent(venv.single_observation_space, venv.single_action_space, cfg)
     col = Collector(venv, agent, 12, torch.device("cpu"))
     col.reset([0])
     batch = col.collect()[0]
@@ -160,7 +161,7 @@ def test_truncation_bootstraps_termination_does_not(tmp_path):
 
 
 def test_obs_normalizer_frozen_copy_does_not_move():
-    n = envs.ObsNormalizer((3,), clip=10.0)
+    n = normalize.ObsNormalizer((3,), clip=10.0)
     rng = np.random.default_rng(0)
     for _ in range(10):
         n(rng.normal(5.0, 2.0, size=(4, 3)))
@@ -172,7 +173,7 @@ def test_obs_normalizer_frozen_copy_does_not_move():
 
 
 def test_reward_scaler_divides_by_return_std():
-    s = envs.RewardScaler(2, gamma=0.99, clip=10.0)
+    s = normalize.RewardScaler(2, gamma=0.99, clip=10.0)
     for _ in range(200):
         out = s(np.array([1.0, 1.0]), np.array([False, False]))
     assert np.allclose(out, 1.0 / np.sqrt(s.rms.var + 1e-8))
@@ -181,17 +182,17 @@ def test_reward_scaler_divides_by_return_std():
 def test_env_seeds_never_overlap_across_seeds():
     seen: set[int] = set()
     for seed in range(20):
-        ids = envs.env_seeds(seed, 64) + envs.env_seeds(seed, 16, evaluation=True)
+        ids = config.env_seeds(seed, 64) + config.env_seeds(seed, 16, evaluation=True)
         assert not seen & set(ids)
         seen |= set(ids)
 
 
 def test_agent_from_specs_init():
     cfg = config.mujoco()
-    agent = build_agent(gym.spaces.Box(-1, 1, (11,)), gym.spaces.Box(-1, 1, (3,)), cfg)
+    agent = Agent(gym.spaces.Box(-1, 1, (11,)), gym.spaces.Box(-1, 1, (3,)), cfg)
     assert not agent.shared
     w = agent.policy_net.net[-1].weight
     assert torch.allclose(w @ w.T, 0.01 ** 2 * torch.eye(3), atol=1e-6)  # orthogonal, gain 0.01
     assert torch.all(agent.policy_net.log_std == 0)
-    atari = build_agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), config.atari())
+    atari = Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), config.atari())
     assert atari.shared and atari.value_net.out_features == 1

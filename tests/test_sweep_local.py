@@ -106,19 +106,19 @@ def test_local_sweep_interrupted_then_resumed(tmp_path, capsys, monkeypatch):
     """2 envs x 1 seed, here. SIGTERM in the middle of update 2 of the first run stops the sweep after
     a checkpoint; ``sweep resume`` finishes it; the interrupted run equals an uninterrupted twin."""
     sdir = tmp_path / "sweep"
-    optimise = Trainer.optimise
+    learn = Trainer.learn
     fired = []
 
-    def optimise_with_sigterm(self, batch, update):
+    def learn_with_sigterm(self, batch, update):
         if update == 2 and not fired:
             fired.append(self.cfg.run_name())
             os.kill(os.getpid(), signal.SIGTERM)
-        return optimise(self, batch, update)
+        return learn(self, batch, update)
 
-    monkeypatch.setattr(Trainer, "optimise", optimise_with_sigterm)
+    monkeypatch.setattr(Trainer, "learn", learn_with_sigterm)
     argv = ["--env", "CartPole-v1,Acrobot-v1", "--seeds", "0", "--sweep-dir", str(sdir), *TINY]
     assert launch.main(classic, "t", argv) == 130
-    monkeypatch.setattr(Trainer, "optimise", optimise)
+    monkeypatch.setattr(Trainer, "learn", learn)
 
     manifest = json.loads((sdir / "manifest.json").read_text())
     assert [r["name"] for r in manifest["runs"]] == ["CartPole-v1__clip__s0", "Acrobot-v1__clip__s0"]
@@ -148,16 +148,16 @@ def test_local_sweep_interrupted_then_resumed(tmp_path, capsys, monkeypatch):
 
 def test_sweep_resume_refuses_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     sdir = tmp_path / "sweep"
-    optimise = Trainer.optimise
+    learn = Trainer.learn
 
-    def optimise_with_sigterm(self, batch, update):
+    def learn_with_sigterm(self, batch, update):
         if update == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return optimise(self, batch, update)
+        return learn(self, batch, update)
 
-    monkeypatch.setattr(Trainer, "optimise", optimise_with_sigterm)
+    monkeypatch.setattr(Trainer, "learn", learn_with_sigterm)
     assert launch.main(classic, "t", ["--seeds", "0", "--sweep-dir", str(sdir), *TINY]) == 130
-    monkeypatch.setattr(Trainer, "optimise", optimise)
+    monkeypatch.setattr(Trainer, "learn", learn)
     ck = checkpoint.latest(sdir / "runs" / "CartPole-v1__clip__s0")
     ck.write_bytes(b"garbage")
     capsys.readouterr()
