@@ -62,19 +62,18 @@ def workloads(steps: dict[str, int]) -> dict[str, Workload]:
 def raw_env_sps(key: str, seconds: float = 5.0) -> float:
     """Vector-env steps/s x num_envs with random actions, same stack and batching as training."""
     from . import config
-    from .env_ids import resolve_env_id
     from .envs import make_vector_env
+    from .evaluation import random_policy, rollout
 
-    cfg = {"cartpole": config.classic(num_envs=4), "hopper": config.mujoco(), "pong": config.atari()}[key]
-    cfg.env_id = resolve_env_id(cfg.env_id)
+    cfg = {"cartpole": config.classic(num_envs=4), "hopper": config.mujoco(), "pong": config.atari()}[key].resolved()
     envs = make_vector_env(cfg, cfg.num_envs)
-    envs.reset(seed=list(range(cfg.num_envs)))
-    envs.action_space.seed(0)
+    steps = rollout(envs, random_policy(envs, 0), list(range(cfg.num_envs)))
+    next(steps)                      # reset and a first step: start-up is not the rate
     n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(64):
-            envs.step(envs.action_space.sample())
-        n += 64 * cfg.num_envs
+    for i, _ in enumerate(steps, start=1):
+        if i % 64 == 0 and time.perf_counter() - t0 >= seconds:
+            n = i * cfg.num_envs
+            break
     rate = n / (time.perf_counter() - t0)
     envs.close()
     return rate

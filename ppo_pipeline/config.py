@@ -19,14 +19,13 @@ Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import env_ids
+from . import env_ids, rundir
 from .errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
@@ -140,7 +139,7 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        rundir.write_json(path, self.to_dict())
 
     # ------------------------------------------------------------------------------------------------
     def resolved(self, *, device: bool = True) -> "Config":

@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Callable, Sequence
 from . import checkpoint
 from .cli import allow_lists, build_parser, config_from_args, fail, parse_seeds, split_list
 from .config import Config, ConfigError, prepare
+from .errors import UserError
 
 SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel")
 
@@ -91,19 +91,17 @@ def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | 
         cfg = prepare(cfg, atari_only=atari_only)
         if resume_from is not None:
             checkpoint.load_for_run(resume_from, cfg.to_dict())
-    except (ConfigError, checkpoint.CheckpointError) as e:
+    except UserError as e:
         fail(str(e))
     return run(cfg, resume_from)
 
 
 def run(cfg: Config, resume_from: Path | None = None) -> int:
     """Train one validated run here; SIGTERM/SIGINT stop it after the update in flight, checkpointed."""
-    from .trainer import Trainer, TrainingError, TrainingInterrupted
+    from .trainer import TrainingError, TrainingInterrupted, run_training
 
     try:
-        trainer = Trainer(cfg)
-        trainer.checkpoint_on_signal(signal.SIGTERM, signal.SIGINT)
-        summary = trainer.train(resume_from)
+        summary = run_training(cfg, resume_from)
     except TrainingError as e:
         sys.stderr.write(f"error: {e}\n")
         return 1
@@ -117,7 +115,7 @@ def run(cfg: Config, resume_from: Path | None = None) -> int:
 
 def sweep_main(ns: argparse.Namespace, argv: Sequence[str], *, atari_only: bool = False) -> int:
     """Plan, check and start a sweep; every bad input is one line and exit 2 before anything starts."""
-    from . import sweep
+    from . import slurm, sweep
 
     try:
         seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
@@ -131,18 +129,15 @@ def sweep_main(ns: argparse.Namespace, argv: Sequence[str], *, atari_only: bool 
             raise ConfigError(f"--max-parallel={ns.max_parallel} must be >= 1")
         if ns.launcher == "local" and ns.cluster is not None:
             raise ConfigError("--cluster applies to --launcher slurm only")
-        profile = sweep.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
+        profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        if sweep_dir.exists():
-            raise sweep.SweepError(f"sweep directory {str(sweep_dir)!r} exists; continue it with "
-                                   f"`python -m ppo_pipeline.sweep resume {sweep_dir}` or choose another --sweep-dir")
         base = dataclasses.replace(config_from_args(ns), env_id=env_ids[0], objective=objectives[0])
         runs = sweep.plan(base, env_ids, objectives, seeds, sweep_dir, atari_only=atari_only)
         if profile is not None:
-            sweep.check_slurm(profile)
+            slurm.check_slurm(profile)
         manifest = sweep.create(sweep_dir, runs, launcher=ns.launcher, cluster=profile.name if profile else None,
                                 max_parallel=ns.max_parallel, argv=argv)
-    except (ConfigError, sweep.SweepError) as e:
+    except UserError as e:
         fail(str(e))
         raise  # unreachable
     names = [r["name"] for r in runs]

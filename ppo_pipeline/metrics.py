@@ -135,6 +135,3 @@ def run_summary(cfg: Any, *, updates: int, total_steps: int, returns: list, last
         "timing_s": timing,
     }
 
-
-def write_summary(path: Path, summary: dict) -> None:
-    rundir.write_json(path, summary)

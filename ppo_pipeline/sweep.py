@@ -20,8 +20,7 @@ Managing a sweep::
     python -m ppo_pipeline.sweep resume DIR     # resubmit only the unfinished or failed runs
     python -m ppo_pipeline.sweep cancel DIR     # cancel the sweep's queued and running jobs
 
-Cluster profiles live in ``slurm/clusters/<name>.toml`` (``local``: the single-node cluster of
-``slurm/local_cluster.sh``). Bad input -- an unknown profile, an existing sweep directory, SLURM not
+Cluster profiles and the SLURM plumbing live in :mod:`ppo_pipeline.slurm`. Bad input -- an unknown profile, an existing sweep directory, SLURM not
 reachable, a corrupt or foreign checkpoint -- is one ``error: ...`` line and exit code 2, before any
 job is submitted.
 """
@@ -33,133 +32,30 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import submitit
 
-from . import checkpoint, rundir
+from . import checkpoint, rundir, slurm
 from .cli import OneLineParser, fail
 from .config import Config, ConfigError, prepare
+from .errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CLUSTERS_DIR = Path(os.environ.get("PPO_CLUSTERS_DIR", REPO_ROOT / "slurm" / "clusters"))
-LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "slurm" / "local_cluster.sh"
 MANIFEST = "manifest.json"
 FORMAT = "ppo-pipeline/sweep/v1"
 LOCAL = "local"
-
-# SLURM states in which a job may still run: `resume` leaves such runs alone.
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-                           "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT"})
 FINISHED = "FINISHED"
+ACTIVE_STATES = slurm.ACTIVE_STATES
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """Bad sweep input; the message is the one line the user sees."""
-
-
-# ------------------------------------------------------------------------------------------------------
-# Cluster profiles
-# ------------------------------------------------------------------------------------------------------
-@dataclass
-class ClusterProfile:
-    """Where and how the jobs of a sweep run: one ``slurm/clusters/<name>.toml``."""
-
-    name: str
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    gpus_per_node: int = 0
-    cpus_per_task: int = 1
-    mem_gb: float = 4
-    timeout_min: int = 60
-    array_parallelism: int = 8
-    setup: list = field(default_factory=list)
-    additional: dict = field(default_factory=dict)
-    description: str = ""
-
-    def executor_parameters(self, max_parallel: int | None = None) -> dict[str, Any]:
-        """Parameters for ``submitit.AutoExecutor.update_parameters``."""
-        # the job unpickles ppo_pipeline.sweep.SweepJob: make the checkout importable on the node
-        setup = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *self.setup]
-        params: dict[str, Any] = {
-            "timeout_min": int(self.timeout_min), "nodes": 1, "tasks_per_node": 1,
-            "cpus_per_task": int(self.cpus_per_task), "mem_gb": self.mem_gb, "name": "ppo-sweep",
-            "slurm_array_parallelism": int(max_parallel or self.array_parallelism), "slurm_setup": setup,
-        }
-        if self.partition:
-            params["slurm_partition"] = self.partition
-        if self.gpus_per_node:
-            params["gpus_per_node"] = int(self.gpus_per_node)
-        extra = dict(self.additional)
-        if self.account:
-            params["slurm_account"] = self.account
-        if self.qos:
-            params["slurm_qos"] = self.qos
-        if extra:
-            params["slurm_additional_parameters"] = extra
-        return params
-
-
-def known_clusters() -> list[str]:
-    return sorted(p.stem for p in CLUSTERS_DIR.glob("*.toml")) if CLUSTERS_DIR.is_dir() else []
-
-
-def load_cluster(name: str) -> ClusterProfile:
-    """The profile ``slurm/clusters/<name>.toml`` (or a path to a .toml file)."""
-    path = Path(name) if name.endswith(".toml") else CLUSTERS_DIR / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(known_clusters()) or "none"
-        raise SweepError(f"unknown cluster profile {name!r}; known profiles: {known} (files in {CLUSTERS_DIR})")
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(path.read_text())
-    except Exception as e:
-        raise SweepError(f"cluster profile {str(path)!r} does not parse ({e})") from None
-    names = {f.name for f in dataclasses.fields(ClusterProfile)} - {"name"}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise SweepError(f"cluster profile {str(path)!r}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(names))}")
-    try:
-        prof = ClusterProfile(name=path.stem, **data)
-    except TypeError as e:
-        raise SweepError(f"cluster profile {str(path)!r}: {e}") from None
-    if int(prof.timeout_min) < 1 or int(prof.cpus_per_task) < 1 or int(prof.array_parallelism) < 1:
-        raise SweepError(f"cluster profile {str(path)!r}: timeout_min, cpus_per_task and array_parallelism must be >= 1")
-    return prof
-
-
-def _start_hint() -> str:
-    return f"start the local cluster with `sudo {LOCAL_CLUSTER_SCRIPT} start` (or use --launcher local)"
-
-
-def check_slurm(profile: ClusterProfile, timeout_s: float = 15.0) -> None:
-    """Raise :class:`SweepError` unless a SLURM controller answers and the profile's partition exists."""
-    for tool in ("sbatch", "sinfo", "sacct", "scancel"):
-        if shutil.which(tool) is None:
-            raise SweepError(f"SLURM is not reachable: {tool!r} is not installed here; {_start_hint()}")
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise SweepError(f"SLURM is not reachable: sinfo did not answer in {timeout_s:.0f} s; {_start_hint()}") from None
-    if out.returncode != 0:
-        why = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SweepError(f"SLURM is not reachable (sinfo: {why}); {_start_hint()}")
-    partitions = [p.rstrip("*") for p in out.stdout.split()]
-    if profile.partition and profile.partition not in partitions:
-        raise SweepError(f"cluster profile {profile.name!r}: partition {profile.partition!r} does not exist here; "
-                         f"partitions: {', '.join(partitions) or 'none'}")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -178,7 +74,7 @@ def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) 
     ``signals`` make the trainer checkpoint at the end of the update in flight and hand the signal on
     (submitit's SIGUSR2 handler requeues the job). The run's ``job.json`` records the state.
     """
-    from .trainer import Trainer, TrainingInterrupted
+    from .trainer import TrainingInterrupted, run_training
 
     cfg = prepare(Config.from_dict(config))   # device "auto" is resolved here, on the node
     run_path = cfg.run_path()
@@ -192,17 +88,8 @@ def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) 
             "resumed_from": str(resume_from) if resume_from else None,
             "started": _dt.datetime.now().isoformat(timespec="seconds")}
     rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "RUNNING"})
-    # SLURM signals every process of the step: env worker processes (async vector envs) inherit
-    # "ignore" so that a preemption signal cannot kill them before the trainer has checkpointed.
-    before = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
     try:
-        trainer = Trainer(cfg)
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
-    trainer.checkpoint_on_signal(*signals)
-    try:
-        summary = trainer.train(resume_from)
+        summary = run_training(cfg, resume_from, signals)
     except TrainingInterrupted as e:
         rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "INTERRUPTED", "error": str(e)})
         raise
@@ -311,20 +198,11 @@ def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
                 raise SweepError(str(e)) from None
 
 
-def executor_for(sweep_dir: Path, profile: ClusterProfile, max_parallel: int | None) -> submitit.AutoExecutor:
-    ex = submitit.AutoExecutor(folder=sweep_dir / "slurm" / "%j", cluster="slurm")
-    ex.update_parameters(**profile.executor_parameters(max_parallel))
-    return ex
-
-
 def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -> list[str]:
     """Submit the runs ``names`` as one job array; record the job ids in the manifest."""
-    profile = load_cluster(manifest["cluster"])
-    ex = executor_for(sweep_dir, profile, manifest.get("max_parallel"))
     todo = [r for r in manifest["runs"] if r["name"] in names]
-    with ex.batch():
-        jobs = [ex.submit(SweepJob(), _with_run_dir(sweep_dir, r)) for r in todo]
-    ids = [j.job_id for j in jobs]
+    ids = slurm.submit_array(sweep_dir / "slurm", slurm.load_cluster(manifest["cluster"]), manifest.get("max_parallel"),
+                             SweepJob(), [_with_run_dir(sweep_dir, r) for r in todo])
     for run, jid in zip(todo, ids):
         run["job_id"] = jid
         run["job_ids"].append(jid)
@@ -375,29 +253,6 @@ class RunStatus:
     num_updates: int
 
 
-def _slurm_states(job_ids: Sequence[str], sweep_dir: Path) -> dict[str, str]:
-    if not job_ids or shutil.which("sacct") is None:
-        return {}
-    jobs = [submitit.SlurmJob(folder=sweep_dir / "slurm" / "%j", job_id=j) for j in job_ids]
-    watcher = jobs[0].watcher
-    try:
-        watcher.update()
-    except Exception:
-        return {}
-    states = {j.job_id: watcher.get_state(j.job_id, mode="cache") for j in jobs}
-    # sacct says CANCELLED as soon as scancel is accepted; the job's processes may live on until
-    # KillWait: squeue's COMPLETING keeps such a run "active" so that `resume` does not race it.
-    try:
-        q = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, timeout=30)
-        for line in q.stdout.splitlines():
-            jid, _, st = line.strip().partition(" ")
-            if jid in states and st:
-                states[jid] = st.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return states
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -412,7 +267,7 @@ def status(sweep_dir: Path) -> list[RunStatus]:
     """Where every run of the sweep stands (files of the run + sacct for SLURM jobs)."""
     manifest = load_manifest(sweep_dir)
     slurm_ids = [r["job_id"] for r in manifest["runs"] if r.get("job_id") and not str(r["job_id"]).startswith(LOCAL)]
-    states = _slurm_states(slurm_ids, sweep_dir)
+    states = slurm.job_states(sweep_dir / "slurm", slurm_ids)
     out = []
     for run in manifest["runs"]:
         path = _run_path(sweep_dir, run)
@@ -470,7 +325,7 @@ def resume(sweep_dir: Path) -> int:
     todo_runs = [r for r in manifest["runs"] if r["name"] in todo]
     check_checkpoints(sweep_dir, todo_runs)
     if manifest["launcher"] == "slurm":
-        check_slurm(load_cluster(manifest["cluster"]))
+        slurm.check_slurm(slurm.load_cluster(manifest["cluster"]))
         ids = submit_slurm(sweep_dir, manifest, todo)
         print(f"resubmitted {len(ids)} run(s): " + ", ".join(f"{n} -> {j}" for n, j in zip(todo, ids)))
         return 0
@@ -487,9 +342,8 @@ def cancel(sweep_dir: Path) -> int:
         if not live:
             print("nothing to cancel: no queued or running jobs")
             return 0
-        check_slurm(load_cluster(manifest["cluster"]))
-        for jid in live:
-            submitit.SlurmJob(folder=sweep_dir / "slurm" / "%j", job_id=jid).cancel(check=False)
+        slurm.check_slurm(slurm.load_cluster(manifest["cluster"]))
+        slurm.cancel_jobs(sweep_dir / "slurm", live)
         print(f"cancelled {len(live)} job(s): {', '.join(live)}")
         return 0
     pids = {int(r.job_id.split(":")[1]) for r in rows if r.state == "RUNNING" and r.job_id.startswith(LOCAL + ":")}
@@ -546,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "resume":
             return resume(ns.dir)
         return cancel(ns.dir)
-    except (SweepError, ConfigError) as e:
+    except UserError as e:
         fail(str(e))
     return 2  # unreachable
 

@@ -15,31 +15,33 @@ each live in their own module (:mod:`checkpoint`, :mod:`preemption`, :mod:`evalu
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .advantages import explained_variance, make_gae
 from .collect import Collector, EpisodeLog
 from .config import Config, env_seeds
 from .envs import make_vector_env
 from .evaluation import evaluate
-from .metrics import RunLogger, episode_row, run_summary, timing_split, write_summary
+from .metrics import RunLogger, episode_row, run_summary, timing_split
 from .models import Agent
 from .normalize import ObsNormalizer, RewardScaler
-from .objectives import KLController, get_beta, make_loss, mean_kl, set_beta, set_clip_epsilon, total_loss
+from .objectives import (KLController, LossTotals, get_beta, make_loss, mean_kl, set_beta, set_clip_epsilon,
+                         total_loss)
 from .preemption import DeferredSignals, TrainingInterrupted
 from .sampler import MinibatchSampler
 
-__all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "set_threads"]
+__all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "run_training", "set_threads"]
 
 
 class TrainingError(RuntimeError):
@@ -132,8 +134,7 @@ class Trainer:
     def learn(self, batch: TensorDict, update: int) -> dict[str, float]:
         """K epochs of minibatch Adam steps on -L^{CLIP+VF+S}; returns the update's mean loss terms."""
         cfg = self.cfg
-        totals: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
-        n = 0
+        totals = LossTotals(cfg.value_coef)
         for mb in self.sampler(batch):
             out = self.loss(mb)
             loss = total_loss(out)
@@ -142,17 +143,8 @@ class Trainer:
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
             self.optimizer.step()
-            totals["loss"] += loss.detach()
-            totals["policy_loss"] += out["loss_objective"].detach()
-            if "loss_critic" in out.keys():
-                totals["value_loss"] += out["loss_critic"].detach() / max(cfg.value_coef, 1e-12)
-            if "entropy" in out.keys():
-                totals["entropy"] += out["entropy"].detach()
-            totals["approx_kl"] += out["kl_approx"].detach()
-            if "clip_fraction" in out.keys():
-                totals["clip_fraction"] += out["clip_fraction"].detach()
-            n += 1
-        stats = {k: float(v) / n for k, v in totals.items()}    # one device sync per update
+            totals.add(out, loss)
+        stats = totals.means()    # one device sync per update
         if not np.isfinite(stats["loss"]):
             kept = checkpoint.latest(self.run_path)
             raise TrainingError(
@@ -214,7 +206,7 @@ class Trainer:
             self.envs.close()
         summary = self.summary()
         if self.updates_done == cfg.num_updates:
-            write_summary(self.run_path / "summary.json", summary)
+            rundir.write_json(self.run_path / rundir.SUMMARY, summary)
         return summary
 
     def _open_logs(self, resume_from: Path | None) -> RunLogger:
@@ -228,7 +220,7 @@ class Trainer:
             logger.metrics.truncate(self.updates_done)        # rows past the checkpoint are redone
             logger.episodes.truncate(self.episodes_logged)
         else:
-            self.cfg.save(self.run_path / "config.json")
+            self.cfg.save(self.run_path / rundir.CONFIG)
             logger.metrics.truncate(0)                     # a restart from scratch starts the logs anew
             logger.episodes.truncate(0)
             self.collector.reset(env_seeds(self.cfg.seed, self.cfg.num_envs))
@@ -300,3 +292,21 @@ class Trainer:
         self.last_eval = s.get("last_eval")
         self.episodes_logged = s["logger"]["episodes_rows"]
 
+
+
+def run_training(cfg: Config, resume_from: Path | None = None,
+                 signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> dict[str, Any]:
+    """Train the run of a prepared ``cfg`` (from ``resume_from`` when given) and return its summary.
+
+    ``signals`` stop the run after the update in flight, checkpointed (:mod:`ppo_pipeline.preemption`).
+    The env worker processes start with them ignored (they inherit the disposition): Ctrl-C and SLURM's
+    signals reach every process of the group, and must not kill a worker before the trainer checkpoints.
+    """
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
+    try:
+        trainer = Trainer(cfg)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    trainer.checkpoint_on_signal(*signals)
+    return trainer.train(resume_from)

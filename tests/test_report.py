@@ -126,20 +126,20 @@ def test_outputs_files(built: tuple[report.Report, Path, str]) -> None:
 
 
 def test_iqm_and_bootstrap() -> None:
-    assert report.iqm([100, 1, 7, 2, 6, 3, 5, 4]) == 4.5          # drop 2 each end: mean(3, 4, 5, 6)
-    assert report.iqm([1, 2, 30]) == 11.0                         # n < 4: the mean
-    assert report.iqm([1, 2, 3, 4, 5]) == 3.0                     # drop 1 each end
+    assert report.stats.iqm([100, 1, 7, 2, 6, 3, 5, 4]) == 4.5          # drop 2 each end: mean(3, 4, 5, 6)
+    assert report.stats.iqm([1, 2, 30]) == 11.0                         # n < 4: the mean
+    assert report.stats.iqm([1, 2, 3, 4, 5]) == 3.0                     # drop 1 each end
     x = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
-    a, b = report.bootstrap_ci(x, 1000, seed=3), report.bootstrap_ci(x, 1000, seed=3)
-    assert a == b and a[0] < report.iqm(x) < a[1]
-    assert report.bootstrap_ci([4.0, 4.0, 4.0], 100) == (4.0, 4.0)
-    lo, hi = report.bootstrap_ci([[0.0, 1.0], [10.0, 11.0, 12.0]], 200, seed=0)   # stratified
+    a, b = report.stats.bootstrap_ci(x, 1000, seed=3), report.stats.bootstrap_ci(x, 1000, seed=3)
+    assert a == b and a[0] < report.stats.iqm(x) < a[1]
+    assert report.stats.bootstrap_ci([4.0, 4.0, 4.0], 100) == (4.0, 4.0)
+    lo, hi = report.stats.bootstrap_ci([[0.0, 1.0], [10.0, 11.0, 12.0]], 200, seed=0)   # stratified
     assert 0.0 <= lo <= hi <= 12.0
 
 
 def test_variant_labels() -> None:
     cfg = Config().to_dict()
-    label = lambda **kw: report.variant_of({**cfg, **kw})[1]  # noqa: E731
+    label = lambda **kw: report.runs.variant_of({**cfg, **kw})[1]  # noqa: E731
     assert label(objective="clip", clip_epsilon=0.2) == "clip eps=0.2"
     assert label(objective="kl_adaptive", kl_target=0.01) == "kl_adaptive d_targ=0.01"
     assert label(objective="kl_fixed", kl_beta=1.0) == "kl_fixed beta=1"
@@ -148,7 +148,7 @@ def test_variant_labels() -> None:
 
 def test_binned_curve() -> None:
     edges = np.array([0.0, 10, 20, 30, 40, 50])
-    got = report.binned_curve(np.array([5.0, 15, 15, 35]), np.array([1.0, 2, 4, 8]), edges, reached=40)
+    got = report.plots.binned_curve(np.array([5.0, 15, 15, 35]), np.array([1.0, 2, 4, 8]), edges, reached=40)
     np.testing.assert_array_equal(got[:4], [1.0, 3.0, 3.0, 8.0])   # empty bin 20-30 carries 3.0
     assert math.isnan(got[4])                                       # past the run's last step
 
@@ -247,10 +247,10 @@ def test_random_score_measured_on_cartpole(tmp_path: Path) -> None:
     assert 8.0 < a < 60.0                                               # random CartPole lasts ~22 steps
     runs = tmp_path / "runs"
     make_run(runs, "a", score=100.0, seed=3, num_envs=2)
-    rs, _ = report.load_runs([runs])
+    rs, _ = report.runs.load_runs([runs])
     cache = tmp_path / "random_scores.json"
-    first = report.random_scores(rs, 10, cache, log=io.StringIO())["CartPole-v1"]
+    first = report.random_policy.random_scores(rs, 10, cache, log=io.StringIO())["CartPole-v1"]
     assert first.source == "measured" and first.value == a and first.per_seed == {3: a}
-    second = report.random_scores(rs, 10, cache, log=io.StringIO())["CartPole-v1"]
+    second = report.random_policy.random_scores(rs, 10, cache, log=io.StringIO())["CartPole-v1"]
     assert second.source == "cached" and second.value == a
     assert json.loads(cache.read_text())["entries"][0]["score"] == a

@@ -1,4 +1,5 @@
-"""A run writes every output; same seed -> same metrics; a NaN stops training and keeps the checkpoint."""
+"""The trainer: a run writes every output; same seed -> same metrics; a NaN stops training and keeps the
+checkpoint; the paper's beta rule runs once per update."""
 
 from __future__ import annotations
 
