@@ -60,7 +60,8 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config) -> Non
 
 _SECTIONS = {
     "environment": ("env_id", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
-                    "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env"),
+                    "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
+                    "env_backend"),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
     "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm"),
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",

@@ -71,6 +71,9 @@ class Config:
     clip_reward: float = option(10.0, "reward clip after scaling")
     vector_env: str = option("auto", "env batching: sync (one process), async (a process per env), auto",
                          choices=("auto", "sync", "async"))
+    env_backend: str = option("auto", "env implementation: gymnasium (wrappers + vector env), envpool (C++ "
+                              "batched envs), auto (the faster one measured for the env family)",
+                              choices=("auto", "gymnasium", "envpool"))
 
     # --- budget & batch --------------------------------------------------------------------------
     total_steps: int = option(100_000, "agent steps to train for (Atari frames = steps x frame_skip)")

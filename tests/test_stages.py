@@ -30,7 +30,7 @@ def _collect(cfg: config.Config, T: int = 16, **norm):
 
 def test_atari_stack_observation_and_details(tmp_path):
     cfg = tiny(config.atari, tmp_path, num_envs=1)
-    env = envs._thunk(cfg, False)()
+    env = envs.gymnasium.env_factory(cfg)()
     obs, _ = env.reset(seed=1)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
     # wrapper chain: frame stack > clip reward > fire reset > episodic life > stats > preprocessing
@@ -50,7 +50,7 @@ def test_atari_stack_observation_and_details(tmp_path):
         if term or trunc:
             break
     assert rewards <= {-1.0, 0.0, 1.0}
-    ev = envs._thunk(cfg, True)()
+    ev = envs.gymnasium.env_factory(cfg, evaluation=True)()
     names = []
     while hasattr(ev, "env"):
         names.append(type(ev).__name__)
@@ -60,7 +60,7 @@ def test_atari_stack_observation_and_details(tmp_path):
 
 def test_episodic_life_ends_training_episode_but_not_game(tmp_path):
     cfg = tiny(config.atari, tmp_path, env_id="ALE/Breakout-v5", num_envs=1)
-    env = envs._thunk(cfg, False)()
+    env = envs.gymnasium.env_factory(cfg)()
     env.reset(seed=3)
     life_losses = 0
     for _ in range(3000):

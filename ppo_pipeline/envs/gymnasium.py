@@ -1,5 +1,5 @@
-"""Environment stacks: the Atari details of "The 37 Implementation Details of PPO", batched by
-gymnasium's vector envs.
+"""The gymnasium backend: env stacks with the Atari details of "The 37 Implementation Details of PPO",
+batched by gymnasium's vector envs.
 
 Why gymnasium wrappers and a vector env rather than torchrl transforms: per step, torchrl's env and
 transform machinery costs far more than the numpy wrappers (``python -m ppo_pipeline.bench
@@ -35,8 +35,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-from .config import Config
-from .env_ids import is_atari, registered
+from ..config import Config
+from ..env_ids import is_atari, registered
 
 # ------------------------------------------------------------------------------------------------------
 # Atari wrappers that gymnasium does not ship
@@ -95,9 +95,9 @@ def needs_fire(env: gym.Env) -> bool:
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
-def make_atari(cfg: Config, *, evaluation: bool = False) -> gym.Env:
+def make_atari(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
     kwargs = {"frameskip": 1, "repeat_action_probability": 0.0} if cfg.env_id.startswith("ALE/") else {}
-    env = gym.make(cfg.env_id, **kwargs)
+    env = gym.make(cfg.env_id, render_mode="rgb_array" if render else None, **kwargs)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip, screen_size=84,
                                           terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
     env = gym.wrappers.RecordEpisodeStatistics(env)
@@ -110,19 +110,21 @@ def make_atari(cfg: Config, *, evaluation: bool = False) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
 
 
-def make_plain(cfg: Config, *, evaluation: bool = False) -> gym.Env:
-    return gym.wrappers.RecordEpisodeStatistics(gym.make(cfg.env_id))
+def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
+    return gym.wrappers.RecordEpisodeStatistics(gym.make(cfg.env_id, render_mode="rgb_array" if render else None))
 
 
-def _thunk(cfg: Config, evaluation: bool) -> Callable[[], gym.Env]:
+def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) -> Callable[[], gym.Env]:
+    """A picklable function that builds one env of ``cfg``'s stack (what a vector env's worker calls)."""
     def make() -> gym.Env:
         registered()
-        return (make_atari if is_atari(cfg.env_id) else make_plain)(cfg, evaluation=evaluation)
+        return (make_atari if is_atari(cfg.env_id) else make_plain)(cfg, evaluation=evaluation, render=render)
 
     return make
 
 
-def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
+                    render: bool = False) -> gym.vector.VectorEnv:
     """A gymnasium vector env of ``num_envs`` copies, autoreset in the same step.
 
     ``SAME_STEP`` autoreset hands back the episode's final observation in ``info["final_obs"]``, which
@@ -130,7 +132,7 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False) -> 
     pays off for Atari, whose emulator step dominates; cheap envs (CartPole, MuJoCo) run faster in
     one process (``sync``). ``auto`` picks by that rule; the bench measures both.
     """
-    fns = [_thunk(cfg, evaluation) for _ in range(num_envs)]
+    fns = [env_factory(cfg, evaluation=evaluation, render=render) for _ in range(num_envs)]
     mode = cfg.vector_env
     if mode == "auto":
         mode = "async" if is_atari(cfg.env_id) and num_envs > 1 else "sync"

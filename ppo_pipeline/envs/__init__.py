@@ -1,0 +1,38 @@
+"""Environments: one contract, several backends.
+
+Whatever the backend, :func:`make_vector_env` returns a batched env that behaves like a gymnasium
+``VectorEnv`` with ``autoreset_mode=SAME_STEP``; it is what the collector, evaluation and the bench
+step:
+
+* ``num_envs``, ``single_observation_space``, ``single_action_space``, ``action_space``, ``close()``;
+* ``reset(seed=[s_0, ..., s_{n-1}])`` -> ``(obs, info)``, ``obs`` a numpy array [n, *obs_shape];
+* ``step(actions)`` -> ``(obs, reward, terminated, truncated, info)``: numpy arrays [n]; an env whose
+  episode ended is reset in the same step (``obs`` is the new episode's first observation) and its
+  last observation is in ``info["final_obs"][i]``; ``info["final_info"]["episode"]`` holds ``"r"``
+  and ``"l"`` (the *real* episode's return and length: the game's score over all lives, unclipped)
+  with the mask ``info["final_info"]["_episode"]``;
+* the training reward is the stack's (sign-clipped for Atari); a lost life ends the training episode
+  (``terminated``) while the episode statistics count whole games.
+
+Backends (``--env-backend``): ``gymnasium`` (:mod:`.gymnasium`: gymnasium wrappers, sync or subprocess
+vector envs) and ``envpool`` (:mod:`.envpool`: C++ batched envs with the same Atari details).
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from . import gymnasium as gymnasium_backend
+
+
+def backend(cfg: Config) -> str:
+    """The backend that builds ``cfg``'s envs: ``cfg.env_backend``, with ``auto`` resolved."""
+    return "gymnasium" if cfg.env_backend == "auto" else cfg.env_backend
+
+
+def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):
+    """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched."""
+    if backend(cfg) == "envpool":
+        from . import envpool
+
+        return envpool.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
+    return gymnasium_backend.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
