@@ -76,6 +76,24 @@ IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "s
 REQUIRED_KEYS = ("config", "agent", "optimizer", "loss", "rng", "collector", "logger", "update")
 
 
+def previous_intact(path: Path, config: dict[str, Any]) -> Path | None:
+    """The newest checkpoint older than ``path`` in its folder that loads and belongs to the run."""
+    for older in reversed([p for p in all_checkpoints(path.parent) if p.name < path.name]):
+        try:
+            load_for_run(older, config)
+            return older
+        except CheckpointError:
+            continue
+    return None
+
+
+def discard_newer(path: Path) -> None:
+    """Resuming from ``path``: rename the checkpoints newer than it to ``*.discarded`` (they are ahead of
+    the run's new history, and a corrupt one would otherwise be picked as the newest again)."""
+    for newer in [p for p in all_checkpoints(path.parent) if p.name > path.name]:
+        newer.rename(newer.with_name(newer.name + ".discarded"))
+
+
 def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """:func:`load` and check that the checkpoint is complete and belongs to the run of ``config``.
 
@@ -123,18 +141,52 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def snapshot_envs(envs: gym.vector.VectorEnv) -> bytes | None:
-    """The in-process env state (for an exact resume); None where it can't be taken (subprocess envs)."""
-    if isinstance(envs, gym.vector.AsyncVectorEnv):
+def snapshot_envs(envs: gym.vector.VectorEnv) -> dict[str, Any] | None:
+    """The in-process env state, for an exact resume; None where it can't be taken (subprocess envs).
+
+    The vector env is pickled whole (wrappers keep their counters: time limits, episode statistics,
+    lives). Pickling is not enough for envs that pickle by their constructor arguments (gymnasium's
+    ``EzPickle``: MuJoCo envs come back at their initial pose, unseeded), so each sub-env's random
+    generator and, for MuJoCo, the simulator's full integration state (time, qpos, qvel, act, warm
+    start, controls, ...: ``mj_getState(mjSTATE_INTEGRATION)``) are kept beside it.
+    """
+    if not isinstance(envs, gym.vector.SyncVectorEnv):
         return None
     try:
         import cloudpickle
 
-        return cloudpickle.dumps(envs)
+        blob = cloudpickle.dumps(envs)
     except Exception:
         return None
+    return {"pickle": blob, "sims": [_sim_state(e.unwrapped) for e in envs.envs]}
 
 
-def restore_envs(snapshot: bytes) -> gym.vector.VectorEnv:
+def restore_envs(snapshot: Any) -> gym.vector.VectorEnv:
     """Inverse of :func:`snapshot_envs`."""
-    return pickle.loads(snapshot)
+    if isinstance(snapshot, bytes):            # checkpoints written before the simulator state was kept
+        return pickle.loads(snapshot)
+    envs = pickle.loads(snapshot["pickle"])
+    for env, state in zip(envs.envs, snapshot["sims"]):
+        _set_sim_state(env.unwrapped, state)
+    return envs
+
+
+def _sim_state(env: gym.Env) -> dict[str, Any]:
+    state: dict[str, Any] = {"np_random": env.np_random.bit_generator.state if env._np_random is not None else None}
+    if hasattr(env, "model") and hasattr(env, "data"):      # a MuJoCo env
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        sim = np.empty(mujoco.mj_stateSize(env.model, spec))
+        mujoco.mj_getState(env.model, env.data, sim, spec)
+        state["mujoco"] = sim
+    return state
+
+
+def _set_sim_state(env: gym.Env, state: dict[str, Any]) -> None:
+    if state["np_random"] is not None:
+        env.np_random.bit_generator.state = state["np_random"]
+    if "mujoco" in state:
+        import mujoco
+
+        mujoco.mj_setState(env.model, env.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)

@@ -1,23 +1,30 @@
 """One place that turns :class:`~ppo_pipeline.config.Config` into a command line.
 
-Every dataclass field becomes ``--field-name`` with its default shown in ``--help``. Errors are one
-line on stderr and exit code 2, before any environment starts.
+Every dataclass field becomes ``--field-name`` with its default shown in ``--help`` (the Atari-only
+fields only in the Atari recipe). Errors are one line on stderr and exit code 2, before any
+environment starts; a mistyped option gets a "did you mean".
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import Config, ConfigError
+from .errors import suggest
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option as a single line (no usage dump), exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown.group(1).startswith("--"):
+            message += suggest(unknown.group(1).split("=")[0], sorted(self._option_string_actions))
         fail(message)
 
 
@@ -34,14 +41,18 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 64,64, got {text!r}") from None
 
 
-def add_config_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
-    """Add one option per :class:`Config` field, defaulting to the preset's value."""
+def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, atari: bool = True) -> None:
+    """Add one option per :class:`Config` field, defaulting to the preset's value; ``atari=False``
+    leaves out the fields that mean something for Atari games only."""
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         meta = f.metadata
+        if meta.get("atari") and not atari:
+            continue
         default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_text = meta.get("help", "") + (f" (default: {shown})" if shown != "" else "")
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{meta.get('help', '')} (default: {default if not isinstance(default, list) else ','.join(map(str, default))})"
         group = groups.setdefault(_section(f.name), parser.add_argument_group(_section(f.name)))
         if f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
@@ -82,25 +93,38 @@ def config_from_args(ns: argparse.Namespace) -> Config:
     return Config(**{k: v for k, v in vars(ns).items() if k in names})
 
 
-def build_parser(preset: Callable[..., Config], description: str, prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(preset: Callable[..., Config], description: str, prog: str | None = None, *,
+                 atari: bool = True) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_options(parser, preset())
+    add_config_options(parser, preset(), atari=atari)
     return parser
+
+
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options that ``argv`` names (whatever their values), e.g. {"lr"}."""
+    quiet = copy.deepcopy(parser)
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(quiet.parse_args(list(argv))))
 
 
 # ------------------------------------------------------------------------------------------------------
 # Sweep helpers (used by ppo_pipeline.launch / ppo_pipeline.sweep)
 # ------------------------------------------------------------------------------------------------------
-def parse_seeds(text: str) -> list[int]:
+MAX_SEEDS = 10_000
+
+
+def parse_seeds(text: str, limit: int = MAX_SEEDS) -> list[int]:
     """``0-4`` -> [0..4], ``0,2,5`` -> [0, 2, 5], ``0-2,7`` -> [0, 1, 2, 7]; order kept, no duplicates.
 
-    Raises :class:`ConfigError` with one line when the text does not parse.
+    Raises :class:`ConfigError` with one line when the text does not parse or names more than
+    ``limit`` seeds.
     """
-    seeds: list[int] = []
     bad = ConfigError(f"--seeds {text!r} does not parse; use a range like 0-4, a list like 0,2,5, or both (0-2,7)")
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
         raise bad
+    ranges = []
     for part in parts:
         lo, dash, hi = part.partition("-")
         if not lo.strip().isdigit() or (dash and not hi.strip().isdigit()):
@@ -109,8 +133,13 @@ def parse_seeds(text: str) -> list[int]:
         b = int(hi) if dash else a
         if b < a:
             raise bad
-        seeds.extend(s for s in range(a, b + 1) if s not in seeds)
-    return seeds
+        ranges.append((a, b))
+    if sum(b - a + 1 for a, b in ranges) > limit:
+        raise ConfigError(f"--seeds {text!r} names more than {limit:,} seeds; split the sweep")
+    seeds: dict[int, None] = {}
+    for a, b in ranges:
+        seeds.update(dict.fromkeys(range(a, b + 1)))
+    return list(seeds)
 
 
 def split_list(text: str) -> list[str]:

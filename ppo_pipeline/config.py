@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 # are at most EVAL_OFFSET envs of each kind (checked by Config.validate).
 SEED_STRIDE = 100_000
 EVAL_OFFSET = 50_000
+MAX_THREADS = 1024   # torch.set_num_threads(100000) crashes the process
 
 
 def env_seeds(seed: int, n: int, *, evaluation: bool = False) -> list[int]:
@@ -43,9 +44,10 @@ def env_seeds(seed: int, n: int, *, evaluation: bool = False) -> list[int]:
     return [base + i for i in range(n)]
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None) -> Any:
-    """A :class:`Config` field with its ``--help`` text (and allowed values): one command-line option."""
-    meta: dict[str, Any] = {"help": help}
+def option(default: Any, help: str, *, choices: tuple | None = None, atari: bool = False) -> Any:
+    """A :class:`Config` field with its ``--help`` text (and allowed values): one command-line option.
+    ``atari``: the option means something for Atari games only (non-Atari recipes leave it out)."""
+    meta: dict[str, Any] = {"help": help, "atari": atari}
     if choices is not None:
         meta["choices"] = choices
     if isinstance(default, (list, dict)):
@@ -60,11 +62,12 @@ class Config:
     # --- environment ---------------------------------------------------------------------------
     env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong)")
     num_envs: int = option(8, "N parallel actors (paper: 'N actors')")
-    frame_skip: int = option(4, "Atari: frames per agent step, max-pooled over the last 2")
-    noop_max: int = option(30, "Atari: at most this many no-ops after a real reset")
-    frame_stack: int = option(4, "Atari: stacked frames per observation")
-    episodic_life: bool = option(True, "Atari: a lost life ends the training episode (stats count games)")
-    clip_reward_sign: bool = option(True, "Atari: train on sign(reward); stats keep the raw score")
+    frame_skip: int = option(4, "Atari: frames per agent step, max-pooled over the last 2", atari=True)
+    noop_max: int = option(30, "Atari: at most this many no-ops after a real reset", atari=True)
+    frame_stack: int = option(4, "Atari: stacked frames per observation", atari=True)
+    episodic_life: bool = option(True, "Atari: a lost life ends the training episode (stats count games)",
+                                 atari=True)
+    clip_reward_sign: bool = option(True, "Atari: train on sign(reward); stats keep the raw score", atari=True)
     normalize_obs: bool = option(False, "running observation normalization, then clip to +-clip_obs")
     clip_obs: float = option(10.0, "observation clip after normalization")
     scale_reward: bool = option(False, "divide rewards by the running std of the discounted return")
@@ -76,7 +79,8 @@ class Config:
                               choices=("auto", "gymnasium", "envpool"))
 
     # --- budget & batch --------------------------------------------------------------------------
-    total_steps: int = option(100_000, "agent steps to train for (Atari frames = steps x frame_skip)")
+    total_steps: int = option(100_000, "agent steps to train for, rounded up to whole batches (Atari frames = "
+                                       "steps x frame_skip)")
     num_steps: int = option(128, "horizon T: steps per actor per batch")
     epochs: int = option(4, "K epochs over each fresh batch")
     minibatch_size: int = option(256, "samples per minibatch (must divide num_envs*num_steps)")
@@ -125,7 +129,23 @@ class Config:
 
     @property
     def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        """Updates of the run: the whole batches that cover ``total_steps``, rounded up (a budget is the
+        least a run trains: the paper's "1M steps" and "40M frames" are met, never cut short)."""
+        return max(1, -(-self.total_steps // self.batch_size))
+
+    @property
+    def steps_run(self) -> int:
+        """Agent steps the run trains: ``num_updates`` whole batches (>= ``total_steps``)."""
+        return self.num_updates * self.batch_size
+
+    def budget_line(self) -> str:
+        """One line saying exactly what the run trains, e.g. for Atari
+        ``10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x 128 steps (10,000,000 asked)``."""
+        frames = f" ({self.steps_run * self.frame_skip:,} frames)" if env_ids.is_atari(self.env_id) else ""
+        asked = ("" if self.steps_run == self.total_steps
+                 else f" ({self.total_steps:,} asked, rounded up to whole batches)")
+        return (f"{self.env_id}: {self.steps_run:,} agent steps{frames} = {self.num_updates:,} updates of "
+                f"{self.num_envs} envs x {self.num_steps} steps{asked}")
 
     def run_name(self) -> str:
         return self.name or f"{self.env_id.replace('/', '-')}__{self.objective}__s{self.seed}"
@@ -138,11 +158,24 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """A config from trusted values (ours); keys that are not fields are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> "Config":
+        """A config from a ``config.json`` someone may have edited: every value must have its field's
+        type. Raises :class:`ConfigError` naming ``source`` and the first bad value."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} is not a JSON object (it holds a {type(data).__name__})")
+        for f in dataclasses.fields(cls):
+            if f.name in data and not _has_type(data[f.name], f.type):
+                raise ConfigError(f"{source}: {f.name}={data[f.name]!r} must be {_TYPE_WORDS[f.type]}")
+        return cls.from_dict({k: float(v) if k in _FLOATS and isinstance(v, int) else v for k, v in data.items()})
+
     def save(self, path: Path) -> None:
-        rundir.write_json(path, self.to_dict())
+        """Write ``config.json``: every field, plus ``steps_run`` (what the rounded-up budget trains)."""
+        rundir.write_json(path, {**self.to_dict(), "steps_run": self.steps_run})
 
     # ------------------------------------------------------------------------------------------------
     def resolved(self, *, device: bool = True) -> "Config":
@@ -184,12 +217,14 @@ class Config:
                      "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
             v = getattr(self, name)
             need(v >= 1, f"{name}={v} must be >= 1")
-        for name in ("noop_max", "eval_every", "torch_threads", "eval_episodes"):
+        for name in ("seed", "noop_max", "eval_every", "torch_threads", "eval_episodes"):
             v = getattr(self, name)
             need(v >= 0, f"{name}={v} must be >= 0")
         for name in ("num_envs", "eval_episodes"):
             v = getattr(self, name)
             need(v <= EVAL_OFFSET, f"{name}={v} must be <= {EVAL_OFFSET} (env seeds of a run stay disjoint)")
+        need(self.torch_threads <= MAX_THREADS, f"torch_threads={self.torch_threads} must be <= {MAX_THREADS}")
+        need(len(self.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")
         need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")
         nb = self.batch_size
         need(self.minibatch_size <= nb,
@@ -197,11 +232,6 @@ class Config:
         need(nb % self.minibatch_size == 0,
              f"minibatch_size={self.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
              f"divisors near it: {_near_divisors(nb, self.minibatch_size)}")
-        unit = (f"agent steps ({self.frame_skip * self.total_steps} frames)" if env_ids.is_atari(self.env_id)
-                else "steps")
-        need(self.total_steps % nb == 0,
-             f"total_steps={self.total_steps} {unit} is not a multiple of the batch num_envs*num_steps={nb}; "
-             f"nearest: {max(nb, round(self.total_steps / nb) * nb)}")
         check_device_spec(self.device)
         _check_writable(Path(self.run_dir))
 
@@ -247,11 +277,35 @@ def resolve_device(spec: str) -> str:
 
 
 def _check_writable(path: Path) -> None:
-    probe = path
+    """Raise :class:`ConfigError` unless a folder can be made below ``path`` (probed with a temp folder
+    in its nearest existing ancestor, which is removed again)."""
+    probe = path.absolute()
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"run_dir={str(path)!r} is not writable ({str(probe)!r} cannot be written)")
+    try:
+        if not probe.is_dir():
+            raise OSError
+        tempfile.TemporaryDirectory(dir=probe, prefix=".ppo-probe-").cleanup()
+    except OSError:
+        raise ConfigError(f"run_dir={str(path)!r} is not writable ({str(probe)!r} cannot be written)") from None
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "list": "a list of integers"}
+_FLOATS = {"clip_obs", "clip_reward", "lr", "adam_eps", "max_grad_norm", "clip_epsilon", "kl_target", "kl_beta",
+           "gamma", "gae_lambda", "value_coef", "entropy_coef", "clip_value"}
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "str":
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -327,7 +381,7 @@ def classic(**overrides: Any) -> Config:
         gae_lambda=0.8,
         entropy_coef=0.0,
         value_coef=0.5,
-        total_steps=100_352,   # 392 batches of 256 (100k rounded up to a whole batch)
+        total_steps=100_000,   # runs 392 batches of 256 = 100,352 steps
         eval_episodes=10,
         eval_every=50,
         checkpoint_every=50,

@@ -17,6 +17,7 @@ def registered() -> list[str]:
     """Every gymnasium id, the ALE games included (ale-py registers them on import)."""
     import ale_py
 
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner per emulator on stderr
     gym.register_envs(ale_py)
     return sorted(gym.envs.registry.keys())
 

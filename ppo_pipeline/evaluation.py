@@ -39,18 +39,31 @@ def random_policy(envs: gym.vector.VectorEnv, seed: int) -> Policy:
     return lambda obs: envs.action_space.sample()
 
 
+def agent_policy(agent: Agent, obs_norm: ObsNormalizer | None, action_space: gym.Space, *,
+                 deterministic: bool = True) -> Policy:
+    """The agent as the evaluation plays it: numpy observations ``[B, *obs_shape]`` (raw, as the env gives
+    them) -> numpy actions ``[B(, A)]`` ready for ``envs.step``.
+
+    ``obs_norm`` (the run's statistics, or None) is applied with ``update=False``; pass a
+    :meth:`~ppo_pipeline.normalize.ObsNormalizer.frozen_copy`. Deterministic: argmax of the logits or the
+    Gaussian mean; otherwise a sample from torch's global generator. Box actions are clipped to the bounds.
+    """
+    device = next(agent.parameters()).device
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        x = obs_norm(obs, update=False) if obs_norm is not None else obs
+        action = agent.act(obs_tensor(x, device), deterministic=deterministic)["action"]
+        return env_action(action, action_space)
+
+    return policy
+
+
 @torch.no_grad()
 def evaluate(agent: Agent, cfg: Config, obs_norm: ObsNormalizer | None, episodes: int) -> list[float]:
     """Deterministic policy (argmax / mean) on ``episodes`` fresh eval envs, one episode each, at most
     ``cfg.eval_max_steps`` steps; returns each episode's real game score."""
     envs = make_vector_env(cfg, episodes, evaluation=True)
-    norm = obs_norm.frozen_copy() if obs_norm is not None else None
-    device = next(agent.parameters()).device
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        x = norm(obs, update=False) if norm is not None else obs
-        return env_action(agent.act(obs_tensor(x, device), deterministic=True)["action"], envs.single_action_space)
-
+    policy = agent_policy(agent, obs_norm.frozen_copy() if obs_norm is not None else None, envs.single_action_space)
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
     try:

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import submitit
 
-from . import checkpoint, rundir, slurm
+from . import checkpoint, envs, rundir, slurm
 from .cli import OneLineParser, fail
 from .config import Config, ConfigError, prepare
 from .errors import UserError
@@ -144,6 +144,7 @@ def plan(base: Config, env_ids: Sequence[str], objectives: Sequence[str], seeds:
                 cfg = dataclasses.replace(base, env_id=env_id, objective=objective, seed=seed, name="",
                                           run_dir=str(sweep_dir / "runs"))
                 cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
+                envs.check(cfg)
                 d = cfg.to_dict()
                 runs.append({"name": cfg.run_name(), "env_id": cfg.env_id, "objective": objective, "seed": seed,
                              "config": d, "job_id": None, "job_ids": []})
@@ -175,6 +176,11 @@ def load_manifest(sweep_dir: Path) -> dict[str, Any]:
     data = rundir.read_json(path)
     if data.get("format") != FORMAT or not isinstance(data.get("runs"), list):
         raise SweepError(f"{str(path)!r} is not a ppo-pipeline sweep manifest")
+    for i, run in enumerate(data["runs"]):
+        if not isinstance(run, dict) or not isinstance(run.get("name"), str) or not isinstance(run.get("config"), dict):
+            raise SweepError(f"{str(path)!r} is damaged: run {i} has no name or no config")
+        run.setdefault("job_id", None)
+        run.setdefault("job_ids", [])
     return data
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,10 +71,18 @@ class Trainer:
         self.cfg = cfg
         self.run_path = cfg.run_path()
         self.run_path.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_path / rundir.CONFIG)   # first: from here on the folder is a run that --resume takes
         set_threads(cfg.torch_threads)
         self.device = torch.device(cfg.device)
         checkpoint.seed_everything(cfg.seed)
         self.envs = make_vector_env(cfg, cfg.num_envs)
+        try:
+            self._build(cfg)
+        except BaseException:     # Ctrl-C during start-up included: close the env workers
+            self.envs.close()
+            raise
+
+    def _build(self, cfg: Config) -> None:
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         self.obs_norm = ObsNormalizer(obs_space.shape, cfg.clip_obs) if cfg.normalize_obs else None
         self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward) if cfg.scale_reward else None
@@ -95,6 +103,7 @@ class Trainer:
         self.episodes_logged = 0
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
         self.stop_signals: tuple[int, ...] = ()
+        self.on_signal: Callable[[int], None] | None = None
         self._t_start: float | None = None
 
     # ------------------------------------------------------------------------------------------------
@@ -135,34 +144,44 @@ class Trainer:
         """K epochs of minibatch Adam steps on -L^{CLIP+VF+S}; returns the update's mean loss terms."""
         cfg = self.cfg
         totals = LossTotals(cfg.value_coef)
-        for mb in self.sampler(batch):
-            out = self.loss(mb)
-            loss = total_loss(out)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
-            totals.add(out, loss)
-        stats = totals.means()    # one device sync per update
-        if not np.isfinite(stats["loss"]):
+        try:
+            for mb in self.sampler(batch):
+                out = self.loss(mb)
+                loss = total_loss(out)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                totals.add(out, loss)
+            stats = totals.means()    # one device sync per update
+        except (RuntimeError, ValueError):   # e.g. a distribution of NaN parameters refuses to sample
+            if self._finite_parameters():
+                raise
+            stats = {"loss": float("nan")}
+        if not np.isfinite(stats["loss"]) or not self._finite_parameters():   # diverged: the NaN stop
             kept = checkpoint.latest(self.run_path)
+            what = f"loss ({stats['loss']})" if not np.isfinite(stats["loss"]) else "parameters after the Adam steps"
             raise TrainingError(
-                f"non-finite loss ({stats['loss']}) in update {update} (step {self.collector.global_step}); "
+                f"non-finite {what} in update {update} (step {self.collector.global_step}); "
                 f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
         stats.pop("loss")
         return stats
 
+    def _finite_parameters(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.agent.parameters())
+
     # ------------------------------------------------------------------------------------------------
     # The run
     # ------------------------------------------------------------------------------------------------
-    def checkpoint_on_signal(self, *signums: int) -> None:
+    def checkpoint_on_signal(self, *signums: int, on_signal: Callable[[int], None] | None = None) -> None:
         """Make :meth:`train` finish the update in flight and checkpoint when one of ``signums`` arrives,
         then pass the signal on (:mod:`ppo_pipeline.preemption`). Call from the main thread."""
         self.stop_signals = tuple(int(s) for s in signums)
+        self.on_signal = on_signal
 
     def train(self, resume_from: Path | None = None, stop_after: int | None = None) -> dict[str, Any]:
-        """Run to ``cfg.total_steps`` (or ``stop_after`` updates, for tests); returns the summary.
+        """Run ``cfg.num_updates`` updates (or ``stop_after``, for tests); returns the summary.
 
         A checkpoint is written every ``checkpoint_every`` updates, after the last update, when
         ``stop_after`` stops the run early, and when a signal of :meth:`checkpoint_on_signal` arrives.
@@ -170,14 +189,18 @@ class Trainer:
         in the same state as an uninterrupted run (CPU).
         """
         cfg = self.cfg
-        logger = self._open_logs(resume_from)
-        self._t_start = time.perf_counter()
-        start_step = self.collector.global_step
-        bar = tqdm(total=cfg.total_steps, initial=start_step, disable=not cfg.progress, unit="step",
-                   dynamic_ncols=True, desc=cfg.run_name(),
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
+        logger: RunLogger | None = None
+        bar: tqdm | None = None
         try:
-            with DeferredSignals(self.stop_signals) as signals:
+            with DeferredSignals(self.stop_signals, self.on_signal) as signals:
+                logger = self._start(resume_from)
+                if signals.pending:   # came during start-up: stop at the checkpoint just written or loaded
+                    signals.deliver(self.updates_done, checkpoint.latest(self.run_path))
+                self._t_start = time.perf_counter()
+                start_step = self.collector.global_step
+                bar = tqdm(total=cfg.steps_run, initial=start_step, disable=not cfg.progress, unit="step",
+                           dynamic_ncols=True, desc=cfg.run_name(),
+                           mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line per 30 s
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
                     row = self.train_update(update)
                     self.updates_done = update
@@ -201,29 +224,31 @@ class Trainer:
                     if stop:
                         break
         finally:
-            bar.close()
-            logger.close()
+            if bar is not None:
+                bar.close()
+            if logger is not None:
+                logger.close()
             self.envs.close()
         summary = self.summary()
         if self.updates_done == cfg.num_updates:
             rundir.write_json(self.run_path / rundir.SUMMARY, summary)
         return summary
 
-    def _open_logs(self, resume_from: Path | None) -> RunLogger:
-        """Load the checkpoint to resume from, or start the logs and the envs anew."""
+    def _start(self, resume_from: Path | None) -> RunLogger:
+        """Load the checkpoint to resume from; or reset the envs and write checkpoint 0, so that a run
+        stopped at any moment from here on resumes where it was. Then open the logs, cut to the
+        checkpoint (rows past it are redone; a fresh run starts them anew)."""
         if resume_from is not None:
             self.load_state_dict(checkpoint.load(resume_from))
-        # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
-        logger = RunLogger(self.run_path, self.cfg.tensorboard,
-                           purge_step=self.collector.global_step + 1 if resume_from is not None else None)
-        if resume_from is not None:
-            logger.metrics.truncate(self.updates_done)        # rows past the checkpoint are redone
-            logger.episodes.truncate(self.episodes_logged)
-        else:
-            self.cfg.save(self.run_path / rundir.CONFIG)
-            logger.metrics.truncate(0)                     # a restart from scratch starts the logs anew
-            logger.episodes.truncate(0)
+        else:   # a new history: nothing of an earlier run in this directory may be taken for this one's
+            for stale in [*checkpoint.all_checkpoints(self.run_path), self.run_path / rundir.SUMMARY]:
+                stale.unlink(missing_ok=True)
             self.collector.reset(env_seeds(self.cfg.seed, self.cfg.num_envs))
+            checkpoint.save(self.run_path, 0, self.state_dict())
+        # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
+        logger = RunLogger(self.run_path, self.cfg.tensorboard, purge_step=self.collector.global_step + 1)
+        logger.metrics.truncate(self.updates_done)
+        logger.episodes.truncate(self.episodes_logged)
         return logger
 
     def _log_new_episodes(self, logger: RunLogger) -> dict[str, Any]:
@@ -295,18 +320,14 @@ class Trainer:
 
 
 def run_training(cfg: Config, resume_from: Path | None = None,
-                 signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> dict[str, Any]:
+                 signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
+                 on_signal: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the run of a prepared ``cfg`` (from ``resume_from`` when given) and return its summary.
 
-    ``signals`` stop the run after the update in flight, checkpointed (:mod:`ppo_pipeline.preemption`).
-    The env worker processes start with them ignored (they inherit the disposition): Ctrl-C and SLURM's
-    signals reach every process of the group, and must not kill a worker before the trainer checkpoints.
+    ``signals`` stop the run after the update in flight, checkpointed (:mod:`ppo_pipeline.preemption`);
+    ``on_signal(signum)`` runs as one arrives. (Env worker processes never see these signals: see
+    :func:`ppo_pipeline.envs.gymnasium.make_vector_env`.)
     """
-    before = {s: signal.signal(s, signal.SIG_IGN) for s in signals}
-    try:
-        trainer = Trainer(cfg)
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
-    trainer.checkpoint_on_signal(*signals)
+    trainer = Trainer(cfg)
+    trainer.checkpoint_on_signal(*signals, on_signal=on_signal)
     return trainer.train(resume_from)

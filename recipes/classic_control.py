@@ -1,7 +1,7 @@
 """PPO on small vector envs (default: CartPole-v1, 100k steps; rl-baselines3-zoo's tuned values).
 
     python recipes/classic_control.py
-    python recipes/classic_control.py --env-id Acrobot-v1 --total-steps 200192
+    python recipes/classic_control.py --env-id Acrobot-v1 --total-steps 200000
     python recipes/classic_control.py --help      # every option with its default
 """
 import sys
@@ -11,7 +11,9 @@ from pathlib import Path
 # would otherwise shadow the real ``mujoco`` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from ppo_pipeline import config, launch  # noqa: E402
-
 if __name__ == "__main__":
-    sys.exit(launch.main(config.classic, __doc__))
+    # Imported here, not above: Atari's env worker processes start by re-importing this file, and must
+    # not pay for torch.
+    from ppo_pipeline.launch import recipe_main
+
+    sys.exit(recipe_main("classic", __doc__))

@@ -11,7 +11,9 @@ from pathlib import Path
 # would otherwise shadow the real ``mujoco`` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from ppo_pipeline import config, launch  # noqa: E402
-
 if __name__ == "__main__":
-    sys.exit(launch.main(config.mujoco, __doc__))
+    # Imported here, not above: Atari's env worker processes start by re-importing this file, and must
+    # not pay for torch.
+    from ppo_pipeline.launch import recipe_main
+
+    sys.exit(recipe_main("mujoco", __doc__))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from ppo_pipeline import config, envs, launch
+from ppo_pipeline import trainer as _trainer  # noqa: F401  imported before no_envs patches what it imports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +48,14 @@ CASES = [
     (["--gae-lambda", "-0.1"], "gae_lambda=-0.1 must be in [0, 1]", None),
     (["--minibatch-size", "512"], "minibatch_size=512 is larger than the batch", "256"),
     (["--minibatch-size", "100"], "minibatch_size=100 does not divide the batch", "128"),
-    (["--total-steps", "1000"], "total_steps=1000", "not a multiple of the batch"),
     (["--objective", "ppo2"], "invalid choice: 'ppo2'", "kl_adaptive"),
     (["--num-envs", "x"], "invalid int value: 'x'", None),
+    (["--seed", "-1"], "seed=-1 must be >= 0", None),
+    (["--num-envs", "60000", "--minibatch-size", "64"], "num_envs=60000 must be <= 50000", None),
+    (["--torch-threads", "100000"], "torch_threads=100000 must be <= 1024", None),
+    (["--hidden-sizes", ""], "hidden_sizes is empty", "64,64"),
+    (["--lrr", "0.1"], "unrecognized arguments: --lrr", "did you mean --lr"),
+    (["--total-steps", "0"], "total_steps=0 must be >= 1", None),
 ]
 
 
@@ -66,11 +73,24 @@ def test_atari_recipe_refuses_non_atari_env(capsys, no_envs, tmp_path):
     assert "'CartPole-v1' is not an Atari game" in line
 
 
-def test_atari_frames_not_multiple_of_batch(capsys, no_envs, tmp_path):
-    line = one_line_error(capsys, config.atari, ["--total-steps", "1000", "--run-dir", str(tmp_path)],
-                          atari_only=True)
-    assert "total_steps=1000 agent steps (4000 frames) is not a multiple of the batch" in line
-    assert "1024" in line
+def test_any_budget_runs_whole_batches_rounded_up(tmp_path, capsys):
+    """A budget that is not a multiple of the batch is never an error: the run trains the whole batches
+    that cover it, says so in one line at the start, and config.json records both numbers."""
+    assert launch.main(config.classic, "t", ["--total-steps", "1000", "--eval-episodes", "0", "--run-dir",
+                                             str(tmp_path), "--no-progress", "--no-tensorboard"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "CartPole-v1: 1,024 agent steps = 4 updates of 8 envs x 32 steps (1,000 asked, rounded up to whole batches)"
+    saved = json.loads((tmp_path / "CartPole-v1__clip__s0" / "config.json").read_text())
+    assert saved["total_steps"] == 1000 and saved["steps_run"] == 1024
+    assert "last-100 training return" in out[-1]
+
+
+def test_atari_budget_line_counts_frames():
+    cfg = config.prepare(config.atari())     # the paper's 40M frames, as typed
+    assert cfg.num_updates == 9766 and cfg.steps_run == 10_000_384
+    assert cfg.budget_line() == ("ALE/Pong-v5: 10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x "
+                                 "128 steps (10,000,000 asked, rounded up to whole batches)")
+    assert config.prepare(config.mujoco()).steps_run == 1_001_472   # Table 3's 1M steps: 489 batches of 2048
 
 
 def test_unknown_atari_game_suggests(capsys, no_envs, tmp_path):
@@ -103,14 +123,24 @@ def test_resume_of_a_non_run_dir(capsys, no_envs, tmp_path):
     assert "not a run directory" in one_line_error(capsys, config.classic, ["--resume", str(tmp_path)])
 
 
+def _help(recipe: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), "--help"],
+                          capture_output=True, text=True, check=True).stdout
+
+
 def test_help_lists_every_option_with_default():
-    out = subprocess.run([sys.executable, str(ROOT / "recipes" / "mujoco.py"), "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    """Every option with its default; the Atari-only options only in the Atari recipe."""
+    out = _help("mujoco.py")
     flat = " ".join(out.split())
     for f in dataclasses.fields(config.Config):
-        flag = "--" + f.name.replace("_", "-")
-        assert flag in out, flag
+        flag = "--" + f.name.replace("_", "-") + " "
+        assert (flag in out) != f.metadata["atari"], flag
     assert "(default: Hopper-v5)" in flat and "(default: 2048)" in flat and "(default: 0.0003)" in flat
+    assert "(default: )" not in flat and "--name" in flat
+    atari = " ".join(_help("atari.py").split())
+    for f in dataclasses.fields(config.Config):
+        assert "--" + f.name.replace("_", "-") + " " in atari, f.name
+    assert "--frame-skip INT Atari: frames per agent step, max-pooled over the last 2 (default: 4)" in atari
 
 
 def test_recipe_exit_code_2_in_a_real_process(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from ppo_pipeline import checkpoint, launch
-from ppo_pipeline.config import classic
+from ppo_pipeline.config import classic, mujoco
 from ppo_pipeline.metrics import TIMING_COLUMNS
 from ppo_pipeline.trainer import Trainer, TrainingInterrupted
 
@@ -88,6 +88,32 @@ def test_stop_and_resume_equals_uninterrupted(reference, tmp_path, k):
     assert len(_rows(cfg.run_path() / "metrics.csv")) == k
     Trainer(cfg).train(resume_from=checkpoint.latest(cfg.run_path()))
     _assert_same_run(ref, cfg.run_path())
+
+
+@pytest.fixture(scope="module")
+def hopper_reference(tmp_path_factory) -> Path:
+    cfg = _hopper(tmp_path_factory.mktemp("ref_hopper"), "ref")
+    Trainer(cfg).train()
+    return cfg.run_path()
+
+
+def _hopper(tmp: Path, name: str):
+    """Hopper-v5 (MuJoCo), Table 3 preset shrunk: 2 envs x 32 steps, so that random-policy episodes
+    (~20-50 steps) span the resume point and reset right after it; normalization on."""
+    return tiny(mujoco, tmp, env_id="Hopper-v5", num_envs=2, num_steps=32, minibatch_size=32, epochs=2,
+                total_steps=64 * UPDATES, eval_every=2, eval_episodes=2, eval_max_steps=50, checkpoint_every=4,
+                torch_threads=1, name=name)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_hopper_stop_and_resume_equals_uninterrupted(hopper_reference, tmp_path, k):
+    """MuJoCo resume is exact: the simulator state (qpos, qvel, time, warm start, ...) and each env's
+    random generator round-trip through the checkpoint, so the episode spanning the resume goes on where
+    it was and the resets after it draw what the uninterrupted run drew."""
+    cfg = _hopper(tmp_path, "cut")
+    Trainer(cfg).train(stop_after=k)
+    Trainer(cfg).train(resume_from=checkpoint.latest(cfg.run_path()))
+    _assert_same_run(hopper_reference, cfg.run_path())
 
 
 def test_crash_after_checkpoint_redoes_rows_without_duplicates(reference, tmp_path):

@@ -29,6 +29,15 @@ def backend(cfg: Config) -> str:
     return "gymnasium" if cfg.env_backend == "auto" else cfg.env_backend
 
 
+def check(cfg: Config) -> None:
+    """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s backend cannot build its
+    envs; run before anything starts."""
+    if backend(cfg) == "envpool":
+        from . import envpool
+
+        envpool.check(cfg)
+
+
 def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):
     """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched."""
     if backend(cfg) == "envpool":

@@ -29,7 +29,10 @@ Continuous control: observation normalization and reward scaling live in :mod:`p
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import signal
+from multiprocessing import resource_tracker
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +40,9 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
 from ..env_ids import is_atari, registered
+
+# Signals a worker process never acts on (see signals_blocked).
+WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 # ------------------------------------------------------------------------------------------------------
 # Atari wrappers that gymnasium does not ship
@@ -137,5 +143,30 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
     if mode == "auto":
         mode = "async" if is_atari(cfg.env_id) and num_envs > 1 else "sync"
     if mode == "async":
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        with signals_blocked():   # the workers inherit the mask: Ctrl-C and SLURM's signals are the trainer's
+            envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context="spawn")
+            if set(signal.sigpending()) & set(WORKER_BLOCKED):
+                envs.close()      # a Ctrl-C came meanwhile and is raised on leaving: leave no orphaned workers
+        return envs
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+@contextlib.contextmanager
+def signals_blocked(signums: tuple[int, ...] = WORKER_BLOCKED) -> Iterator[None]:
+    """Block ``signums`` in this thread while inside; processes started inside inherit the blocked mask.
+
+    A terminal's Ctrl-C and SLURM's preemption signals go to every process of the group. The env worker
+    processes must not die of them (a traceback per worker, then a broken pipe in the trainer): started
+    with the signals blocked, they never receive them, while the trainer, whose mask is restored on
+    exit (a signal that came meanwhile is delivered then), finishes the update and checkpoints. The
+    workers end when the trainer closes their pipes.
+
+    multiprocessing's resource tracker is started first: starting it *unblocks* SIGINT and SIGTERM in
+    the calling thread (``resource_tracker.ensure_running``), which would undo the block for the workers.
+    """
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

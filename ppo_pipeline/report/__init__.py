@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this random-policy score for ENV instead of measuring it; repeatable (default: none)")
     p.add_argument("--bootstrap", type=_nonneg, default=2000, metavar="N",
                    help="bootstrap resamples for the IQM confidence intervals (default: %(default)s)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED",
+    p.add_argument("--bootstrap-seed", type=_nonneg, default=0, metavar="SEED",
                    help="seed of the bootstrap RNG (default: %(default)s)")
     p.add_argument("--bins", type=_positive, default=50, metavar="N",
                    help="env-step bins of the learning curves (default: %(default)s)")
