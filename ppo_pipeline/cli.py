@@ -70,7 +70,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, ata
 
 
 _SECTIONS = {
-    "environment": ("env_id", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
+    "environment": ("env_id", "env_module", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
                     "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
                     "env_backend"),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
@@ -78,6 +78,8 @@ _SECTIONS = {
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
                   "entropy_coef", "clip_value", "normalize_advantage"),
     "model": ("hidden_sizes", "shared_trunk"),
+    "outputs and tracking": ("tensorboard", "progress", "capture_video", "track", "wandb_project", "wandb_entity",
+                             "wandb_group"),
 }
 
 

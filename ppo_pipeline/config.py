@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import env_ids, rundir
+from . import env_ids, rundir, tracking
 from .errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
@@ -60,7 +60,10 @@ class Config:
     """One PPO run. Field names follow the paper's symbols where it has one."""
 
     # --- environment ---------------------------------------------------------------------------
-    env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong)")
+    env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong), or your own "
+                                        "env class as package.module:EnvClass")
+    env_module: str = option("", "a module to import before the env id is resolved (one that registers "
+                                 "gymnasium ids), e.g. my_pkg")
     num_envs: int = option(8, "N parallel actors (paper: 'N actors')")
     frame_skip: int = option(4, "Atari: frames per agent step, max-pooled over the last 2", atari=True)
     noop_max: int = option(30, "Atari: at most this many no-ops after a real reset", atari=True)
@@ -120,6 +123,12 @@ class Config:
     name: str = option("", "run name (default: <env>__<objective>__s<seed>)")
     tensorboard: bool = option(True, "write TensorBoard events")
     progress: bool = option(True, "show a tqdm progress bar")
+    capture_video: bool = option(False, "record the first episode of each evaluation to <run>/videos/ "
+                                        "(MP4, also in TensorBoard and W&B)")
+    track: bool = option(False, "log to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works)")
+    wandb_project: str = option("ppo-pipeline", "W&B project")
+    wandb_entity: str = option("", "W&B entity (default: your W&B default)")
+    wandb_group: str = option("", "W&B group (default: the sweep's directory name for sweep runs)")
 
     # ------------------------------------------------------------------------------------------------
     @property
@@ -148,7 +157,7 @@ class Config:
                 f"{self.num_envs} envs x {self.num_steps} steps{asked}")
 
     def run_name(self) -> str:
-        return self.name or f"{self.env_id.replace('/', '-')}__{self.objective}__s{self.seed}"
+        return self.name or f"{self.env_id.replace('/', '-').replace(':', '-')}__{self.objective}__s{self.seed}"
 
     def run_path(self) -> Path:
         return Path(self.run_dir) / self.run_name()
@@ -181,7 +190,7 @@ class Config:
     def resolved(self, *, device: bool = True) -> "Config":
         """A copy with the env id looked up (``Pong`` -> ``ALE/Pong-v5``) and, unless ``device=False``,
         the device (``auto`` -> ``cuda`` or ``cpu``). Raises :class:`ConfigError` for an unknown id or device."""
-        out = dataclasses.replace(self, env_id=env_ids.resolve_env_id(self.env_id))
+        out = dataclasses.replace(self, env_id=env_ids.resolve_env_id(self.env_id, self.env_module))
         if device:
             out.device = resolve_device(self.device)
         return out
@@ -232,6 +241,10 @@ class Config:
         need(nb % self.minibatch_size == 0,
              f"minibatch_size={self.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
              f"divisors near it: {_near_divisors(nb, self.minibatch_size)}")
+        if self.track:
+            tracking.check_available()
+        need(not self.capture_video or self.eval_episodes > 0,
+             "capture_video records evaluation episodes: it needs eval_episodes >= 1")
         check_device_spec(self.device)
         _check_writable(Path(self.run_dir))
 

@@ -1,4 +1,6 @@
-"""Environment ids: what is registered, ``Pong`` -> ``ALE/Pong-v5``, and which ids are Atari games.
+"""Environment ids: what is registered, ``Pong`` -> ``ALE/Pong-v5``, which ids are Atari games, and
+users' own envs: ``package.module:EnvClass`` (any ``gymnasium.Env`` subclass, no registration needed)
+or a module that registers gymnasium ids when imported (``--env-module my_pkg``).
 
 Imports no :class:`~ppo_pipeline.config.Config` (the config imports this module to resolve its env id).
 """
@@ -6,6 +8,7 @@ Imports no :class:`~ppo_pipeline.config.Config` (the config imports this module 
 from __future__ import annotations
 
 import functools
+import importlib
 
 import gymnasium as gym
 
@@ -13,27 +16,69 @@ from .errors import ConfigError, suggest
 
 
 @functools.cache
-def registered() -> list[str]:
-    """Every gymnasium id, the ALE games included (ale-py registers them on import)."""
+def _register_ale() -> None:
     import ale_py
 
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner per emulator on stderr
     gym.register_envs(ale_py)
+
+
+def registered() -> list[str]:
+    """Every gymnasium id, the ALE games included (ale-py registers them on import)."""
+    _register_ale()
     return sorted(gym.envs.registry.keys())
 
 
-def resolve_env_id(env_id: str) -> str:
-    """Return a registered gymnasium id; ``Pong`` is accepted for ``ALE/Pong-v5``.
+def import_env_module(name: str) -> None:
+    """Import ``name`` (``--env-module``: a package that registers gymnasium ids when imported)."""
+    if not name:
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError as e:
+        raise ConfigError(f"env_module {name!r} cannot be imported ({e})") from None
+
+
+def is_entry_point(env_id: str) -> bool:
+    """``package.module:EnvClass`` rather than a registered id."""
+    return ":" in env_id and env_id not in gym.envs.registry
+
+
+def env_class(entry_point: str) -> type:
+    """The ``gymnasium.Env`` subclass named by ``package.module:EnvClass``; :class:`ConfigError` otherwise."""
+    module_name, _, class_name = entry_point.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"env_id {entry_point!r}: module {module_name!r} cannot be imported ({e})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, gym.Env)):
+        envs = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, gym.Env)
+                      and v.__module__ == module.__name__)
+        raise ConfigError(f"env_id {entry_point!r}: {module_name} has no gymnasium.Env subclass {class_name!r}"
+                          + (f"; it has {', '.join(envs)}" if envs else ""))
+    return cls
+
+
+def resolve_env_id(env_id: str, env_module: str = "") -> str:
+    """Return a registered gymnasium id (``Pong`` is accepted for ``ALE/Pong-v5``), or a checked
+    ``package.module:EnvClass``. ``env_module`` is imported first.
 
     Raises :class:`ConfigError` naming the id and the closest registered ones.
     """
+    import_env_module(env_module)
+    if is_entry_point(env_id):
+        env_class(env_id)
+        return env_id
     ids = registered()
     if env_id in ids:
         return env_id
     for cand in (f"ALE/{env_id}-v5", f"ALE/{env_id}"):
         if cand in ids:
             return cand
-    raise ConfigError(f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}")
+    raise ConfigError(f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}"
+                      + ("" if env_module else "; your own env: --env-id package.module:EnvClass, or --env-module "
+                                                "PKG for a package that registers it"))
 
 
 def is_atari(env_id: str) -> bool:

@@ -62,9 +62,11 @@ class CsvLog:
 class RunLogger:
     """metrics.csv + episodes.csv + TensorBoard for one run directory."""
 
-    def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None):
+    def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None,
+                 tracker: Any = None):
         self.metrics = CsvLog(run_path / rundir.METRICS, METRIC_COLUMNS)
         self.episodes = CsvLog(run_path / rundir.EPISODES, EPISODE_COLUMNS)
+        self.tracker = tracker      # a ppo_pipeline.tracking.Tracker (--track) or None
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -73,6 +75,8 @@ class RunLogger:
 
     def log_update(self, row: dict) -> None:
         self.metrics.write([row])
+        if self.tracker is not None:
+            self.tracker.log_update(row)
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("update", "step") and isinstance(v, (int, float)) and v is not None and math.isfinite(v):
@@ -92,6 +96,8 @@ class RunLogger:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+        if self.tracker is not None:
+            self.tracker.finish()
 
 
 def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:

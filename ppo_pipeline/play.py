@@ -40,7 +40,7 @@ from .cli import OneLineParser, fail
 from .config import Config, env_seeds, resolve_device
 from .env_ids import is_atari
 from .errors import UserError
-from .video import Episode, agent_policy, default_fps, record_episode, use_headless_gl, write_mp4
+from .video import Episode, agent_policy, default_fps, record_episode, write_mp4
 
 if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
     from .models import Agent
@@ -194,8 +194,6 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
     from .envs import make_vector_env
 
     cfg = run.cfg
-    if video_dir is not None:
-        use_headless_gl()
     envs = make_vector_env(cfg, 1, evaluation=True, render=video_dir is not None)
     try:
         agent = build_agent(run, envs.single_observation_space, envs.single_action_space, device)

@@ -207,7 +207,7 @@ class Trainer:
                     row.update(self._log_new_episodes(logger))
                     last = update == cfg.num_updates
                     if cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0)):
-                        row["eval_return_mean"] = self._evaluate()
+                        row["eval_return_mean"] = self._evaluate(logger, update)
                     row["time_s"] = self.elapsed_now()
                     row["sps"] = (self.collector.global_step - start_step) / max(time.perf_counter() - self._t_start, 1e-9)
                     logger.log_update(row)
@@ -246,7 +246,13 @@ class Trainer:
             self.collector.reset(env_seeds(self.cfg.seed, self.cfg.num_envs))
             checkpoint.save(self.run_path, 0, self.state_dict())
         # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
-        logger = RunLogger(self.run_path, self.cfg.tensorboard, purge_step=self.collector.global_step + 1)
+        tracker = None
+        if self.cfg.track:
+            from .tracking import Tracker
+
+            tracker = Tracker(self.cfg, self.run_path)
+        logger = RunLogger(self.run_path, self.cfg.tensorboard, purge_step=self.collector.global_step + 1,
+                           tracker=tracker)
         logger.metrics.truncate(self.updates_done)
         logger.episodes.truncate(self.episodes_logged)
         return logger
@@ -258,9 +264,18 @@ class Trainer:
         self.episodes_logged = len(log.returns)
         return episode_row(log.returns[new], log.lengths[new], log.returns[-100:])
 
-    def _evaluate(self) -> float:
+    def _evaluate(self, logger: RunLogger, update: int) -> float:
+        """Deterministic evaluation; with ``capture_video`` its first episode is recorded too."""
         t0 = time.perf_counter()
         self.last_eval = evaluate(self.agent, self.cfg, self.obs_norm, self.cfg.eval_episodes)
+        if self.cfg.capture_video:
+            from .video import record_evaluation_video
+
+            path = self.run_path / "videos" / f"update-{update:08d}.mp4"
+            step = self.collector.global_step
+            record_evaluation_video(self.cfg, self.agent, self.obs_norm, path, writer=logger.tb, step=step)
+            if logger.tracker is not None:
+                logger.tracker.log_video(path, step)
         self.phase_time["eval"] += time.perf_counter() - t0
         return float(np.mean(self.last_eval))
 

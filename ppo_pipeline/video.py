@@ -19,15 +19,14 @@ agent step, so ``60 / frame_skip`` (15 fps for the paper's skip of 4; ALE's own 
 is not the agent's rate). Other envs: their ``metadata["render_fps"]`` (MuJoCo sets it to 1/dt, so one
 frame per env step is real time), 30 when an env does not say.
 
-Headless MuJoCo needs an offscreen OpenGL platform: :func:`use_headless_gl` picks EGL when no display
-is set and ``MUJOCO_GL`` is not set already; call it before the first env renders.
+Headless MuJoCo needs an offscreen OpenGL platform: :func:`ppo_pipeline.envs.gymnasium.make_vector_env`
+picks EGL when it builds envs that render and no display is set (``MUJOCO_GL`` wins when set).
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -135,16 +134,6 @@ def default_fps(envs: gym.vector.VectorEnv | gym.Env, *, atari_frame_skip: int |
     return float(fps) if isinstance(fps, (int, float)) and fps > 0 else FALLBACK_FPS
 
 
-def use_headless_gl() -> None:
-    """Make MuJoCo render offscreen through EGL when no display is set and ``MUJOCO_GL`` is unset.
-
-    Without it gymnasium tries GLFW first, which fails on a machine without a display. Call before the
-    first MuJoCo env renders; an explicit ``MUJOCO_GL`` (e.g. ``osmesa``) is left as it is.
-    """
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
-
-
 # ------------------------------------------------------------------------------------------------------
 # Writing
 # ------------------------------------------------------------------------------------------------------
@@ -241,7 +230,6 @@ def record_evaluation_video(cfg: "Config", agent: "Agent", obs_norm: "ObsNormali
     from .env_ids import is_atari
     from .envs import make_vector_env
 
-    use_headless_gl()
     envs = make_vector_env(cfg, 1, evaluation=True, render=True)
     try:
         norm = obs_norm.frozen_copy() if obs_norm is not None else None

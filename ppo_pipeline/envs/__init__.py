@@ -21,6 +21,7 @@ vector envs) and ``envpool`` (:mod:`.envpool`: C++ batched envs with the same At
 from __future__ import annotations
 
 from ..config import Config
+from ..errors import ConfigError
 from . import gymnasium as gymnasium_backend
 
 
@@ -36,6 +37,25 @@ def check(cfg: Config) -> None:
         from . import envpool
 
         envpool.check(cfg)
+    if cfg.capture_video:
+        check_renderable(cfg)
+
+
+def check_renderable(cfg: Config) -> None:
+    """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s env cannot render RGB
+    frames here (``--capture-video``; a missing renderer such as pygame, no OpenGL for MuJoCo)."""
+    envs = make_vector_env(cfg, 1, evaluation=True, render=True)
+    try:
+        envs.reset(seed=[0])
+        frame = envs.render()
+        frame = frame[0] if isinstance(frame, (tuple, list)) else frame
+        if frame is None or getattr(frame, "ndim", 0) != 3:
+            raise ValueError(f"rendered {type(frame).__name__}, not an RGB frame")
+    except Exception as e:
+        msg = " ".join(str(e).split())[:160]
+        raise ConfigError(f"capture_video: {cfg.env_id} cannot render frames here ({type(e).__name__}: {msg})") from None
+    finally:
+        envs.close()
 
 
 def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):

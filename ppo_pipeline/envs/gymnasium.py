@@ -30,16 +30,18 @@ Continuous control: observation normalization and reward scaling live in :mod:`p
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from multiprocessing import resource_tracker
 from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
-from ..env_ids import is_atari, registered
+from ..env_ids import import_env_module, is_atari, is_entry_point, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -117,13 +119,18 @@ def make_atari(cfg: Config, *, evaluation: bool = False, render: bool = False) -
 
 
 def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
-    return gym.wrappers.RecordEpisodeStatistics(gym.make(cfg.env_id, render_mode="rgb_array" if render else None))
+    """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics."""
+    env_id: str | EnvSpec = cfg.env_id
+    if is_entry_point(cfg.env_id):
+        env_id = EnvSpec(id=cfg.env_id.rpartition(":")[2], entry_point=cfg.env_id)
+    return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, render_mode="rgb_array" if render else None))
 
 
 def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) -> Callable[[], gym.Env]:
     """A picklable function that builds one env of ``cfg``'s stack (what a vector env's worker calls)."""
     def make() -> gym.Env:
         registered()
+        import_env_module(cfg.env_module)   # (again) in a worker process
         return (make_atari if is_atari(cfg.env_id) else make_plain)(cfg, evaluation=evaluation, render=render)
 
     return make
@@ -138,6 +145,8 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
     pays off for Atari, whose emulator step dominates; cheap envs (CartPole, MuJoCo) run faster in
     one process (``sync``). ``auto`` picks by that rule; the bench measures both.
     """
+    if render:
+        use_headless_gl()
     fns = [env_factory(cfg, evaluation=evaluation, render=render) for _ in range(num_envs)]
     mode = cfg.vector_env
     if mode == "auto":
@@ -149,6 +158,16 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
                 envs.close()      # a Ctrl-C came meanwhile and is raised on leaving: leave no orphaned workers
         return envs
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def use_headless_gl() -> None:
+    """Make MuJoCo render offscreen through EGL when no display is set and ``MUJOCO_GL`` is unset.
+
+    Without it gymnasium tries GLFW first, which fails on a machine without a display. Call before the
+    first MuJoCo env renders; an explicit ``MUJOCO_GL`` (e.g. ``osmesa``) is left as it is.
+    """
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @contextlib.contextmanager
