@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         p.error(f"--repeat {args.repeat}: must be >= 1")
     if args.peer_dir is not None:
+        args.peer_dir = args.peer_dir.resolve()
         missing = [w.peer_script for w in WORKLOADS.values() if w.key in keys and not (args.peer_dir / w.peer_script).is_file()]
         if missing:
             p.error(f"--peer-dir {str(args.peer_dir)!r} has no {', '.join(missing)}")

@@ -74,7 +74,7 @@ _SECTIONS = {
                     "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
                     "env_backend"),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
-    "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm"),
+    "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm", "compile"),
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
                   "entropy_coef", "clip_value", "normalize_advantage"),
     "model": ("hidden_sizes", "shared_trunk"),

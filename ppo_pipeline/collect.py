@@ -94,9 +94,9 @@ class Collector:
         obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, torch.Tensor] = {}
         final_value = torch.zeros(T, E, 1, device=dev)   # V(final observation) where a time limit cut
-        reward = torch.zeros(T, E, 1, device=dev)
-        terminated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
-        truncated = torch.zeros(T, E, 1, dtype=torch.bool, device=dev)
+        reward = np.zeros((T, E, 1), dtype=np.float32)   # numpy per step, one tensor per batch
+        terminated = np.zeros((T, E, 1), dtype=bool)
+        truncated = np.zeros((T, E, 1), dtype=bool)
         clock = time.perf_counter
         for t in range(T):
             t0 = clock()
@@ -115,9 +115,9 @@ class Collector:
             done = term | trunc
             if self.reward_scaler is not None:
                 r = self.reward_scaler(r, done)
-            reward[t, :, 0] = torch.as_tensor(r, dtype=torch.float32)
-            terminated[t, :, 0] = torch.from_numpy(term)
-            truncated[t, :, 0] = torch.from_numpy(trunc)
+            reward[t, :, 0] = r
+            terminated[t, :, 0] = term
+            truncated[t, :, 0] = trunc
             boot = np.flatnonzero(trunc & ~term)
             if len(boot):  # bootstrap a time limit from V(final observation)
                 final = np.stack([info["final_obs"][i] for i in boot])
@@ -127,6 +127,7 @@ class Collector:
             t2 = clock()
             self.time_policy += t1 - t0
             self.time_env += t2 - t1
+        reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward, terminated, truncated))
         next_value = next_state_value(buf["state_value"], self.agent.state_value(obs_t), final_value,
                                       terminated, truncated)
         done = terminated | truncated

@@ -93,6 +93,9 @@ class Config:
     adam_eps: float = option(1e-5, "Adam epsilon (37 details: 1e-5, not torch's 1e-8)")
     anneal: bool = option(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
     max_grad_norm: float = option(0.5, "global gradient-norm clip (0 = off)")
+    compile: str = option("auto", "torch.compile the update (loss + backward): on, off, or auto = on for MLP nets "
+                                  "with >= 20k minibatch steps and on CUDA (where the bench shows it pays)",
+                          choices=("auto", "on", "off"))
 
     # --- objective ----------------------------------------------------------------------------------
     objective: str = option("clip", "surrogate: clip (Eq. 7), kl_adaptive / kl_fixed (Eq. 8), none (L^CPI)",

@@ -129,12 +129,14 @@ class LossTotals:
         self.sums: dict[str, torch.Tensor] = {}
         self.n = 0
 
-    def add(self, out: TensorDictBase, loss: torch.Tensor) -> None:
-        terms = {"loss": loss, "policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"]}
-        if "loss_critic" in out.keys():
+    def add(self, out: dict[str, torch.Tensor]) -> None:
+        """One minibatch's terms: torchrl's loss keys (``loss_objective``, ``loss_critic``, ``entropy``,
+        ``kl_approx``, ``clip_fraction``) and ``loss``, the total."""
+        terms = {"loss": out["loss"], "policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"]}
+        if "loss_critic" in out:
             terms["value_loss"] = out["loss_critic"] / max(self.value_coef, 1e-12)
         for key in ("entropy", "clip_fraction"):
-            if key in out.keys():
+            if key in out:
                 terms[key] = out[key]
         for k, v in terms.items():
             self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()

@@ -24,14 +24,21 @@ class MinibatchSampler:
         self.minibatch_size = minibatch_size
         self.generator = generator
 
-    def indices(self, n: int) -> Iterator[torch.Tensor]:
-        """The index tensors alone: one permutation of range(n) per epoch, split into minibatches."""
+    def permutations(self, n: int) -> Iterator[torch.Tensor]:
+        """One permutation of range(n) per epoch."""
         if n % self.minibatch_size:
             raise ValueError(f"minibatch_size={self.minibatch_size} does not divide the batch of {n}")
         for _ in range(self.epochs):
-            yield from torch.randperm(n, generator=self.generator).split(self.minibatch_size)
+            yield torch.randperm(n, generator=self.generator)
+
+    def indices(self, n: int) -> Iterator[torch.Tensor]:
+        """The index tensors alone: each epoch's permutation split into minibatches."""
+        for perm in self.permutations(n):
+            yield from perm.split(self.minibatch_size)
 
     def __call__(self, batch: TensorDictBase) -> Iterator[TensorDictBase]:
+        """Each epoch gathers the batch in its permuted order once, then yields contiguous slices of it
+        (the same minibatches as indexing each one, with one TensorDict gather per epoch, not per minibatch)."""
         flat = batch.reshape(-1)
-        for idx in self.indices(flat.shape[0]):
-            yield flat[idx.to(flat.device)]
+        for perm in self.permutations(flat.shape[0]):
+            yield from flat[perm.to(flat.device)].split(self.minibatch_size)

@@ -27,7 +27,7 @@ import torch
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from . import checkpoint, rundir
+from . import checkpoint, compiling, rundir
 from .advantages import explained_variance, make_gae
 from .collect import Collector, EpisodeLog
 from .config import Config, env_seeds
@@ -36,8 +36,7 @@ from .evaluation import evaluate
 from .metrics import RunLogger, episode_row, run_summary, timing_split
 from .models import Agent
 from .normalize import ObsNormalizer, RewardScaler
-from .objectives import (KLController, LossTotals, get_beta, make_loss, mean_kl, set_beta, set_clip_epsilon,
-                         total_loss)
+from .objectives import KLController, LossTotals, get_beta, make_loss, mean_kl, set_beta, set_clip_epsilon
 from .preemption import DeferredSignals, TrainingInterrupted
 from .sampler import MinibatchSampler
 
@@ -89,9 +88,16 @@ class Trainer:
         self.agent = Agent(obs_space, act_space, cfg).to(self.device)
         self.loss = make_loss(cfg, self.agent).to(self.device)
         self.gae = make_gae(cfg).to(self.device)
-        # Adam eps 1e-5 (37 details #3); fused on CUDA, foreach on CPU.
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-                                          **({"fused": True} if self.device.type == "cuda" else {}))
+        self.params = list(self.agent.parameters())
+        # Adam eps 1e-5 (37 details #3); the fused kernel (one call for all parameters, CPU and CUDA)
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=self.device,
+                                      minibatch_steps=compiling.minibatch_steps(cfg.num_updates, cfg.epochs,
+                                                                                cfg.batch_size, cfg.minibatch_size))
+        # the update (loss + backward) and the collector's policy call, compiled where it pays
+        self.update_step = compiling.MaybeCompiled(compiling.loss_step(self.loss), compile_it, "update",
+                                                   before_retry=self.optimizer.zero_grad)
+        self.agent.act = compiling.MaybeCompiled(self.agent.act, compile_it, "policy")
         self.collector = Collector(self.envs, self.agent, cfg.num_steps, self.device,
                                    obs_norm=self.obs_norm, reward_scaler=self.reward_scaler)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -146,14 +152,12 @@ class Trainer:
         totals = LossTotals(cfg.value_coef)
         try:
             for mb in self.sampler(batch):
-                out = self.loss(mb)
-                loss = total_loss(out)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                terms = self.update_step(mb)              # -L^{CLIP+VF+S} (Eq. 9), and its backward
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
-                totals.add(out, loss)
+                totals.add(terms)
             stats = totals.means()    # one device sync per update
         except (RuntimeError, ValueError):   # e.g. a distribution of NaN parameters refuses to sample
             if self._finite_parameters():

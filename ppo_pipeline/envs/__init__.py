@@ -26,8 +26,24 @@ from . import gymnasium as gymnasium_backend
 
 
 def backend(cfg: Config) -> str:
-    """The backend that builds ``cfg``'s envs: ``cfg.env_backend``, with ``auto`` resolved."""
-    return "gymnasium" if cfg.env_backend == "auto" else cfg.env_backend
+    """The backend that builds ``cfg``'s envs: ``cfg.env_backend``, with ``auto`` resolved to the faster one
+    measured for the env family (``python -m ppo_pipeline.bench --raw``): envpool for Atari games it has
+    (C++ emulators stepped in threads, no subprocesses), gymnasium for everything else (classic control
+    and MuJoCo step faster in one process than through envpool's thread pool at these env counts, and
+    only in-process envs can be snapshotted for an exact resume)."""
+    if cfg.env_backend != "auto":
+        return cfg.env_backend
+    from ..env_ids import is_atari
+
+    if is_atari(cfg.env_id):
+        from . import envpool
+
+        try:
+            envpool.check(cfg)
+            return "envpool"
+        except ConfigError:
+            pass
+    return "gymnasium"
 
 
 def check(cfg: Config) -> None:

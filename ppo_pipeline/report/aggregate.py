@@ -15,7 +15,7 @@ from .stats import bootstrap_ci, iqm, mean, std
 # Config fields that do not change what a run learns; runs of one group may differ in these freely.
 NEUTRAL_FIELDS = {"seed", "name", "run_dir", "device", "torch_threads", "progress", "tensorboard",
                   "vector_env", "env_backend", "eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
-                  "capture_video", "track", "wandb_project", "wandb_entity", "wandb_group"}
+                  "capture_video", "compile", "track", "wandb_project", "wandb_entity", "wandb_group"}
 
 
 @dataclass
