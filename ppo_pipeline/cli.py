@@ -144,39 +144,58 @@ def parse_seeds(text: str, limit: int = MAX_SEEDS) -> list[int]:
     return list(seeds)
 
 
-def split_list(text: str) -> list[str]:
-    """``Hopper-v5,Walker2d-v5`` -> ['Hopper-v5', 'Walker2d-v5'] (blanks dropped, order kept)."""
-    out: list[str] = []
-    for x in (p.strip() for p in text.split(",")):
-        if x and x not in out:
-            out.append(x)
-    return out
+class GridValues(tuple):
+    """Several values of one option (a comma list on the command line): an axis of a sweep's grid."""
 
 
-def allow_lists(parser: argparse.ArgumentParser, dests: dict[str, tuple[str, ...]]) -> None:
-    """Let the options of ``dests`` take comma-separated lists (checked later, value by value), and
-    give them extra option strings (aliases), e.g. ``{"env_id": ("--env",)}``."""
+# Options that take a comma list in a sweep: every numeric and choice field, and env ids (seeds: --seeds).
+NOT_GRID = ("seed",)
+
+
+def allow_grids(parser: argparse.ArgumentParser, aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Let every numeric and choice option of :class:`Config` (and ``--env-id``) take a comma list, parsed
+    value by value into :class:`GridValues`; give options extra option strings (``{"env_id": ("--env",)}``)."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if action.dest in dests:
-            if action.choices is not None:
-                action.type = _list_of_choices(tuple(action.choices))
-                action.metavar = "{" + ",".join(action.choices) + "}[,...]"
-                action.choices = None
-            else:
-                action.type = str
-                action.metavar = "ID[,ID...]"
-            for alias in dests[action.dest]:
-                action.option_strings.append(alias)
-                parser._option_string_actions[alias] = action
+        f = fields.get(action.dest)
+        if f is None or action.dest in NOT_GRID or not (f.type in ("int", "float") or "choices" in f.metadata
+                                                         or action.dest == "env_id"):
+            continue
+        action.type = _grid_type(action.type, tuple(action.choices) if action.choices else None)
+        if action.choices:
+            action.metavar = "{" + ",".join(action.choices) + "}[,...]"
+        else:
+            action.metavar = f"{action.metavar or 'X'}[,...]"
+        action.choices = None
+        for alias in (aliases or {}).get(action.dest, ()):
+            action.option_strings.append(alias)
+            parser._option_string_actions[alias] = action
 
 
-def _list_of_choices(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        for x in split_list(text) or [text]:
-            if x not in choices:
+def _grid_type(typ: Callable[[str], Any], choices: tuple[str, ...] | None) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        values: list[Any] = []
+        for part in [p.strip() for p in text.split(",")] if "," in text else [text]:
+            try:
+                value = typ(part)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"invalid {getattr(typ, '__name__', 'value')} value: {part!r}") from None
+            if choices is not None and value not in choices:
                 raise argparse.ArgumentTypeError(
-                    f"invalid choice: {x!r} (choose from {', '.join(repr(c) for c in choices)})")
-        return text
+                    f"invalid choice: {value!r} (choose from {', '.join(repr(c) for c in choices)})")
+            if value not in values:
+                values.append(value)
+        return GridValues(values) if len(values) > 1 else values[0]
 
-    check.__name__ = "choice"
-    return check
+    parse.__name__ = getattr(typ, "__name__", "value")
+    return parse
+
+
+def grid_axes(ns: argparse.Namespace) -> dict[str, GridValues]:
+    """The options given as comma lists: field -> its values, in field order."""
+    return {k: v for k, v in vars(ns).items() if isinstance(v, GridValues)}
+
+
+def first_values(ns: argparse.Namespace) -> argparse.Namespace:
+    """``ns`` with each comma list replaced by its first value (the sweep's base config)."""
+    return argparse.Namespace(**{k: v[0] if isinstance(v, GridValues) else v for k, v in vars(ns).items()})

@@ -31,35 +31,43 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import envs, rundir
-from .cli import allow_lists, build_parser, config_from_args, fail, given_options, parse_seeds, split_list
+from . import env_ids, envs, experiments, rundir
+from .cli import (allow_grids, build_parser, config_from_args, fail, first_values, given_options, grid_axes,
+                  parse_seeds)
 from .config import PRESETS, Config, ConfigError, prepare
 from .errors import UserError
 
 # Options that may come with --resume: how the run executes, not what it learns.
 RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
-SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel")
+SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel", "experiment")
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
-    """--launcher, --cluster, --seeds, --sweep-dir, --max-parallel; comma lists for --env-id/--objective."""
-    g = parser.add_argument_group("sweep (envs x objectives x seeds; see python -m ppo_pipeline.sweep)")
+    """--launcher, --cluster, --seeds, --sweep-dir, --max-parallel, --experiment, --dry-run; comma lists
+    (grid axes) on every numeric and choice option and on --env-id (alias --env)."""
+    g = parser.add_argument_group("sweep (a grid over any options x envs x seeds; see python -m ppo_pipeline.sweep)")
     g.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                   help="local: run here (default); slurm: submit a job array with submitit")
+                   help="local: run here, one run after the other (default); slurm: submit a job array with submitit")
     g.add_argument("--cluster", default=None, metavar="NAME",
                    help="cluster profile slurm/clusters/NAME.toml for --launcher slurm (default: local)")
     g.add_argument("--seeds", default=None, metavar="SPEC",
                    help="seeds of a sweep: a range 0-4, a list 0,2,5, or both 0-2,7 (overrides --seed)")
+    g.add_argument("--experiment", default=None, metavar="NAME",
+                   help="a paper experiment: table1 (recipes/mujoco.py) or table6 (recipes/atari.py); --env-id "
+                        "(a subset), --seeds and --total-steps override its own (default: none)")
+    g.add_argument("--dry-run", action="store_true", default=False,
+                   help="print the plan (runs, agent steps, estimated hours from measured speed) and exit "
+                        "without starting anything (default: off)")
     g.add_argument("--sweep-dir", default=None, metavar="DIR",
                    help="new sweep directory (default: sweeps/<date-time>); must not exist")
     g.add_argument("--max-parallel", type=int, default=None, metavar="N",
                    help="at most N runs at once (SLURM array %%N; default: the cluster profile's array_parallelism)")
-    allow_lists(parser, {"env_id": ("--env",), "objective": ()})
+    allow_grids(parser, {"env_id": ("--env",)})
 
 
 def _is_sweep(ns: argparse.Namespace) -> bool:
-    return (ns.launcher != "local" or any(getattr(ns, k) is not None for k in SWEEP_OPTIONS)
-            or "," in ns.env_id or "," in ns.objective)
+    return (ns.launcher != "local" or ns.dry_run or any(getattr(ns, k) is not None for k in SWEEP_OPTIONS)
+            or bool(grid_axes(ns)))
 
 
 def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None) -> int:
@@ -86,7 +94,8 @@ def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | 
     if _is_sweep(ns):
         if ns.resume is not None:
             fail("--resume takes one run directory; to continue a sweep use `python -m ppo_pipeline.sweep resume DIR`")
-        return sweep_main(ns, argv, atari_only=atari_only)
+        recipe = next((k for k, v in PRESETS.items() if v is preset), "")
+        return sweep_main(ns, parser, argv, recipe=recipe, atari_only=atari_only)
     try:
         if ns.resume is not None:
             cfg, resume_from = _resume_plan(ns, parser, argv, atari_only)
@@ -190,26 +199,48 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
 _SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
-def sweep_main(ns: argparse.Namespace, argv: Sequence[str], *, atari_only: bool = False) -> int:
-    """Plan, check and start a sweep; every bad input is one line and exit 2 before anything starts."""
+def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str], *,
+               recipe: str, atari_only: bool = False) -> int:
+    """Plan, check and start a sweep (or print its plan with --dry-run); every bad input is one line and
+    exit 2 before anything starts."""
     from . import slurm, sweep
 
     try:
-        seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
-        env_ids = split_list(ns.env_id)
-        objectives = split_list(ns.objective)
-        if not env_ids or not objectives:
-            raise ConfigError("--env-id and --objective need at least one value each")
+        given = given_options(parser, argv)
+        axes = grid_axes(ns)
+        base = config_from_args(first_values(ns))
         if ns.name:
-            raise ConfigError("--name names one run; a sweep names its runs <env>__<objective>__s<seed>")
+            raise ConfigError("--name names one run; a sweep names its runs <env>__<objective>[__<field>=<value>]__s<seed>")
         if ns.max_parallel is not None and ns.max_parallel < 1:
             raise ConfigError(f"--max-parallel={ns.max_parallel} must be >= 1")
         if ns.launcher == "local" and ns.cluster is not None:
             raise ConfigError("--cluster applies to --launcher slurm only")
+        env_list = list(axes.pop("env_id", [base.env_id]))
+        if ns.experiment is not None:
+            exp = experiments.experiment(ns.experiment, recipe)
+            if "env_id" in given:
+                outside = [e for e in env_list if env_ids.resolve_env_id(e, base.env_module) not in exp.envs]
+                if outside:
+                    raise ConfigError(f"--env-id {outside[0]!r} is not one of {exp.name}'s envs: {', '.join(exp.envs)}")
+            else:
+                env_list = list(exp.envs)
+            variants = [{**v, **g} for v in exp.variants for g in experiments.grid(axes)]
+            seeds = parse_seeds(ns.seeds) if ns.seeds is not None else list(exp.seeds)
+            if "total_steps" not in given:
+                base = dataclasses.replace(base, total_steps=exp.total_steps)
+        else:
+            variants = experiments.grid(axes)
+            seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
+        experiments.check_size(len(env_list) * len(variants) * len(seeds))
         profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        base = dataclasses.replace(config_from_args(ns), env_id=env_ids[0], objective=objectives[0])
-        runs = sweep.plan(base, env_ids, objectives, seeds, sweep_dir, atari_only=atari_only)
+        runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only)
+        if ns.dry_run:
+            print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
+            for r in runs[:5]:
+                print(f"  {r['name']}")
+            print(("  ...\n" if len(runs) > 5 else "") + "nothing started (--dry-run)")
+            return 0
         if profile is not None:
             slurm.check_slurm(profile)
         manifest = sweep.create(sweep_dir, runs, launcher=ns.launcher, cluster=profile.name if profile else None,

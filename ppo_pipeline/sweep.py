@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import submitit
 
-from . import checkpoint, envs, rundir, slurm
+from . import checkpoint, envs, experiments, rundir, slurm
 from .cli import OneLineParser, fail
 from .config import Config, ConfigError, prepare
 from .errors import UserError
@@ -134,20 +134,20 @@ class SweepJob(submitit.helpers.Checkpointable):
 # ------------------------------------------------------------------------------------------------------
 # Planning and submitting
 # ------------------------------------------------------------------------------------------------------
-def plan(base: Config, env_ids: Sequence[str], objectives: Sequence[str], seeds: Sequence[int],
+def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]], seeds: Sequence[int],
          sweep_dir: Path, *, atari_only: bool = False) -> list[dict[str, Any]]:
-    """One validated run entry per (env, objective, seed); raises ConfigError/SweepError on bad input."""
+    """One validated run entry per (env, variant, seed): ``variants`` are config overrides (a grid's points
+    or an experiment's rows). Raises ConfigError/SweepError on bad input."""
     runs: list[dict[str, Any]] = []
     for env_id in env_ids:
-        for objective in objectives:
+        for varied in variants:
             for seed in seeds:
-                cfg = dataclasses.replace(base, env_id=env_id, objective=objective, seed=seed, name="",
-                                          run_dir=str(sweep_dir / "runs"))
+                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / "runs"), **varied)
                 cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
                 envs.check(cfg)
-                d = cfg.to_dict()
-                runs.append({"name": cfg.run_name(), "env_id": cfg.env_id, "objective": objective, "seed": seed,
-                             "config": d, "job_id": None, "job_ids": []})
+                cfg.name = experiments.run_name(cfg.env_id, cfg.objective, varied, seed)
+                runs.append({"name": cfg.name, "env_id": cfg.env_id, "objective": cfg.objective, "seed": seed,
+                             "varied": dict(varied), "config": cfg.to_dict(), "job_id": None, "job_ids": []})
     names = [r["name"] for r in runs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -140,7 +140,7 @@ def test_help_lists_every_option_with_default():
     atari = " ".join(_help("atari.py").split())
     for f in dataclasses.fields(config.Config):
         assert "--" + f.name.replace("_", "-") + " " in atari, f.name
-    assert "--frame-skip INT Atari: frames per agent step, max-pooled over the last 2 (default: 4)" in atari
+    assert "--frame-skip INT[,...] Atari: frames per agent step, max-pooled over the last 2 (default: 4)" in atari
 
 
 def test_recipe_exit_code_2_in_a_real_process(tmp_path):

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from ..cli import OneLineParser
+from . import paper_tables
 from .aggregate import Report, aggregate
 from .plots import plot_curves
 from .random_policy import CACHE, random_scores
@@ -150,7 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    print(f"report of {len(rep.runs)} runs ({len(rep.skipped)} skipped) in {ns.out}: "
+    print("Table 1 (normalized score; the paper's value beside ours)\n" + paper_tables.text(paper_tables.table1(rep)))
+    if paper_tables.atari_games(rep):
+        print("\nTable 6 (last-100 score; the paper's A2C / ACER / PPO beside ours)\n"
+              + paper_tables.text(paper_tables.table6(rep)))
+        print("\nTable 2 (games won)\n" + "\n".join(r[0] for r in paper_tables.table2(rep)[1]))
+    print(f"\nreport of {len(rep.runs)} runs ({len(rep.skipped)} skipped) in {ns.out}: "
           + ", ".join(p.name for p in rep.files))
     return 0
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import paper_tables
 from .aggregate import Report
 from .runs import LAST_N
 
@@ -44,8 +45,22 @@ def write_markdown(rep: Report, path: Path, curve_files: Sequence[Path]) -> None
                      f"{num(g.score_iqm)} [{num(g.iqm_ci[0])}, {num(g.iqm_ci[1])}]", status])
     L += _table(["env", "variant", "runs", "env steps", "last-100 mean +- std", f"IQM [{pct} CI]", "status"], rows)
 
+    L += ["", "## Table 1 in the paper's layout", "",
+          "Normalized score of each variant, averaged over all its runs on all tasks (random play 0, the best "
+          "compared variant on each task 1; details below), beside the paper's Table 1 (7 tasks x 3 seeds, 1M "
+          "steps). A variant run on fewer tasks or at another budget is not the paper's number: see tasks and env steps.",
+          ""]
+    L += paper_tables.markdown(paper_tables.table1(rep))
+    if paper_tables.atari_games(rep):
+        L += ["", "## Table 6 layout: Atari, last-100 score", "",
+              "Mean +- std over seeds of each run's last-100 training episodes (raw game score), beside Table 6 "
+              "(40M frames = 10M steps; see env steps above for ours).", ""]
+        L += paper_tables.markdown(paper_tables.table6(rep))
+        L += ["", "## Table 2: games won", ""]
+        L += [f"- {r[0]}" for r in paper_tables.table2(rep)[1]]
+
     envs, variants = rep.envs, rep.variants
-    L += ["", "## Table 1: normalized score", "",
+    L += ["", "## Table 1: normalized score, per task", "",
           "Per env e: norm(run) = (s(run) - r_e) / (b_e - r_e), s = mean of the run's last 100 episodes, "
           "r_e = random-policy score (uniform random actions, same env stack and env seeds), "
           "b_e = the best compared variant's mean score on e. A variant's entry is the mean of norm(run) "
