@@ -8,7 +8,10 @@ Imports no :class:`~ppo_pipeline.config.Config` (the config imports this module 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import importlib
+from typing import Any
 
 import gymnasium as gym
 
@@ -29,12 +32,25 @@ def registered() -> list[str]:
     return sorted(gym.envs.registry.keys())
 
 
+def import_user_module(name: str) -> Any:
+    """Import a user's module from the installed packages or, failing that, the current directory (a
+    script's ``sys.path`` starts at the script's folder, not where the user typed the command)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if e.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)    # spawned env workers get the parent's sys.path
+        return importlib.import_module(name)
+
+
 def import_env_module(name: str) -> None:
     """Import ``name`` (``--env-module``: a package that registers gymnasium ids when imported)."""
     if not name:
         return
     try:
-        importlib.import_module(name)
+        import_user_module(name)
     except ImportError as e:
         raise ConfigError(f"env_module {name!r} cannot be imported ({e})") from None
 
@@ -48,7 +64,7 @@ def env_class(entry_point: str) -> type:
     """The ``gymnasium.Env`` subclass named by ``package.module:EnvClass``; :class:`ConfigError` otherwise."""
     module_name, _, class_name = entry_point.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except ImportError as e:
         raise ConfigError(f"env_id {entry_point!r}: module {module_name!r} cannot be imported ({e})") from None
     cls = getattr(module, class_name, None)

@@ -98,7 +98,8 @@ def family(env_id: str, is_atari: bool) -> str:
 def measured_speed(gpu: bool) -> tuple[dict[str, float], str, int] | None:
     """The newest bench figures of this checkout (``results/bench/*.json``) for CPU or GPU:
     (workload -> our median steps/s, the file, the cores it ran on); None when there are none."""
-    files = sorted(BENCH_DIR.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if BENCH_DIR.is_dir() else []
+    # newest first by name (bench-DATE-...json): a clone's file times are all the checkout's
+    files = sorted(BENCH_DIR.glob("*.json"), reverse=True) if BENCH_DIR.is_dir() else []
     for path in files:
         try:
             data = json.loads(path.read_text())

@@ -8,10 +8,12 @@ between two CPU runs of the same seed):
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from . import rundir
 
@@ -64,6 +66,7 @@ class RunLogger:
 
     def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None,
                  tracker: Any = None):
+        self.run_path = run_path
         self.metrics = CsvLog(run_path / rundir.METRICS, METRIC_COLUMNS)
         self.episodes = CsvLog(run_path / rundir.EPISODES, EPISODE_COLUMNS)
         self.tracker = tracker      # a ppo_pipeline.tracking.Tracker (--track) or None
@@ -72,6 +75,16 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run_path / "tb"), purge_step=purge_step)
+
+    @classmethod
+    def for_run(cls, cfg: Any, run_path: Path, purge_step: int | None = None) -> "RunLogger":
+        """The logger a run's config asks for: TensorBoard unless ``--no-tensorboard``, W&B with ``--track``."""
+        tracker = None
+        if cfg.track:
+            from .tracking import Tracker
+
+            tracker = Tracker(cfg, run_path)
+        return cls(run_path, cfg.tensorboard, purge_step=purge_step, tracker=tracker)
 
     def log_update(self, row: dict) -> None:
         self.metrics.write([row])
@@ -88,6 +101,24 @@ class RunLogger:
             for s, r in zip(steps, returns):
                 self.tb.add_scalar("episode/return", r, s)
 
+    def log_new_episodes(self, log: Any, since: int) -> tuple[dict[str, Any], int]:
+        """Log the episodes of an :class:`ppo_pipeline.collect.EpisodeLog` from index ``since`` on; returns
+        the metrics row's episode columns and the new count of logged episodes."""
+        new = slice(since, len(log.returns))
+        self.log_episodes(log.steps[new], log.returns[new], log.lengths[new])
+        return episode_row(log.returns[new], log.lengths[new], log.returns[-100:]), len(log.returns)
+
+    def log_video(self, cfg: Any, agent: Any, obs_norm: Any, update: int, step: int) -> Path:
+        """``--capture-video``: record an evaluation's first episode to ``videos/update-N.mp4``, shown
+        in TensorBoard and (``--track``) W&B."""
+        from .video import record_evaluation_video
+
+        path = self.run_path / "videos" / f"update-{update:08d}.mp4"
+        record_evaluation_video(cfg, agent, obs_norm, path, writer=self.tb, step=step)
+        if self.tracker is not None:
+            self.tracker.log_video(path, step)
+        return path
+
     def flush(self) -> None:
         if self.tb is not None:
             self.tb.flush()
@@ -98,6 +129,19 @@ class RunLogger:
             self.tb.close()
         if self.tracker is not None:
             self.tracker.finish()
+
+
+def progress_bar(cfg: Any, initial: int) -> tqdm:
+    """The run's tqdm bar over agent steps (off with ``--no-progress``; a line per 30 s into a log file)."""
+    return tqdm(total=cfg.steps_run, initial=initial, disable=not cfg.progress, unit="step", dynamic_ncols=True,
+                desc=cfg.run_name(), mininterval=0.5 if sys.stderr.isatty() else 30.0)
+
+
+def show_progress(bar: tqdm, row: dict[str, Any]) -> None:
+    """Move the bar to the row's step; show steps/s and the last-100 return."""
+    bar.update(row["step"] - bar.n)
+    ret = row["return_mean_100"]
+    bar.set_postfix(sps=f"{row['sps']:.0f}", ret100="-" if ret is None else f"{ret:.1f}")
 
 
 def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,15 +24,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from tensordict import TensorDict
-from tqdm import tqdm
 
-from . import checkpoint, compiling, rundir
+from . import checkpoint, compiling, rundir, training_state
 from .advantages import explained_variance, make_gae
-from .collect import Collector, EpisodeLog
+from .collect import Collector
 from .config import Config, env_seeds
 from .envs import make_vector_env
 from .evaluation import evaluate
-from .metrics import RunLogger, episode_row, run_summary, timing_split
+from .metrics import RunLogger, progress_bar, run_summary, show_progress, timing_split
 from .models import Agent
 from .normalize import ObsNormalizer, RewardScaler
 from .objectives import KLController, LossTotals, get_beta, make_loss, mean_kl, set_beta, set_clip_epsilon
@@ -45,6 +43,13 @@ __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "run_training", "s
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss); the message names the update and the checkpoint kept."""
+
+
+def diverged(loss: float, update: int, step: int, kept: Path | None) -> TrainingError:
+    """The NaN stop's one line: what went non-finite, where, and the last good checkpoint (kept)."""
+    what = f"loss ({loss})" if not np.isfinite(loss) else "parameters after the Adam steps"
+    return TrainingError(f"non-finite {what} in update {update} (step {step}); "
+                         f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
 
 
 def set_threads(n: int) -> None:
@@ -164,16 +169,12 @@ class Trainer:
                 raise
             stats = {"loss": float("nan")}
         if not np.isfinite(stats["loss"]) or not self._finite_parameters():   # diverged: the NaN stop
-            kept = checkpoint.latest(self.run_path)
-            what = f"loss ({stats['loss']})" if not np.isfinite(stats["loss"]) else "parameters after the Adam steps"
-            raise TrainingError(
-                f"non-finite {what} in update {update} (step {self.collector.global_step}); "
-                f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
+            raise diverged(stats["loss"], update, self.collector.global_step, checkpoint.latest(self.run_path))
         stats.pop("loss")
         return stats
 
     def _finite_parameters(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.agent.parameters())
+        return all(bool(torch.isfinite(p).all()) for p in self.params)
 
     # ------------------------------------------------------------------------------------------------
     # The run
@@ -194,7 +195,7 @@ class Trainer:
         """
         cfg = self.cfg
         logger: RunLogger | None = None
-        bar: tqdm | None = None
+        bar = None
         try:
             with DeferredSignals(self.stop_signals, self.on_signal) as signals:
                 logger = self._start(resume_from)
@@ -202,13 +203,13 @@ class Trainer:
                     signals.deliver(self.updates_done, checkpoint.latest(self.run_path))
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
-                bar = tqdm(total=cfg.steps_run, initial=start_step, disable=not cfg.progress, unit="step",
-                           dynamic_ncols=True, desc=cfg.run_name(),
-                           mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line per 30 s
+                bar = progress_bar(cfg, start_step)
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
                     row = self.train_update(update)
                     self.updates_done = update
-                    row.update(self._log_new_episodes(logger))
+                    episodes, self.episodes_logged = logger.log_new_episodes(self.collector.episodes,
+                                                                             self.episodes_logged)
+                    row.update(episodes)
                     last = update == cfg.num_updates
                     if cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0)):
                         row["eval_return_mean"] = self._evaluate(logger, update)
@@ -219,9 +220,7 @@ class Trainer:
                     pending = signals.pending and not last
                     if last or stop or pending or update % cfg.checkpoint_every == 0:
                         saved = checkpoint.save(self.run_path, update, self.state_dict())
-                    bar.update(self.collector.global_step - bar.n)
-                    bar.set_postfix(sps=f"{row['sps']:.0f}", ret100="-" if row["return_mean_100"] is None
-                                    else f"{row['return_mean_100']:.1f}")
+                    show_progress(bar, row)
                     if pending:
                         logger.flush()   # the process may exit in the handler
                         signals.deliver(update, saved)
@@ -250,36 +249,17 @@ class Trainer:
             self.collector.reset(env_seeds(self.cfg.seed, self.cfg.num_envs))
             checkpoint.save(self.run_path, 0, self.state_dict())
         # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
-        tracker = None
-        if self.cfg.track:
-            from .tracking import Tracker
-
-            tracker = Tracker(self.cfg, self.run_path)
-        logger = RunLogger(self.run_path, self.cfg.tensorboard, purge_step=self.collector.global_step + 1,
-                           tracker=tracker)
+        logger = RunLogger.for_run(self.cfg, self.run_path, purge_step=self.collector.global_step + 1)
         logger.metrics.truncate(self.updates_done)
         logger.episodes.truncate(self.episodes_logged)
         return logger
-
-    def _log_new_episodes(self, logger: RunLogger) -> dict[str, Any]:
-        log = self.collector.episodes
-        new = slice(self.episodes_logged, len(log.returns))
-        logger.log_episodes(log.steps[new], log.returns[new], log.lengths[new])
-        self.episodes_logged = len(log.returns)
-        return episode_row(log.returns[new], log.lengths[new], log.returns[-100:])
 
     def _evaluate(self, logger: RunLogger, update: int) -> float:
         """Deterministic evaluation; with ``capture_video`` its first episode is recorded too."""
         t0 = time.perf_counter()
         self.last_eval = evaluate(self.agent, self.cfg, self.obs_norm, self.cfg.eval_episodes)
         if self.cfg.capture_video:
-            from .video import record_evaluation_video
-
-            path = self.run_path / "videos" / f"update-{update:08d}.mp4"
-            step = self.collector.global_step
-            record_evaluation_video(self.cfg, self.agent, self.obs_norm, path, writer=logger.tb, step=step)
-            if logger.tracker is not None:
-                logger.tracker.log_video(path, step)
+            logger.log_video(self.cfg, self.agent, self.obs_norm, update, self.collector.global_step)
         self.phase_time["eval"] += time.perf_counter() - t0
         return float(np.mean(self.last_eval))
 
@@ -294,47 +274,13 @@ class Trainer:
                            timing=timing_split(self.phase_time, c.time_env, c.time_policy))
 
     # ------------------------------------------------------------------------------------------------
-    # Checkpoint state
+    # Checkpoint state (what goes in it: :mod:`ppo_pipeline.training_state`)
     # ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        c = self.collector
-        return {
-            "config": self.cfg.to_dict(),
-            "agent": self.agent.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "loss": self.loss.state_dict(),
-            "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
-            "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
-            "rng": checkpoint.capture_rng(self.generator),
-            "collector": {"obs": c.obs, "global_step": c.global_step, "episodes": vars(c.episodes)},
-            "envs": checkpoint.snapshot_envs(self.envs),
-            "logger": {"metrics_rows": self.updates_done, "episodes_rows": self.episodes_logged},
-            "elapsed": self.elapsed_now(),
-            "last_eval": self.last_eval,
-        }
+        return training_state.capture(self)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.agent.load_state_dict(s["agent"])
-        self.optimizer.load_state_dict(s["optimizer"])
-        self.loss.load_state_dict(s["loss"])
-        if self.obs_norm is not None:
-            self.obs_norm.load_state_dict(s["obs_norm"])
-        if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict(s["reward_scaler"])
-        checkpoint.restore_rng(s["rng"], self.generator)
-        c = self.collector
-        if s["envs"] is not None:
-            self.envs.close()
-            self.envs = c.envs = checkpoint.restore_envs(s["envs"])
-            c.obs = s["collector"]["obs"]
-        else:  # subprocess envs cannot be snapshotted: restart their episodes with fresh derived seeds
-            c.reset([x + s["update"] * 1000 for x in env_seeds(self.cfg.seed, self.cfg.num_envs)])
-        c.global_step = s["collector"]["global_step"]
-        c.episodes = EpisodeLog(**s["collector"]["episodes"])
-        self.updates_done = s["update"]
-        self.elapsed = s["elapsed"]
-        self.last_eval = s.get("last_eval")
-        self.episodes_logged = s["logger"]["episodes_rows"]
+        training_state.restore(self, s)
 
 
 

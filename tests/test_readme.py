@@ -1,0 +1,169 @@
+"""Every command the README shows is exercised, so a README edit cannot silently break one.
+
+Each command of a ```bash block is either run here *as printed* (in a scratch folder where `recipes/` is
+the repository's, with a small budget appended where the command would train for hours, and `NAME`, a
+placeholder for a cluster profile, set to the local one), or named in ``ELSEWHERE`` with the tests that
+run it. A README command found in neither fails :func:`test_every_readme_command_is_exercised`; so does an
+entry here that the README no longer shows, or one that names a test that does not exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--total-steps", "2048", "--eval-every", "1", "--eval-episodes", "1"]
+
+
+def readme_commands() -> list[str]:
+    """The commands of the README's ```bash blocks: continuation lines joined, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out.append(" ".join(line.split()))
+    return out
+
+
+# README command -> how it is run here: extra arguments appended (a small budget where it trains for
+# hours), or a command of its own when the printed one is a template.
+AS_PRINTED: dict[str, list[str]] = {
+    "pip install torch==2.13.0 && pip install -e . && python recipes/atari.py --total-steps 16384 --eval-episodes 1": [],
+    "python recipes/atari.py --help": [],
+    "python -m ppo_pipeline.play runs/Hopper-v5__clip__s0 --episodes 10 --video videos/": [],
+    "python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out policy.pt": [],
+    "python recipes/mujoco.py --capture-video --track --wandb-project ppo": SMALL,
+    "python recipes/classic_control.py --env-id my_pkg.envs:MyEnv": ["--total-steps", "256"],
+    "python recipes/classic_control.py --env-module my_pkg --env-id MyEnv-v0": ["--total-steps", "256"],
+    "python recipes/mujoco.py --experiment table1 --launcher slurm --cluster NAME": ["--dry-run"],
+    "python recipes/atari.py --experiment table6 --launcher slurm --cluster NAME": ["--dry-run"],
+    "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
+    "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
+    "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
+}
+
+# README command -> the tests (or .ci/run) that run it.
+ELSEWHERE: dict[str, list[str]] = {
+    "bash scripts/test.sh": [".ci/run"],
+    "python recipes/atari.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
+    "python recipes/mujoco.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
+    "python recipes/classic_control.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
+    "python -m pytest tests/test_properties_*.py tests/test_mutants.py tests/test_objectives.py -q": [".ci/run"],
+    "HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties_*.py -q":
+        ["tests/conftest.py"],   # the profile it selects; the property files themselves run in .ci/run
+    "python recipes/mujoco.py --launcher slurm --cluster NAME --seeds 0-4 --env Hopper-v5,Walker2d-v5 "
+    "--objective clip,kl_adaptive [--sweep-dir DIR] [--max-parallel N]":
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+    "python -m ppo_pipeline.sweep status DIR [--json] [--wait S]":
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+    "python -m ppo_pipeline.sweep resume DIR":
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+    "python -m ppo_pipeline.sweep cancel DIR": ["tests/test_slurm.py::test_cancel_then_resume"],
+}
+
+
+def test_every_readme_command_is_exercised():
+    shown = readme_commands()
+    assert shown, "no ```bash block found in README.md"
+    missing = [c for c in shown if c not in AS_PRINTED and c not in ELSEWHERE]
+    assert not missing, f"README commands no test exercises (add them to tests/test_readme.py): {missing}"
+    stale = [c for c in [*AS_PRINTED, *ELSEWHERE] if c not in shown]
+    assert not stale, f"entries for commands the README no longer shows: {stale}"
+    for where in ELSEWHERE.values():
+        for node in where:
+            if node == ".ci/run":
+                assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+                continue
+            if node == "tests/conftest.py":
+                assert 'register_profile("thorough"' in (ROOT / node).read_text()
+                continue
+            path, name = node.split("::")
+            tree = ast.parse((ROOT / path).read_text())
+            assert name in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}, node
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """A folder that looks like the repository to the README's commands: recipes/ is the real one, and
+    my_pkg is a user's package that defines an env class and registers an id for it."""
+    d = tmp_path_factory.mktemp("readme")
+    (d / "recipes").symlink_to(ROOT / "recipes")
+    pkg = d / "my_pkg"
+    pkg.mkdir()
+    (pkg / "envs.py").write_text((ROOT / "tests" / "custom_envs.py").read_text()
+                                 + f"\n\nclass MyEnv({_custom_env_class()}):\n    pass\n")
+    (pkg / "__init__.py").write_text(textwrap.dedent("""
+        import gymnasium
+        gymnasium.register("MyEnv-v0", entry_point="my_pkg.envs:MyEnv")
+    """))
+    return d
+
+
+def _custom_env_class() -> str:
+    tree = ast.parse((ROOT / "tests" / "custom_envs.py").read_text())
+    return next(n.name for n in tree.body if isinstance(n, ast.ClassDef))
+
+
+def run_as_printed(command: str, extra: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The python part of a README command, run in ``cwd`` with this interpreter (pip steps are the
+    README's test command's own: scripts/test.sh installs the same way)."""
+    part = command.split("&&")[-1].strip()
+    argv = shlex.split(part.replace("--cluster NAME", "--cluster local")) + extra
+    assert argv[0] == "python", command
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "WANDB_DIR": str(cwd)}
+    p = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"{command}\nrc={p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+    return p
+
+
+def test_help_and_dry_runs(scratch):
+    for cmd, extra in AS_PRINTED.items():
+        if "--help" in cmd or "--dry-run" in cmd or "--dry-run" in extra:
+            p = run_as_printed(cmd, extra, scratch)
+            if "--dry-run" in cmd + " ".join(extra):
+                assert "nothing started (--dry-run)" in p.stdout and "plan:" in p.stdout, cmd
+            else:
+                assert "(default: ALE/Pong-v5)" in " ".join(p.stdout.split())
+    assert not (scratch / "sweeps").exists()
+
+
+def test_main_command_then_report(scratch):
+    main = next(c for c in AS_PRINTED if c.startswith("pip install"))
+    p = run_as_printed(main, [], scratch)
+    assert "16,384 agent steps (65,536 frames)" in p.stdout + p.stderr
+    run = scratch / "runs" / "ALE-Pong-v5__clip__s0"
+    assert (run / "summary.json").exists()
+    (scratch / "sweeps" / "table1").mkdir(parents=True)   # the README's report reads runs/ and a sweep dir
+    report = next(c for c in AS_PRINTED if "ppo_pipeline.report" in c)
+    p = run_as_printed(report, ["--random-episodes", "1"], scratch)
+    assert (scratch / "report" / "report.md").exists() and "ALE/Pong-v5" in (scratch / "report" / "report.md").read_text()
+
+
+def test_mujoco_tools_as_printed(scratch):
+    """--capture-video --track, then play (with videos) and export of that run, as the README prints them."""
+    track = next(c for c in AS_PRINTED if "--capture-video" in c)
+    run_as_printed(track, AS_PRINTED[track], scratch)
+    run = scratch / "runs" / "Hopper-v5__clip__s0"
+    assert list((run / "videos").glob("*.mp4")) and (run / "summary.json").exists()
+    p = run_as_printed(next(c for c in AS_PRINTED if "ppo_pipeline.play" in c), [], scratch)
+    assert "return" in p.stdout and len(list((scratch / "videos").glob("*.mp4"))) == 10
+    run_as_printed(next(c for c in AS_PRINTED if "ppo_pipeline.export" in c), [], scratch)
+    assert (scratch / "policy.pt").stat().st_size > 0
+
+
+def test_own_env_commands_as_printed(scratch):
+    for cmd in [c for c in AS_PRINTED if "my_pkg" in c]:
+        p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+        assert "256 agent steps" in p.stdout + p.stderr, cmd
