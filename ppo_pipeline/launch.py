@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import signal
 import sys
 from pathlib import Path
@@ -136,12 +135,7 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
     target = Path(ns.resume)
     run_dir = target.parent if target.is_file() else target
     cfg_path = run_dir / rundir.CONFIG
-    if not cfg_path.is_file():
-        raise ConfigError(f"--resume {str(target)!r}: no config.json there (not a run directory)")
-    try:
-        saved = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise ConfigError(f"--resume {str(run_dir)!r}: config.json is not valid JSON") from None
+    saved = rundir.read_run_config(run_dir, "--resume")
     cfg = Config.from_json(saved, str(cfg_path))
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir.parent), name=run_dir.name,
                               **{k: getattr(ns, k) for k in RESUME_OPTIONS[1:] if k in given_options(parser, argv)})

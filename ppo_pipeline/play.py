@@ -25,7 +25,6 @@ one line and exits with code 130.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,19 +69,13 @@ def read_config(run_dir: Path) -> tuple[dict[str, Any], Config]:
     Raises :class:`RunError` when RUN_DIR is missing, is no directory, has no config.json, or that file is
     not a JSON object; :class:`~ppo_pipeline.errors.ConfigError` for an unknown env id.
     """
-    if not run_dir.exists():
-        raise RunError(f"RUN_DIR {str(run_dir)!r} does not exist")
-    if not run_dir.is_dir():
+    if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"RUN_DIR {str(run_dir)!r} is not a directory")
     path = run_dir / rundir.CONFIG
-    if not path.is_file():
-        raise RunError(f"RUN_DIR {str(run_dir)!r} has no {rundir.CONFIG} (not a run directory)")
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise RunError(f"{str(path)!r} is not valid JSON") from None
-    if not isinstance(saved, dict):
-        raise RunError(f"{str(path)!r} does not hold a config object")
+        saved = rundir.read_run_config(run_dir)
+    except UserError as e:
+        raise RunError(str(e)) from None
     try:
         cfg = Config.from_dict(saved)
     except TypeError as e:

@@ -51,6 +51,26 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def read_run_config(run_dir: Path, what: str = "RUN_DIR") -> dict[str, Any]:
+    """The config.json object of a run directory, strictly: raises :class:`ppo_pipeline.errors.UserError`
+    with one line (naming ``what``, the option that gave the folder) when the folder is missing, is not a
+    run directory, or its config.json is not a JSON object."""
+    from .errors import UserError
+
+    if not run_dir.exists():
+        raise UserError(f"{what} {str(run_dir)!r} does not exist")
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise UserError(f"{what} {str(run_dir)!r} has no {CONFIG} (not a run directory)")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UserError(f"{what} {str(run_dir)!r}: {CONFIG} is not valid JSON") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{what} {str(run_dir)!r}: {CONFIG} is not a JSON object")
+    return saved
+
+
 def read_table(path: Path, required: Sequence[str] = (), *, drop_partial_tail: bool = True,
                finite: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """One of our CSVs as ``{column: float array}``, parsed strictly: every cell a number or empty

@@ -4,7 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash slurm/local_cluster.sh start
-# Table 1 comparison at this machine's scale: 2 MuJoCo tasks x 4 objectives x 3 seeds, 200,704 steps each
+# All of Table 1 at this machine's scale (2026-11-22): the 11 rows x 7 tasks x seed 0, 200,704 steps per run
+# (98 batches of 2048, 20% of the paper's 1M), final evaluation only (5 episodes). ~1.7 h on the local cluster.
+python recipes/mujoco.py --experiment table1 --seeds 0 --total-steps 200704 --eval-every 0 --eval-episodes 5 \
+    --launcher slurm --cluster local --sweep-dir sweeps/table1-all
+python -m ppo_pipeline.sweep status sweeps/table1-all --wait 10800
+python -m ppo_pipeline.report sweeps/table1-all --out results/table1-all
+# (2026-11-21) Table 1 comparison at this machine's scale: 2 MuJoCo tasks x 4 objectives x 3 seeds, 200,704 steps each
 # (98 batches of 2048; the paper ran 1M). Defaults = Table 3 preset: clip eps=0.2, d_targ=0.01, beta=1.
 python recipes/mujoco.py --launcher slurm --cluster local --seeds 0-2 --env Hopper-v5,HalfCheetah-v5 \
     --objective none,clip,kl_adaptive,kl_fixed --total-steps 200704 --sweep-dir sweeps/table1

@@ -51,6 +51,8 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
+    "python -m ppo_pipeline.bench --peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python "
+    "--repeat 3": ["--envs", "cartpole", "--steps", "cartpole=2048", "--repeat", "1"],
 }
 
 # README command -> the tests (or .ci/run) that run it.
@@ -145,10 +147,14 @@ def test_main_command_then_report(scratch):
     assert "16,384 agent steps (65,536 frames)" in p.stdout + p.stderr
     run = scratch / "runs" / "ALE-Pong-v5__clip__s0"
     assert (run / "summary.json").exists()
-    (scratch / "sweeps" / "table1").mkdir(parents=True)   # the README's report reads runs/ and a sweep dir
+    # the README's report reads runs/ and a sweep dir: a tiny CartPole sweep makes one
+    subprocess.run([sys.executable, "recipes/classic_control.py", "--seeds", "0-1", "--total-steps", "512",
+                    "--eval-episodes", "0", "--no-progress", "--sweep-dir", "sweeps/table1"], cwd=scratch, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=300)
     report = next(c for c in AS_PRINTED if "ppo_pipeline.report" in c)
     p = run_as_printed(report, ["--random-episodes", "1"], scratch)
-    assert (scratch / "report" / "report.md").exists() and "ALE/Pong-v5" in (scratch / "report" / "report.md").read_text()
+    md = (scratch / "report" / "report.md").read_text()
+    assert "ALE/Pong-v5" in md and "CartPole-v1" in md
 
 
 def test_mujoco_tools_as_printed(scratch):
@@ -167,3 +173,21 @@ def test_own_env_commands_as_printed(scratch):
     for cmd in [c for c in AS_PRINTED if "my_pkg" in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert "256 agent steps" in p.stdout + p.stderr, cmd
+
+
+def test_bench_as_printed():
+    """The bench beside CleanRL, from the repository root as the README says (tiny CartPole budget). Where
+    the peer's folder or venv is not set up (``../shared/peers/README.md`` says how), the same command
+    without them: ours only, and no ratio."""
+    cmd = next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c)
+    peer = (ROOT / "../shared/peers/cleanrl/cleanrl/ppo.py").is_file() and Path("/tmp/peer-venv/bin/python").is_file()
+    if not peer:
+        cmd = cmd.replace("--peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python ", "")
+    p = run_as_printed(cmd, AS_PRINTED[next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c)], ROOT)
+    row = next(line for line in p.stdout.splitlines() if line.startswith("cartpole"))
+    cells = row.split("|")[0].split()
+    assert cells[1] == "2048" and float(cells[3]) > 0, p.stdout
+    if peer:   # the ratio is of the unrounded figures, shown to 2 decimals
+        assert float(cells[2]) > 0 and abs(float(cells[4]) - float(cells[3]) / float(cells[2])) < 0.02, p.stdout
+    else:
+        assert cells[2] == "-" and cells[4] == "-", p.stdout
