@@ -142,8 +142,9 @@ def test_sweep_preempt_resume_status(tmp_path):
 def test_cancel_then_resume(tmp_path):
     """`sweep cancel` stops a running job; `sweep resume` resubmits just that run, which resumes."""
     sdir = tmp_path / "sweep"
-    p = _py(RECIPE, "--launcher", "slurm", "--seeds", "3", "--checkpoint-every", "2", "--sweep-dir", str(sdir),
-            *TINY[:-6], "--checkpoint-every", "2", *TINY[-4:])
+    updates = 8 * UPDATES    # long enough that the cancel (a fresh process) arrives while the run trains
+    p = _py(RECIPE, "--launcher", "slurm", "--seeds", "3", "--sweep-dir", str(sdir),
+            *TINY[:-6], "--checkpoint-every", "2", *TINY[-4:], "--total-steps", str(128 * updates))
     assert p.returncode == 0, p.stderr
     run = sdir / "runs" / "CartPole-v1__clip__s3"
     end = time.time() + 120
@@ -160,9 +161,9 @@ def test_cancel_then_resume(tmp_path):
     old = st.job_id
     p = _py("-m", "ppo_pipeline.sweep", "resume", str(sdir))
     assert p.returncode == 0 and "resubmitted 1 run(s)" in p.stdout, p.stdout + p.stderr
-    rows = sweep.wait(sdir, timeout_s=180, poll_s=1.0)
+    rows = sweep.wait(sdir, timeout_s=300, poll_s=1.0)
     assert rows[0].state == sweep.FINISHED and rows[0].job_id != old, rows
-    assert [r["update"] for r in _metrics(run)] == [str(u) for u in range(1, UPDATES + 1)]
+    assert [r["update"] for r in _metrics(run)] == [str(u) for u in range(1, updates + 1)]
     assert json.loads((run / "job.json").read_text())["resumed_from"]
     manifest = json.loads((sdir / "manifest.json").read_text())
     assert manifest["runs"][0]["job_ids"] == [old, rows[0].job_id] and len(manifest["submissions"]) == 2
