@@ -45,7 +45,9 @@ def plot_curves(groups: Sequence[Group], random: dict[str, RandomScore], out: Pa
 
     envs = sorted({g.env_id for g in groups})
     variants = sorted({g.variant: g.key for g in groups}.items(), key=lambda kv: kv[1])
-    colors = {v: plt.get_cmap("tab10")(i % 10) for i, (v, _) in enumerate(variants)}
+    # up to 10 variants: tab10; more (Table 1 has 11 rows): tab20, so that no two variants share a color
+    cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    colors = {v: cmap(i % cmap.N) for i, (v, _) in enumerate(variants)}
 
     def draw(ax: Any, env_id: str) -> None:
         env_groups = [g for g in groups if g.env_id == env_id]
