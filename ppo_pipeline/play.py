@@ -69,8 +69,6 @@ def read_config(run_dir: Path) -> tuple[dict[str, Any], Config]:
     Raises :class:`RunError` when RUN_DIR is missing, is no directory, has no config.json, or that file is
     not a JSON object; :class:`~ppo_pipeline.errors.ConfigError` for an unknown env id.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"RUN_DIR {str(run_dir)!r} is not a directory")
     path = run_dir / rundir.CONFIG
     try:
         saved = rundir.read_run_config(run_dir)

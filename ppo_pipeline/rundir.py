@@ -59,6 +59,8 @@ def read_run_config(run_dir: Path, what: str = "RUN_DIR") -> dict[str, Any]:
 
     if not run_dir.exists():
         raise UserError(f"{what} {str(run_dir)!r} does not exist")
+    if not run_dir.is_dir():
+        raise UserError(f"{what} {str(run_dir)!r} is not a directory")
     path = run_dir / CONFIG
     if not path.is_file():
         raise UserError(f"{what} {str(run_dir)!r} has no {CONFIG} (not a run directory)")

@@ -28,6 +28,7 @@ job is submitted.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as _dt
 import json
@@ -149,7 +150,7 @@ def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]
                 runs.append({"name": cfg.name, "env_id": cfg.env_id, "objective": cfg.objective, "seed": seed,
                              "varied": dict(varied), "config": cfg.to_dict(), "job_id": None, "job_ids": []})
     names = [r["name"] for r in runs]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    dup = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if dup:
         raise SweepError(f"the sweep names run {dup[0]!r} twice (an env given twice under two spellings?)")
     return runs
