@@ -57,9 +57,16 @@ def check(cfg: Config) -> None:
         check_renderable(cfg)
 
 
+_RENDERABLE: set[tuple] = set()   # configs (up to seed, name, run dir) whose env was seen to render here
+
+
 def check_renderable(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s env cannot render RGB
-    frames here (``--capture-video``; a missing renderer such as pygame, no OpenGL for MuJoCo)."""
+    frames here (``--capture-video``; a missing renderer such as pygame, no OpenGL for MuJoCo). The env is
+    built once per config: the seeds of a sweep do not build it again."""
+    key = tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items() if k not in ("seed", "name", "run_dir")))
+    if key in _RENDERABLE:
+        return
     envs = make_vector_env(cfg, 1, evaluation=True, render=True)
     try:
         envs.reset(seed=[0])
@@ -72,6 +79,7 @@ def check_renderable(cfg: Config) -> None:
         raise ConfigError(f"capture_video: {cfg.env_id} cannot render frames here ({type(e).__name__}: {msg})") from None
     finally:
         envs.close()
+    _RENDERABLE.add(key)
 
 
 def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):
