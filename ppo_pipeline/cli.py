@@ -72,7 +72,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, ata
 _SECTIONS = {
     "environment": ("env_id", "env_module", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
                     "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
-                    "env_backend"),
+                    "env_backend", "pixels", "collector", "collector_workers"),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
     "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm", "compile"),
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",

@@ -60,8 +60,9 @@ class Config:
     """One PPO run. Field names follow the paper's symbols where it has one."""
 
     # --- environment ---------------------------------------------------------------------------
-    env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong), or your own "
-                                        "env class as package.module:EnvClass")
+    env_id: str = option("CartPole-v1", "gymnasium environment id (Atari: ALE/Pong-v5 or Pong), your own "
+                                        "env class as package.module:EnvClass, DMControl as dmc:DOMAIN-TASK, or "
+                                        "a torchrl env factory as torchrl:package.module:function")
     env_module: str = option("", "a module to import before the env id is resolved (one that registers "
                                  "gymnasium ids), e.g. my_pkg")
     num_envs: int = option(8, "N parallel actors (paper: 'N actors')")
@@ -78,8 +79,15 @@ class Config:
     vector_env: str = option("auto", "env batching: sync (one process), async (a process per env), auto",
                          choices=("auto", "sync", "async"))
     env_backend: str = option("auto", "env implementation: gymnasium (wrappers + vector env), envpool (C++ "
-                              "batched envs), auto (the faster one measured for the env family)",
-                              choices=("auto", "gymnasium", "envpool"))
+                              "batched envs), torchrl (torchrl's GymEnv; dmc:/torchrl: ids always), auto (the "
+                              "faster one measured for the env family)",
+                              choices=("auto", "gymnasium", "envpool", "torchrl"))
+    pixels: bool = option(False, "dmc: observe 84x84 RGB frames rendered by MuJoCo (uint8, CNN) instead of the "
+                                 "state vector")
+    collector: str = option("lean", "lean (ours: plain tensors per step, one TensorDict per batch) or torchrl "
+                                    "(torchrl's Collector, MultiSyncCollector with collector_workers > 1); both "
+                                    "emit the same batch", choices=("lean", "torchrl"))
+    collector_workers: int = option(1, "torchrl collector: processes stepping envs (num_envs split between them)")
 
     # --- budget & batch --------------------------------------------------------------------------
     total_steps: int = option(100_000, "agent steps to train for, rounded up to whole batches (Atari frames = "
@@ -235,6 +243,17 @@ class Config:
         for name in ("num_envs", "eval_episodes"):
             v = getattr(self, name)
             need(v <= EVAL_OFFSET, f"{name}={v} must be <= {EVAL_OFFSET} (env seeds of a run stay disjoint)")
+        need(self.collector_workers >= 1, f"collector_workers={self.collector_workers} must be >= 1")
+        if self.collector_workers > 1:
+            need(self.collector == "torchrl",
+                 f"collector_workers={self.collector_workers} needs --collector torchrl (the lean collector is one process)")
+            need(self.num_envs % self.collector_workers == 0,
+                 f"collector_workers={self.collector_workers} does not divide num_envs={self.num_envs}")
+            need(not (self.normalize_obs or self.scale_reward),
+                 f"collector_workers={self.collector_workers} with normalize_obs/scale_reward: the running statistics "
+                 f"live in one process; use --collector-workers 1 or --no-normalize-obs --no-scale-reward")
+        need(not self.pixels or self.env_id.startswith("dmc:"),
+             f"pixels: only dmc: ids render pixel observations (env_id {self.env_id!r})")
         need(self.torch_threads <= MAX_THREADS, f"torch_threads={self.torch_threads} must be <= {MAX_THREADS}")
         need(len(self.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")
         need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")

@@ -56,8 +56,8 @@ def import_env_module(name: str) -> None:
 
 
 def is_entry_point(env_id: str) -> bool:
-    """``package.module:EnvClass`` rather than a registered id."""
-    return ":" in env_id and env_id not in gym.envs.registry
+    """``package.module:EnvClass`` rather than a registered id (or a torchrl ``dmc:``/``torchrl:`` id)."""
+    return ":" in env_id and env_id not in gym.envs.registry and not env_id.startswith(("dmc:", "torchrl:"))
 
 
 def env_class(entry_point: str) -> type:
@@ -83,6 +83,10 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
     Raises :class:`ConfigError` naming the id and the closest registered ones.
     """
     import_env_module(env_module)
+    if env_id.startswith(("dmc:", "torchrl:")):   # torchrl envs (ppo_pipeline.envs.torchrl)
+        from .envs.torchrl import check_id
+
+        return check_id(env_id)
     if is_entry_point(env_id):
         env_class(env_id)
         return env_id
@@ -99,6 +103,8 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
 
 def is_atari(env_id: str) -> bool:
     """True for ALE games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
+    if env_id.startswith(("dmc:", "torchrl:")):
+        return False
     registered()
     spec = gym.envs.registry.get(env_id)
     entry = str(getattr(spec, "entry_point", "")) if spec else ""

@@ -28,7 +28,7 @@ import datetime as _dt
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import env_ids, envs, experiments, rundir
 from .cli import (allow_grids, build_parser, config_from_args, fail, first_values, given_options, grid_axes,
@@ -253,3 +253,38 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
     rc = sweep.run_local(sweep_dir, manifest, names)
     print(sweep.format_table(sweep.status(sweep_dir)))
     return rc
+
+
+def train(env: Callable[..., Any] | str, cfg: Config | None = None, *, transform: Any = None,
+          **overrides: Any) -> dict[str, Any]:
+    """Train one run here on ``env`` and return its summary (the Python entry point of a recipe).
+
+    ``env``: a factory returning a torchrl ``EnvBase`` (unbatched, or batched of size ``num_envs`` when
+    the factory takes a ``num_envs`` keyword), or any env id the recipes take (``dmc:cheetah-run``,
+    ``Hopper-v5``). ``transform``: a torchrl ``Transform`` or a list of them, applied to a copy per env
+    built (training, evaluation). ``cfg``: a preset (default :func:`ppo_pipeline.config.mujoco`, Table 3);
+    ``overrides``: any config field, e.g. ``total_steps=200_000, name="my-env"``.
+
+    A factory defined in an importable module (not ``__main__``) and no ``transform`` is recorded as
+    ``torchrl:module:function`` in ``config.json``, so ``--resume``, ``play`` and ``export`` find it;
+    otherwise it is registered in this process only (put the chain inside the factory to resume elsewhere).
+    Raises :class:`~ppo_pipeline.errors.ConfigError` (one line) for bad input, before anything starts.
+    """
+    from .config import mujoco
+    from .envs import torchrl as torchrl_envs
+    from .trainer import run_training
+
+    cfg = cfg if cfg is not None else mujoco()
+    if callable(env):
+        module, qualname = getattr(env, "__module__", ""), getattr(env, "__qualname__", "")
+        if transform is None and module and module != "__main__" and qualname.isidentifier():
+            env_id = f"{torchrl_envs.TORCHRL}{module}:{qualname}"
+        else:
+            env_id = torchrl_envs.register(qualname.replace("<", "").replace(">", "") or "env", env, transform)
+    else:
+        env_id = env
+    cfg = prepare(dataclasses.replace(cfg, env_id=env_id, **overrides))
+    envs.check(cfg)
+    _refuse_reuse(cfg.run_path())
+    print(cfg.budget_line(), flush=True)
+    return run_training(cfg)

@@ -14,6 +14,7 @@ each live in their own module (:mod:`checkpoint`, :mod:`preemption`, :mod:`evalu
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -103,8 +104,16 @@ class Trainer:
         self.update_step = compiling.MaybeCompiled(compiling.loss_step(self.loss), compile_it, "update",
                                                    before_retry=self.optimizer.zero_grad)
         self.agent.act = compiling.MaybeCompiled(self.agent.act, compile_it, "policy")
-        self.collector = Collector(self.envs, self.agent, cfg.num_steps, self.device,
-                                   obs_norm=self.obs_norm, reward_scaler=self.reward_scaler)
+        if cfg.collector == "torchrl":   # torchrl's Collector / MultiSyncCollector, the same batch
+            from .collect_torchrl import TorchRLCollector
+
+            self.collector: Collector | TorchRLCollector = TorchRLCollector(
+                self.envs, self.agent, cfg.num_steps, self.device, obs_norm=self.obs_norm,
+                reward_scaler=self.reward_scaler, workers=cfg.collector_workers,
+                make_envs=functools.partial(make_vector_env, cfg), act=self.agent.act)
+        else:
+            self.collector = Collector(self.envs, self.agent, cfg.num_steps, self.device,
+                                       obs_norm=self.obs_norm, reward_scaler=self.reward_scaler)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.sampler = MinibatchSampler(cfg.epochs, cfg.minibatch_size, self.generator)
         self.kl_controller = KLController(cfg.kl_target) if cfg.objective == "kl_adaptive" else None
@@ -231,6 +240,8 @@ class Trainer:
                 bar.close()
             if logger is not None:
                 logger.close()
+            if hasattr(self.collector, "shutdown"):
+                self.collector.shutdown()
             self.envs.close()
         summary = self.summary()
         if self.updates_done == cfg.num_updates:

@@ -7,9 +7,16 @@
    overhead on a 64-sample MuJoCo minibatch. A plain tensor falls through every branch of ``from_any``
    and comes back as is, so returning it straight away is exactly equivalent.
    Shown by ``tests/test_workarounds.py::test_tensordict_from_any_probes_pandas_per_tensor``.
+2. torchrl 0.14 ``DMControlEnv(domain, task, from_pixels=True, render_kwargs=...)`` hands ``render_kwargs``
+   to the DMControl *task* (``TypeError: run() got an unexpected keyword argument 'render_kwargs'``), so
+   pixel observations can only come at dm_control's default 240x320. :func:`dmc_pixels_env` loads the
+   task itself and gives it to ``DMControlWrapper``, whose ``render_kwargs`` do reach the renderer.
+   Shown by ``tests/test_workarounds.py::test_dmcontrolenv_drops_render_kwargs_into_the_task``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -32,3 +39,13 @@ def apply() -> None:
     from_any.__doc__ = original.__doc__
     TensorDictBase.from_any = classmethod(from_any)  # type: ignore[method-assign]
     _applied = True
+
+
+def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:
+    """DMControl ``domain``/``task`` observing ``uint8 [height, width, 3]`` frames under ``"pixels"``
+    (camera 0), as ``DMControlEnv(..., from_pixels=True, pixels_only=True, render_kwargs=...)`` would."""
+    from dm_control import suite
+    from torchrl.envs.libs.dm_control import DMControlWrapper
+
+    return DMControlWrapper(suite.load(domain, task), from_pixels=True, pixels_only=True,
+                            render_kwargs={"height": height, "width": width, "camera_id": 0})

@@ -51,6 +51,12 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
+    "python recipes/mujoco.py --env-id dmc:cheetah-run": SMALL,
+    "python recipes/mujoco.py --env-id dmc:cheetah-run --pixels": ["--total-steps", "256", "--num-steps", "128",
+                                                                  "--minibatch-size", "64", "--eval-episodes", "1",
+                                                                  "--eval-max-steps", "100"],
+    "python recipes/mujoco.py --env-id torchrl:my_pkg.torchrl_envs:make_env": SMALL,
+    "python recipes/classic_control.py --collector torchrl --collector-workers 2": ["--total-steps", "256"],
     "python -m ppo_pipeline.bench --peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python "
     "--repeat 3": ["--envs", "cartpole", "--steps", "cartpole=2048", "--repeat", "1"],
 }
@@ -105,6 +111,8 @@ def scratch(tmp_path_factory) -> Path:
     pkg.mkdir()
     (pkg / "envs.py").write_text((ROOT / "tests" / "custom_envs.py").read_text()
                                  + f"\n\nclass MyEnv({_custom_env_class()}):\n    pass\n")
+    (pkg / "torchrl_envs.py").write_text((ROOT / "tests" / "torchrl_envs.py").read_text()
+                                         + "\n\nmake_env = pendulum\n")
     (pkg / "__init__.py").write_text(textwrap.dedent("""
         import gymnasium
         gymnasium.register("MyEnv-v0", entry_point="my_pkg.envs:MyEnv")
@@ -170,9 +178,15 @@ def test_mujoco_tools_as_printed(scratch):
 
 
 def test_own_env_commands_as_printed(scratch):
-    for cmd in [c for c in AS_PRINTED if "my_pkg" in c]:
+    for cmd in [c for c in AS_PRINTED if "my_pkg" in c and "torchrl" not in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert "256 agent steps" in p.stdout + p.stderr, cmd
+
+
+def test_torchrl_commands_as_printed(scratch):
+    for cmd in [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]:
+        p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+        assert " agent steps = " in p.stdout and "final eval return" in p.stdout, cmd
 
 
 def test_bench_as_printed():

@@ -45,3 +45,20 @@ def test_module_outputs_identical_with_workaround():
     td = TensorDict({"x": torch.ones(4, 3)}, [4])
     out = mod(td)
     assert torch.equal(out["y"], mod.module(torch.ones(4, 3)))
+
+
+def test_dmcontrolenv_drops_render_kwargs_into_the_task():
+    """Upstream: torchrl's DMControlEnv passes render_kwargs on to the DMControl task, which refuses them."""
+    import pytest
+    from torchrl.envs import DMControlEnv
+
+    from ppo_pipeline.envs.torchrl import _import_dm_control
+
+    _import_dm_control()
+    with pytest.raises(TypeError, match="render_kwargs"):
+        DMControlEnv("cheetah", "run", from_pixels=True, pixels_only=True, render_kwargs={"height": 84, "width": 84})
+    env = workarounds.dmc_pixels_env("cheetah", "run", 84, 84)
+    try:
+        assert tuple(env.reset()["pixels"].shape) == (84, 84, 3)
+    finally:
+        env.close()

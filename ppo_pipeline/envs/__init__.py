@@ -15,7 +15,9 @@ step:
   (``terminated``) while the episode statistics count whole games.
 
 Backends (``--env-backend``): ``gymnasium`` (:mod:`.gymnasium`: gymnasium wrappers, sync or subprocess
-vector envs) and ``envpool`` (:mod:`.envpool`: C++ batched envs with the same Atari details).
+vector envs), ``envpool`` (:mod:`.envpool`: C++ batched envs with the same Atari details) and ``torchrl``
+(:mod:`.torchrl`: any torchrl ``EnvBase`` -- ``dmc:DOMAIN-TASK``, a user's ``torchrl:`` factory, or a
+gymnasium id through torchrl's ``GymEnv``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ def backend(cfg: Config) -> str:
     (C++ emulators stepped in threads, no subprocesses), gymnasium for everything else (classic control
     and MuJoCo step faster in one process than through envpool's thread pool at these env counts, and
     only in-process envs can be snapshotted for an exact resume)."""
+    from ..env_ids import is_atari
+    from .torchrl import is_torchrl_id
+
+    if is_torchrl_id(cfg.env_id):
+        return "torchrl"
     if cfg.env_backend != "auto":
         return cfg.env_backend
-    from ..env_ids import is_atari
 
     if is_atari(cfg.env_id):
         from . import envpool
@@ -49,10 +55,17 @@ def backend(cfg: Config) -> str:
 def check(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s backend cannot build its
     envs; run before anything starts."""
+    from . import torchrl as torchrl_backend
+
+    if torchrl_backend.is_torchrl_id(cfg.env_id) and cfg.env_backend not in ("auto", "torchrl"):
+        raise ConfigError(f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto "
+                          f"or torchrl")
     if backend(cfg) == "envpool":
         from . import envpool
 
         envpool.check(cfg)
+    if backend(cfg) == "torchrl":
+        torchrl_backend.check(cfg)
     if cfg.capture_video:
         check_renderable(cfg)
 
@@ -88,4 +101,8 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, ren
         from . import envpool
 
         return envpool.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
+    if backend(cfg) == "torchrl":
+        from . import torchrl as torchrl_backend
+
+        return torchrl_backend.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
     return gymnasium_backend.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
