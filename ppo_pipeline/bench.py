@@ -6,6 +6,7 @@
     python -m ppo_pipeline.bench --envs hopper --steps hopper=20480   # a shorter workload
     python -m ppo_pipeline.bench --raw                            # raw env steps/s per backend
     python -m ppo_pipeline.bench --collectors                     # collection alone: ours vs torchrl's
+    python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah   # a row per env backend x collector
 
 Each workload is CleanRL's default for that env, and ours runs the same work (actors, horizon, epochs,
 minibatches, and exactly the agent steps CleanRL trains: it rounds its budget down to whole batches):
@@ -13,6 +14,11 @@ minibatches, and exactly the agent steps CleanRL trains: it rounds its budget do
 * CartPole-v1: 4 envs x 128, 4 epochs x 4 minibatches, 99,840 steps (``cleanrl/ppo.py --total-timesteps 100000``)
 * Hopper-v5:   1 env x 2048, 10 epochs x 32 minibatches, 198,656 steps (``ppo_continuous_action.py``; = Table 3)
 * Pong:        8 envs x 128, 4 epochs x 4 minibatches, 99,328 agent steps (``ppo_atari.py``; Table 5 has 3 epochs)
+* cheetah:     DMControl cheetah-run through torchrl, Table 3's preset (no peer script: ``--paths`` only)
+
+``--paths`` trains ours once per env backend x collector the workload can take (gymnasium / envpool /
+torchrl envs; the lean or torchrl's collector, and torchrl's MultiSyncCollector with 2 workers where the
+preset has no running normalization), so the cost of the TorchRL path is a same-run number.
 
 Steps/s is wall clock from process start to exit, as a user sees it: imports, env start-up, compilation
 and our checkpoints included, evaluation off (the peers do not evaluate). With ``--peer-dir`` each
@@ -60,6 +66,16 @@ WORKLOADS = {
                        ["--env-id", "Hopper-v5"], 2048),
     "pong": Workload("pong", "ALE/Pong-v5", "atari.py", ["--epochs", "4"], 99_328, "cleanrl/ppo_atari.py",
                      ["--env-id", "PongNoFrameskip-v4"], 1024),
+    "cheetah": Workload("cheetah", "dmc:cheetah-run", "mujoco.py", [], 198_656, "", [], 2048),
+}
+
+# --paths: (env backend, collector, collector workers) per workload; the first is the default path
+PATHS = {
+    "cartpole": [("gymnasium", "lean", 1), ("torchrl", "lean", 1), ("gymnasium", "torchrl", 1),
+                 ("torchrl", "torchrl", 1), ("gymnasium", "torchrl", 2)],
+    "hopper": [("gymnasium", "lean", 1), ("torchrl", "lean", 1), ("gymnasium", "torchrl", 1), ("torchrl", "torchrl", 1)],
+    "pong": [("envpool", "lean", 1), ("gymnasium", "lean", 1), ("envpool", "torchrl", 1), ("gymnasium", "torchrl", 1)],
+    "cheetah": [("torchrl", "lean", 1), ("torchrl", "torchrl", 1)],
 }
 
 
@@ -202,6 +218,33 @@ def compare(keys: list[str], steps: dict[str, int], repeat: int, peer_dir: Path 
     return results
 
 
+def compare_paths(keys: list[str], steps: dict[str, int], repeat: int, extra: list[str]) -> dict:
+    """Ours on every (env backend, collector, workers) of :data:`PATHS`, one after the other; a row each."""
+    results: dict[str, list] = {}
+    with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:
+        for k in keys:
+            w = WORKLOADS[k]
+            n = steps.get(k, w.steps)
+            rows = []
+            for backend, collector, workers in PATHS[k]:
+                opts = ["--env-backend", backend, "--collector", collector, "--collector-workers", str(workers)]
+                runs = [run_ours(w, n, Path(tmp), [*opts, *extra]) for _ in range(repeat)]
+                rows.append({"backend": backend, "collector": collector, "workers": workers, "steps": n,
+                             "sps": _median(runs), "runs": runs})
+                print(f"[bench] {k} {backend}/{collector}x{workers}: {rows[-1]['sps']:.0f} steps/s", flush=True)
+            results[k] = rows
+    return results
+
+
+def print_paths(results: dict, info: dict[str, str]) -> None:
+    print(f"\n{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}")
+    print(f"{'workload':9} {'env backend':12} {'collector':14} {'steps':>8} {'ours SPS':>9} {'vs first':>8}")
+    for k, rows in results.items():
+        for r in rows:
+            coll = r["collector"] + (f" x{r['workers']}" if r["workers"] > 1 else "")
+            print(f"{k:9} {r['backend']:12} {coll:14} {r['steps']:>8} {r['sps']:>9.0f} {r['sps'] / rows[0]['sps']:>8.2f}")
+
+
 def print_table(results: dict, info: dict[str, str]) -> None:
     print(f"\n{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}")
     print(f"{'workload':9} {'steps':>8} {'peer SPS':>9} {'ours SPS':>9} {'ratio':>6} | time split of ours (% of wall): "
@@ -220,7 +263,8 @@ def print_table(results: dict, info: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ppo_pipeline.bench", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--envs", default="cartpole,hopper,pong", help="comma list of cartpole, hopper, pong")
+    p.add_argument("--envs", default="cartpole,hopper,pong", help="comma list of cartpole, hopper, pong (and "
+                                                                   "cheetah, with --paths)")
     p.add_argument("--steps", default="", help="budget overrides for both sides, e.g. hopper=20480,pong=10240")
     p.add_argument("--repeat", type=int, default=1, help="runs of each side per workload (the median is shown)")
     p.add_argument("--peer-dir", type=Path, default=None,
@@ -232,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of random-action stepping per raw rate")
     p.add_argument("--collectors", action="store_true",
                    help="only compare torchrl's Collector with ours on Hopper-v5 (collection alone)")
+    p.add_argument("--paths", action="store_true",
+                   help="ours only, one run per env backend x collector of each workload (the TorchRL path's cost)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
@@ -244,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps {args.steps!r}: expected key=int pairs like hopper=20480")
     if args.repeat < 1:
         p.error(f"--repeat {args.repeat}: must be >= 1")
+    if not args.paths and "cheetah" in keys:
+        p.error("--envs cheetah: no peer script runs it; it is a --paths workload")
     if args.peer_dir is not None:
         args.peer_dir = args.peer_dir.resolve()
         missing = [w.peer_script for w in WORKLOADS.values() if w.key in keys and not (args.peer_dir / w.peer_script).is_file()]
@@ -255,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, sps in collector_comparison().items():
             print(f"{name:48} {sps:8.0f} steps/s (Hopper-v5, collection only)")
         return 0
-    if args.raw:
+    if args.paths:
+        out["paths"] = compare_paths(keys, steps, args.repeat, args.ours.split())
+        print_paths(out["paths"], info)
+    elif args.raw:
         out["raw"] = raw_table(keys, args.raw_seconds)
     else:
         out["results"] = compare(keys, steps, args.repeat, args.peer_dir, args.peer_python, args.ours.split())

@@ -30,3 +30,7 @@ python -m ppo_pipeline.report sweeps/cartpole sweeps/pong --out results/curves  
 for s in sweeps/*/runs/*/summary.json; do
   run=$(basename "$(dirname "$s")"); mkdir -p "results/runs/$run"; cp "$s" "results/runs/$run/"
 done
+# (2026-11-22) DMControl cheetah-run through torchrl (issue 11), run by hand in the background, 1 seed:
+python recipes/mujoco.py --env-id dmc:cheetah-run --total-steps 300000 --eval-episodes 5 --torch-threads 1 \
+    --run-dir runs-dmc --name cheetah-run-300k --no-progress
+python -m ppo_pipeline.report runs-dmc --out results/dmc-cheetah-run --random-episodes 0

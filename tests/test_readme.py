@@ -52,6 +52,8 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
     "python recipes/mujoco.py --env-id dmc:cheetah-run": SMALL,
+    "python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah": ["--envs", "cartpole",
+                                                                                  "--steps", "cartpole=1024"],
     "python recipes/mujoco.py --env-id dmc:cheetah-run --pixels": ["--total-steps", "256", "--num-steps", "128",
                                                                   "--minibatch-size", "64", "--eval-episodes", "1",
                                                                   "--eval-max-steps", "100"],
@@ -187,6 +189,16 @@ def test_torchrl_commands_as_printed(scratch):
     for cmd in [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert " agent steps = " in p.stdout and "final eval return" in p.stdout, cmd
+
+
+def test_bench_paths_as_printed():
+    """One row per env backend x collector (CartPole only, tiny budget: the rows, not the figures)."""
+    cmd = next(c for c in AS_PRINTED if "--paths" in c)
+    p = run_as_printed(cmd, AS_PRINTED[cmd], ROOT)
+    rows = [line.split() for line in p.stdout.splitlines() if line.startswith("cartpole ")]
+    assert [r[1:3] for r in rows] == [["gymnasium", "lean"], ["torchrl", "lean"], ["gymnasium", "torchrl"],
+                                      ["torchrl", "torchrl"], ["gymnasium", "torchrl"]], p.stdout
+    assert rows[-1][3] == "x2" and all(float(r[-2]) > 0 for r in rows) and rows[0][-1] == "1.00", p.stdout
 
 
 def test_bench_as_printed():
