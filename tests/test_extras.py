@@ -101,3 +101,18 @@ def test_track_without_wandb_is_one_line(tmp_path, capsys, monkeypatch):
 def test_capture_video_needs_evaluation(tmp_path, capsys):
     assert "needs eval_episodes >= 1" in _error(["--capture-video", "--eval-episodes", "0", "--run-dir", str(tmp_path)],
                                                 capsys)
+
+
+def test_renderability_is_checked_once_per_env_stack(monkeypatch, tmp_path):
+    """A sweep with --capture-video builds one env per env id to check rendering, not one per variant."""
+    from ppo_pipeline import envs
+    from helpers import tiny
+
+    built = []
+    real = envs.make_vector_env
+    monkeypatch.setattr(envs, "_RENDERABLE", set())
+    monkeypatch.setattr(envs, "make_vector_env", lambda cfg, *a, **k: built.append(cfg.env_id) or real(cfg, *a, **k))
+    for lr, seed in [(1e-3, 0), (3e-4, 1), (1e-4, 2)]:
+        envs.check_renderable(tiny(tmp=tmp_path, lr=lr, seed=seed))
+    envs.check_renderable(tiny(tmp=tmp_path, env_id="Acrobot-v1"))
+    assert built == ["CartPole-v1", "Acrobot-v1"]

@@ -193,6 +193,12 @@ def test_factory_with_wrong_batch_size_is_one_line():
     trl.register("four", four)
     with pytest.raises(ConfigError, match=r"returned a batch of \[4\] envs where 2 are needed"):
         make_vector_env(tiny(config.mujoco, env_id="torchrl:four", num_envs=2), 2)
+    from ppo_pipeline import envs
+
+    multi = tiny(config.classic, env_id="torchrl:four", num_envs=4, collector="torchrl", collector_workers=2,
+                 normalize_obs=False)
+    with pytest.raises(ConfigError, match="registered in this process only"):
+        envs.check(multi)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -70,14 +70,17 @@ def check(cfg: Config) -> None:
         check_renderable(cfg)
 
 
-_RENDERABLE: set[tuple] = set()   # configs (up to seed, name, run dir) whose env was seen to render here
+_RENDERABLE: set[tuple] = set()   # env stacks whose env was seen to render here
+# what decides whether an env renders: which env, which implementation, pixels or not (not the seed, the
+# hyperparameters or the wrappers' numbers), so a sweep builds one env per env id, not one per variant
+_RENDER_FIELDS = ("env_id", "env_module", "env_backend", "pixels")
 
 
 def check_renderable(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s env cannot render RGB
     frames here (``--capture-video``; a missing renderer such as pygame, no OpenGL for MuJoCo). The env is
-    built once per config: the seeds of a sweep do not build it again."""
-    key = tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items() if k not in ("seed", "name", "run_dir")))
+    built once per env stack (:data:`_RENDER_FIELDS`): the seeds and variants of a sweep do not build it again."""
+    key = tuple(repr(getattr(cfg, k)) for k in _RENDER_FIELDS)
     if key in _RENDERABLE:
         return
     envs = make_vector_env(cfg, 1, evaluation=True, render=True)

@@ -350,6 +350,9 @@ def check(cfg: Any) -> None:
     :class:`ConfigError`); run before anything starts."""
     from ..env_ids import is_atari
 
+    if cfg.env_id in _REGISTRY and cfg.collector_workers > 1:
+        raise ConfigError(f"collector_workers={cfg.collector_workers}: {cfg.env_id} is registered in this process only; "
+                          f"worker processes build envs by name: give torchrl:package.module:function")
     if not is_torchrl_id(cfg.env_id) and is_atari(cfg.env_id):
         raise ConfigError(f"env_backend=torchrl: {cfg.env_id} is an Atari game; its real-game statistics and "
                           f"life-loss episodes come from our gymnasium or envpool stacks (--env-backend gymnasium "
