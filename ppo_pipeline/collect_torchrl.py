@@ -226,7 +226,9 @@ class TorchRLCollector:
         policy_s = self.policy.module.time - policy_t0
         self.time_policy += policy_s
         self.time_env += wall - policy_s
-        batch = batch.reshape(E, T).to(dev)
+        if batch.batch_size != torch.Size([E, T]):   # envs first, time last, as the lean collector
+            raise RuntimeError(f"torchrl's collector returned a batch of {list(batch.batch_size)}, not [{E}, {T}]")
+        batch = batch.to(dev)
         nxt = batch["next"]
         # finished episodes, in the lean collector's order: by step, then by env
         end = nxt["episode_end"].transpose(0, 1).cpu().numpy()
