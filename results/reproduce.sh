@@ -34,3 +34,6 @@ done
 python recipes/mujoco.py --env-id dmc:cheetah-run --total-steps 300000 --eval-episodes 5 --torch-threads 1 \
     --run-dir runs-dmc --name cheetah-run-300k --no-progress
 python -m ppo_pipeline.report runs-dmc --out results/dmc-cheetah-run --random-episodes 0
+# (2026-11-22) Pong, 1.5M agent steps on the fast path (issue 8), run by hand in the background, 1 seed:
+python recipes/atari.py --total-steps 1500000 --run-dir runs-pong --name pong-1.5M --no-progress
+python -m ppo_pipeline.report runs-pong --out results/pong-1.5M --random-episodes 0
