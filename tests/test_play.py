@@ -277,7 +277,9 @@ def test_corrupt_checkpoint_in_a_real_process_has_no_traceback(pendulum, tmp_pat
 
 def test_ctrl_c_is_one_line_and_exit_130(pendulum):
     proc = subprocess.Popen([sys.executable, "-m", "ppo_pipeline.play", str(pendulum.run_path()),
-                             "--episodes", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                             "--episodes", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            # a test run started in the background (`cmd &`) inherits SIGINT ignored: undo that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()          # the header: the policy is loaded, episodes start
         assert first.startswith("playing Pendulum-v1"), first

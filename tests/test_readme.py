@@ -56,7 +56,7 @@ AS_PRINTED: dict[str, list[str]] = {
                                                                                   "--steps", "cartpole=1024"],
     "python recipes/mujoco.py --env-id dmc:cheetah-run --pixels": ["--total-steps", "256", "--num-steps", "128",
                                                                   "--minibatch-size", "64", "--eval-episodes", "1",
-                                                                  "--eval-max-steps", "100"],
+                                                                  "--eval-max-steps", "100", "--name", "pixels"],
     "python recipes/mujoco.py --env-id torchrl:my_pkg.torchrl_envs:make_env": SMALL,
     "python recipes/classic_control.py --collector torchrl --collector-workers 2": ["--total-steps", "256"],
     "python -m ppo_pipeline.bench --peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python "
@@ -205,11 +205,12 @@ def test_bench_as_printed():
     """The bench beside CleanRL, from the repository root as the README says (tiny CartPole budget). Where
     the peer's folder or venv is not set up (``../shared/peers/README.md`` says how), the same command
     without them: ours only, and no ratio."""
-    cmd = next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c)
+    cmd = next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c and "--peer-dir" in c)
     peer = (ROOT / "../shared/peers/cleanrl/cleanrl/ppo.py").is_file() and Path("/tmp/peer-venv/bin/python").is_file()
     if not peer:
         cmd = cmd.replace("--peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python ", "")
-    p = run_as_printed(cmd, AS_PRINTED[next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c)], ROOT)
+    p = run_as_printed(cmd, AS_PRINTED[next(c for c in AS_PRINTED if "ppo_pipeline.bench" in c and "--peer-dir" in c)],
+                       ROOT)
     row = next(line for line in p.stdout.splitlines() if line.startswith("cartpole"))
     cells = row.split("|")[0].split()
     assert cells[1] == "2048" and float(cells[3]) > 0, p.stdout
