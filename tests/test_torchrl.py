@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers import tiny
-from ppo_pipeline import config, launch
+from ppo_pipeline import config
 from ppo_pipeline.collect import Collector
 from ppo_pipeline.collect_torchrl import TorchRLCollector
 from ppo_pipeline.envs import make_vector_env
