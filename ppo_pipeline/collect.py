@@ -71,6 +71,8 @@ def episode_stats(info: dict) -> list[tuple[int, float, int]]:
 class Collector:
     """Collect T steps from each of ``envs.num_envs`` envs with ``agent.act``."""
 
+    exact_resume = True    # a checkpoint may snapshot the envs (in-process ones) for a bit-exact resume
+
     def __init__(self, envs: gym.vector.VectorEnv, agent: Agent, num_steps: int, device: torch.device, *,
                  obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
@@ -84,6 +86,9 @@ class Collector:
     def reset(self, seeds: list[int]) -> None:
         obs, _ = self.envs.reset(seed=seeds)
         self.obs = self._norm(obs)
+
+    def shutdown(self) -> None:
+        """Nothing to stop (the trainer closes the envs); torchrl's collectors stop their workers here."""
 
     def _norm(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         return self.obs_norm(obs, update) if self.obs_norm is not None else obs

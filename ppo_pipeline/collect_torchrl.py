@@ -23,6 +23,7 @@ V(s_{t+1}) from :func:`ppo_pipeline.advantages.next_state_value`, V(final observ
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Any, Callable
 
@@ -67,7 +68,6 @@ class ContractEnv(EnvBase):
                                         terminated=Categorical(2, shape=(n, 1), dtype=torch.bool),
                                         truncated=Categorical(2, shape=(n, 1), dtype=torch.bool), shape=(n,))
         self._after_reset: np.ndarray | None = None   # the autoreset observations of the last step (normalized)
-        self.time_env = 0.0
 
     def _norm(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         return self.obs_norm(obs, update) if self.obs_norm is not None else obs
@@ -90,7 +90,6 @@ class ContractEnv(EnvBase):
         return self._td(self._after_reset, done=done, terminated=done.clone(), truncated=done.clone())
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        t0 = time.perf_counter()
         n = self.envs.num_envs
         action = env_action(tensordict["action"], self.envs.single_action_space)
         next_obs, r, term, trunc, info = self.envs.step(action)
@@ -113,7 +112,6 @@ class ContractEnv(EnvBase):
         out["episode_return"] = torch.from_numpy(ep_ret)
         out["episode_length"] = torch.from_numpy(ep_len)
         out["episode_end"] = torch.from_numpy(ep_end)
-        self.time_env += time.perf_counter() - t0
         return out
 
     def _set_seed(self, seed: int | None) -> None:
@@ -126,18 +124,17 @@ class ContractEnv(EnvBase):
 
 
 class AgentPolicy(nn.Module):
-    """The agent's sampling (:meth:`Agent.act`, or ``act`` when given: the compiled fast path) as a module
+    """The agent's sampling, ``agent.act`` (the trainer's compiled fast path where it set one), as a module
     for torchrl's collectors: ``observation`` -> action, action_log_prob, state_value, dist params."""
 
-    def __init__(self, agent: Agent, act: Callable | None = None):
+    def __init__(self, agent: Agent):
         super().__init__()
         self.agent = agent
-        self._act = act
         self.time = 0.0
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         t0 = time.perf_counter()
-        out = (self._act or self.agent.__class__.act.__get__(self.agent))(obs)
+        out = self.agent.act(obs)
         self.time += time.perf_counter() - t0
         return tuple(out[k] for k in self.out_keys(self.agent))
 
@@ -146,18 +143,13 @@ class AgentPolicy(nn.Module):
         return ["action", "action_log_prob", "state_value", *agent.dist_keys]
 
 
-def policy_module(agent: Agent, act: Callable | None = None) -> TensorDictModule:
-    return TensorDictModule(AgentPolicy(agent, act), in_keys=["observation"], out_keys=AgentPolicy.out_keys(agent))
+def policy_module(agent: Agent) -> TensorDictModule:
+    return TensorDictModule(AgentPolicy(agent), in_keys=["observation"], out_keys=AgentPolicy.out_keys(agent))
 
 
-class _EnvMaker:
-    """Builds one worker's ContractEnv (picklable: a MultiSyncCollector worker calls it)."""
-
-    def __init__(self, make_envs: Callable[[], Any], seeds: list[int]):
-        self.make_envs, self.seeds = make_envs, seeds
-
-    def __call__(self) -> ContractEnv:
-        return ContractEnv(self.make_envs(), self.seeds)
+def _worker_env(make_envs: Callable[[int], Any], n: int, seeds: list[int]) -> ContractEnv:
+    """One MultiSyncCollector worker's env: ``make_envs(n)`` seeded with ``seeds`` (no normalization)."""
+    return ContractEnv(make_envs(n), seeds)
 
 
 class TorchRLCollector:
@@ -174,10 +166,10 @@ class TorchRLCollector:
 
     def __init__(self, envs: Any, agent: Agent, num_steps: int, device: torch.device, *,
                  obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
-                 workers: int = 1, make_envs: Callable[[int], Any] | None = None, act: Callable | None = None):
+                 workers: int = 1, make_envs: Callable[[int], Any] | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.obs_norm, self.reward_scaler, self.workers, self.make_envs = obs_norm, reward_scaler, workers, make_envs
-        self.policy = policy_module(agent, act)
+        self.policy = policy_module(agent)
         self.global_step = 0
         self.time_env = 0.0
         self.time_policy = 0.0
@@ -205,7 +197,7 @@ class TorchRLCollector:
             worker_agent = copy.deepcopy(self.agent)
             worker_agent.__dict__.pop("act", None)          # the eager act (a compiled one does not pickle)
             self.policy = policy_module(worker_agent)
-            makers = [_EnvMaker(_Partial(self.make_envs, per), seeds[w * per:(w + 1) * per])
+            makers = [functools.partial(_worker_env, self.make_envs, per, seeds[w * per:(w + 1) * per])
                       for w in range(self.workers)]
             self._collector = MultiSyncCollector(makers, self.policy, frames_per_batch=E * T, total_frames=-1,
                                                  env_device="cpu", policy_device="cpu", storing_device=self.device,
@@ -257,12 +249,3 @@ class TorchRLCollector:
             self._collector.shutdown()
             self._collector = None
 
-
-class _Partial:
-    """``make_envs(n)`` as a no-argument, picklable function."""
-
-    def __init__(self, make_envs: Callable[[int], Any], n: int):
-        self.make_envs, self.n = make_envs, n
-
-    def __call__(self) -> Any:
-        return self.make_envs(self.n)

@@ -252,7 +252,7 @@ class Config:
             need(not (self.normalize_obs or self.scale_reward),
                  f"collector_workers={self.collector_workers} with normalize_obs/scale_reward: the running statistics "
                  f"live in one process; use --collector-workers 1 or --no-normalize-obs --no-scale-reward")
-        need(not self.pixels or self.env_id.startswith("dmc:"),
+        need(not self.pixels or self.env_id.startswith(env_ids.DMC),
              f"pixels: only dmc: ids render pixel observations (env_id {self.env_id!r})")
         need(self.torch_threads <= MAX_THREADS, f"torch_threads={self.torch_threads} must be <= {MAX_THREADS}")
         need(len(self.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")

@@ -55,9 +55,18 @@ def import_env_module(name: str) -> None:
         raise ConfigError(f"env_module {name!r} cannot be imported ({e})") from None
 
 
+DMC = "dmc:"            # dmc:DOMAIN-TASK, DMControl through torchrl (ppo_pipeline.envs.torchrl)
+TORCHRL = "torchrl:"    # torchrl:package.module:function, a torchrl env factory
+
+
+def is_torchrl_id(env_id: str) -> bool:
+    """An id of the torchrl backend (``dmc:`` or ``torchrl:``), not a gymnasium one."""
+    return env_id.startswith((DMC, TORCHRL))
+
+
 def is_entry_point(env_id: str) -> bool:
     """``package.module:EnvClass`` rather than a registered id (or a torchrl ``dmc:``/``torchrl:`` id)."""
-    return ":" in env_id and env_id not in gym.envs.registry and not env_id.startswith(("dmc:", "torchrl:"))
+    return ":" in env_id and env_id not in gym.envs.registry and not is_torchrl_id(env_id)
 
 
 def env_class(entry_point: str) -> type:
@@ -83,7 +92,7 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
     Raises :class:`ConfigError` naming the id and the closest registered ones.
     """
     import_env_module(env_module)
-    if env_id.startswith(("dmc:", "torchrl:")):   # torchrl envs (ppo_pipeline.envs.torchrl)
+    if is_torchrl_id(env_id):
         from .envs.torchrl import check_id
 
         return check_id(env_id)
@@ -103,7 +112,7 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
 
 def is_atari(env_id: str) -> bool:
     """True for ALE games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
-    if env_id.startswith(("dmc:", "torchrl:")):
+    if is_torchrl_id(env_id):
         return False
     registered()
     spec = gym.envs.registry.get(env_id)

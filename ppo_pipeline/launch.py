@@ -99,13 +99,20 @@ def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | 
         if ns.resume is not None:
             cfg, resume_from = _resume_plan(ns, parser, argv, atari_only)
         else:
-            cfg, resume_from = prepare(config_from_args(ns), atari_only=atari_only), None
-            envs.check(cfg)
-            _refuse_reuse(cfg.run_path())
+            cfg, resume_from = new_run(config_from_args(ns), atari_only=atari_only), None
     except UserError as e:
         fail(str(e))
         raise  # unreachable
     return run(cfg, resume_from, resume_hint=f"{sys.argv[0]} --resume {cfg.run_path()}")
+
+
+def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
+    """The prepared config of a fresh run, its envs checked and its run directory free; :class:`UserError`
+    (one line) otherwise. Nothing is built or written."""
+    cfg = prepare(cfg, atari_only=atari_only)
+    envs.check(cfg)
+    _refuse_reuse(cfg.run_path())
+    return cfg
 
 
 def _refuse_reuse(run_path: Path) -> None:
@@ -278,13 +285,11 @@ def train(env: Callable[..., Any] | str, cfg: Config | None = None, *, transform
     if callable(env):
         module, qualname = getattr(env, "__module__", ""), getattr(env, "__qualname__", "")
         if transform is None and module and module != "__main__" and qualname.isidentifier():
-            env_id = f"{torchrl_envs.TORCHRL}{module}:{qualname}"
+            env_id = f"{env_ids.TORCHRL}{module}:{qualname}"
         else:
             env_id = torchrl_envs.register(qualname.replace("<", "").replace(">", "") or "env", env, transform)
     else:
         env_id = env
-    cfg = prepare(dataclasses.replace(cfg, env_id=env_id, **overrides))
-    envs.check(cfg)
-    _refuse_reuse(cfg.run_path())
+    cfg = new_run(dataclasses.replace(cfg, env_id=env_id, **overrides))
     print(cfg.budget_line(), flush=True)
     return run_training(cfg)

@@ -110,7 +110,7 @@ class Trainer:
             self.collector: Collector | TorchRLCollector = TorchRLCollector(
                 self.envs, self.agent, cfg.num_steps, self.device, obs_norm=self.obs_norm,
                 reward_scaler=self.reward_scaler, workers=cfg.collector_workers,
-                make_envs=functools.partial(make_vector_env, cfg), act=self.agent.act)
+                make_envs=functools.partial(make_vector_env, cfg))
         else:
             self.collector = Collector(self.envs, self.agent, cfg.num_steps, self.device,
                                        obs_norm=self.obs_norm, reward_scaler=self.reward_scaler)
@@ -240,8 +240,7 @@ class Trainer:
                 bar.close()
             if logger is not None:
                 logger.close()
-            if hasattr(self.collector, "shutdown"):
-                self.collector.shutdown()
+            self.collector.shutdown()
             self.envs.close()
         summary = self.summary()
         if self.updates_done == cfg.num_updates:

@@ -26,7 +26,7 @@ def capture(trainer: Any) -> dict[str, Any]:
         "reward_scaler": trainer.reward_scaler.state_dict() if trainer.reward_scaler else None,
         "rng": checkpoint.capture_rng(trainer.generator),
         "collector": {"obs": c.obs, "global_step": c.global_step, "episodes": vars(c.episodes)},
-        "envs": checkpoint.snapshot_envs(trainer.envs) if getattr(c, "exact_resume", True) else None,
+        "envs": checkpoint.snapshot_envs(trainer.envs) if c.exact_resume else None,
         "logger": {"metrics_rows": trainer.updates_done, "episodes_rows": trainer.episodes_logged},
         "elapsed": trainer.elapsed_now(),
         "last_eval": trainer.last_eval,

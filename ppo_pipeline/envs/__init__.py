@@ -33,8 +33,7 @@ def backend(cfg: Config) -> str:
     (C++ emulators stepped in threads, no subprocesses), gymnasium for everything else (classic control
     and MuJoCo step faster in one process than through envpool's thread pool at these env counts, and
     only in-process envs can be snapshotted for an exact resume)."""
-    from ..env_ids import is_atari
-    from .torchrl import is_torchrl_id
+    from ..env_ids import is_atari, is_torchrl_id
 
     if is_torchrl_id(cfg.env_id):
         return "torchrl"
@@ -55,16 +54,19 @@ def backend(cfg: Config) -> str:
 def check(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s backend cannot build its
     envs; run before anything starts."""
-    from . import torchrl as torchrl_backend
+    from ..env_ids import is_torchrl_id
 
-    if torchrl_backend.is_torchrl_id(cfg.env_id) and cfg.env_backend not in ("auto", "torchrl"):
+    if is_torchrl_id(cfg.env_id) and cfg.env_backend not in ("auto", "torchrl"):
         raise ConfigError(f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto "
                           f"or torchrl")
-    if backend(cfg) == "envpool":
+    chosen = backend(cfg)
+    if chosen == "envpool":
         from . import envpool
 
         envpool.check(cfg)
-    if backend(cfg) == "torchrl":
+    if chosen == "torchrl":
+        from . import torchrl as torchrl_backend
+
         torchrl_backend.check(cfg)
     if cfg.capture_video:
         check_renderable(cfg)
@@ -100,11 +102,12 @@ def check_renderable(cfg: Config) -> None:
 
 def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):
     """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched."""
-    if backend(cfg) == "envpool":
+    chosen = backend(cfg)
+    if chosen == "envpool":
         from . import envpool
 
         return envpool.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
-    if backend(cfg) == "torchrl":
+    if chosen == "torchrl":
         from . import torchrl as torchrl_backend
 
         return torchrl_backend.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)

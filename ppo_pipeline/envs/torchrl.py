@@ -36,18 +36,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ..env_ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
 from ..errors import ConfigError, suggest
 
-DMC = "dmc:"
-TORCHRL = "torchrl:"
 PIXELS = 84          # side of the rendered frame with --pixels
 
 Factory = Callable[..., Any]
 _REGISTRY: dict[str, tuple[Factory, Any]] = {}   # torchrl:NAME -> (factory, transform chain), this process
-
-
-def is_torchrl_id(env_id: str) -> bool:
-    return env_id.startswith((DMC, TORCHRL))
 
 
 def register(name: str, factory: Factory, transform: Any = None) -> str:
@@ -119,8 +114,6 @@ def factory_of(env_id: str) -> tuple[Factory, Any]:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise ConfigError(f"env_id {env_id!r} is neither registered in this process (registered: {known}) nor "
                           f"torchrl:package.module:factory")
-    from ..env_ids import import_user_module
-
     quiet_mujoco()   # before a user's module imports dm_control
     try:
         module = import_user_module(module_name)
@@ -348,8 +341,6 @@ class TorchRLVectorEnv:
 def check(cfg: Any) -> None:
     """Build one env of ``cfg`` and check that the agent can handle its specs (one-line
     :class:`ConfigError`); run before anything starts."""
-    from ..env_ids import is_atari
-
     if cfg.env_id in _REGISTRY and cfg.collector_workers > 1:
         raise ConfigError(f"collector_workers={cfg.collector_workers}: {cfg.env_id} is registered in this process only; "
                           f"worker processes build envs by name: give torchrl:package.module:function")
