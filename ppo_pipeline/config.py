@@ -1,6 +1,6 @@
 """Typed run configuration, the paper's presets, and validation into one-line errors.
 
-Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.cli`), and the
+Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.run.cli`), and the
 config actually used is written to ``runs/<name>/config.json``.
 
 Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
@@ -20,28 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import env_ids, rundir, tracking
 from .errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
-
-# Seeds: env i of run seed s gets s * SEED_STRIDE + i (training) or s * SEED_STRIDE + EVAL_OFFSET + i
-# (evaluation). Integer arithmetic, so two seeds of a sweep never share an env seed as long as there
-# are at most EVAL_OFFSET envs of each kind (checked by Config.validate).
-SEED_STRIDE = 100_000
-EVAL_OFFSET = 50_000
 MAX_THREADS = 1024   # torch.set_num_threads(100000) crashes the process
-
-
-def env_seeds(seed: int, n: int, *, evaluation: bool = False) -> list[int]:
-    """Per-env seeds derived from the run seed; disjoint across seeds and between train and eval."""
-    base = seed * SEED_STRIDE + (EVAL_OFFSET if evaluation else 0)
-    return [base + i for i in range(n)]
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, atari: bool = False) -> Any:
@@ -158,15 +144,6 @@ class Config:
         """Agent steps the run trains: ``num_updates`` whole batches (>= ``total_steps``)."""
         return self.num_updates * self.batch_size
 
-    def budget_line(self) -> str:
-        """One line saying exactly what the run trains, e.g. for Atari
-        ``10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x 128 steps (10,000,000 asked)``."""
-        frames = f" ({self.steps_run * self.frame_skip:,} frames)" if env_ids.is_atari(self.env_id) else ""
-        asked = ("" if self.steps_run == self.total_steps
-                 else f" ({self.total_steps:,} asked, rounded up to whole batches)")
-        return (f"{self.env_id}: {self.steps_run:,} agent steps{frames} = {self.num_updates:,} updates of "
-                f"{self.num_envs} envs x {self.num_steps} steps{asked}")
-
     def run_name(self) -> str:
         return self.name or f"{self.env_id.replace('/', '-').replace(':', '-')}__{self.objective}__s{self.seed}"
 
@@ -191,91 +168,64 @@ class Config:
         for f in dataclasses.fields(cls):
             if f.name in data and not _has_type(data[f.name], f.type):
                 raise ConfigError(f"{source}: {f.name}={data[f.name]!r} must be {_TYPE_WORDS[f.type]}")
+            choices = f.metadata.get("choices")
+            if f.name in data and choices and data[f.name] not in choices:
+                raise ConfigError(f"{source}: {f.name}={data[f.name]!r} is unknown; allowed: {', '.join(choices)}")
         return cls.from_dict({k: float(v) if k in _FLOATS and isinstance(v, int) else v for k, v in data.items()})
 
-    def save(self, path: Path) -> None:
-        """Write ``config.json``: every field, plus ``steps_run`` (what the rounded-up budget trains)."""
-        rundir.write_json(path, {**self.to_dict(), "steps_run": self.steps_run})
-
-    # ------------------------------------------------------------------------------------------------
-    def resolved(self, *, device: bool = True) -> "Config":
-        """A copy with the env id looked up (``Pong`` -> ``ALE/Pong-v5``) and, unless ``device=False``,
-        the device (``auto`` -> ``cuda`` or ``cpu``). Raises :class:`ConfigError` for an unknown id or device."""
-        out = dataclasses.replace(self, env_id=env_ids.resolve_env_id(self.env_id, self.env_module))
-        if device:
-            out.device = resolve_device(self.device)
-        return out
-
-    def validate(self, *, atari_only: bool = False) -> None:
-        """Check every value; raise :class:`ConfigError` with one line naming the bad value.
-
-        Changes nothing; runs before any environment is created (on a :meth:`resolved` config).
-        """
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ConfigError(msg)
-
-        if atari_only:
-            need(env_ids.is_atari(self.env_id),
-                 f"env_id {self.env_id!r} is not an Atari game; the Atari recipe takes ALE ids "
-                 f"such as ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)")
-        need(self.objective in OBJECTIVES,
-             f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
-        for name in ("lr", "clip_epsilon"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
-        for name in ("gamma", "gae_lambda"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and 0.0 <= v <= 1.0, f"{name}={v} must be in [0, 1]")
-        for name in ("kl_target", "kl_beta", "adam_eps"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
-        for name in ("value_coef", "entropy_coef", "clip_value", "max_grad_norm", "clip_obs", "clip_reward"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and v >= 0, f"{name}={v} must be >= 0")
-        for name in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps",
-                     "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
-            v = getattr(self, name)
-            need(v >= 1, f"{name}={v} must be >= 1")
-        for name in ("seed", "noop_max", "eval_every", "torch_threads", "eval_episodes"):
-            v = getattr(self, name)
-            need(v >= 0, f"{name}={v} must be >= 0")
-        for name in ("num_envs", "eval_episodes"):
-            v = getattr(self, name)
-            need(v <= EVAL_OFFSET, f"{name}={v} must be <= {EVAL_OFFSET} (env seeds of a run stay disjoint)")
-        need(self.collector_workers >= 1, f"collector_workers={self.collector_workers} must be >= 1")
-        if self.collector_workers > 1:
-            need(self.collector == "torchrl",
-                 f"collector_workers={self.collector_workers} needs --collector torchrl (the lean collector is one process)")
-            need(self.num_envs % self.collector_workers == 0,
-                 f"collector_workers={self.collector_workers} does not divide num_envs={self.num_envs}")
-            need(not (self.normalize_obs or self.scale_reward),
-                 f"collector_workers={self.collector_workers} with normalize_obs/scale_reward: the running statistics "
-                 f"live in one process; use --collector-workers 1 or --no-normalize-obs --no-scale-reward")
-        need(not self.pixels or self.env_id.startswith(env_ids.DMC),
-             f"pixels: only dmc: ids render pixel observations (env_id {self.env_id!r})")
-        need(self.torch_threads <= MAX_THREADS, f"torch_threads={self.torch_threads} must be <= {MAX_THREADS}")
-        need(len(self.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")
-        need(all(int(h) >= 1 for h in self.hidden_sizes), f"hidden_sizes={self.hidden_sizes} must be >= 1 each")
-        nb = self.batch_size
-        need(self.minibatch_size <= nb,
-             f"minibatch_size={self.minibatch_size} is larger than the batch num_envs*num_steps={nb}")
-        need(nb % self.minibatch_size == 0,
-             f"minibatch_size={self.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
-             f"divisors near it: {_near_divisors(nb, self.minibatch_size)}")
-        if self.track:
-            tracking.check_available()
-        need(not self.capture_video or self.eval_episodes > 0,
-             "capture_video records evaluation episodes: it needs eval_episodes >= 1")
-        check_device_spec(self.device)
-        _check_writable(Path(self.run_dir))
+    def validate(self) -> None:
+        """:func:`validate` (the values alone; no lookups, no I/O)."""
+        validate(self)
 
 
-def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Config:
-    """:meth:`Config.resolved` then :meth:`Config.validate`: the config a run starts from."""
-    out = cfg.resolved(device=device)
-    out.validate(atari_only=atari_only)
-    return out
+def validate(cfg: Config) -> None:
+    """Check every value of ``cfg`` on its own; raise :class:`ConfigError` with one line naming the bad value.
+
+    Changes nothing, looks nothing up, touches no file: what needs the machine (is the env id registered,
+    is the run folder writable, does the device exist) is :mod:`ppo_pipeline.run.prepare`'s.
+    """
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg)
+
+    need(cfg.objective in OBJECTIVES, f"objective {cfg.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+    for name in ("lr", "clip_epsilon", "kl_target", "kl_beta", "adam_eps"):
+        v = getattr(cfg, name)
+        need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
+    for name in ("gamma", "gae_lambda"):
+        v = getattr(cfg, name)
+        need(math.isfinite(v) and 0.0 <= v <= 1.0, f"{name}={v} must be in [0, 1]")
+    for name in ("value_coef", "entropy_coef", "clip_value", "max_grad_norm", "clip_obs", "clip_reward"):
+        v = getattr(cfg, name)
+        need(math.isfinite(v) and v >= 0, f"{name}={v} must be >= 0")
+    for name in ("num_envs", "num_steps", "epochs", "minibatch_size", "total_steps",
+                 "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
+        v = getattr(cfg, name)
+        need(v >= 1, f"{name}={v} must be >= 1")
+    for name in ("seed", "noop_max", "eval_every", "torch_threads", "eval_episodes"):
+        v = getattr(cfg, name)
+        need(v >= 0, f"{name}={v} must be >= 0")
+    need(cfg.collector_workers >= 1, f"collector_workers={cfg.collector_workers} must be >= 1")
+    if cfg.collector_workers > 1:
+        need(cfg.collector == "torchrl",
+             f"collector_workers={cfg.collector_workers} needs --collector torchrl (the lean collector is one process)")
+        need(cfg.num_envs % cfg.collector_workers == 0,
+             f"collector_workers={cfg.collector_workers} does not divide num_envs={cfg.num_envs}")
+        need(not (cfg.normalize_obs or cfg.scale_reward),
+             f"collector_workers={cfg.collector_workers} with normalize_obs/scale_reward: the running statistics "
+             f"live in one process; use --collector-workers 1 or --no-normalize-obs --no-scale-reward")
+    need(cfg.torch_threads <= MAX_THREADS, f"torch_threads={cfg.torch_threads} must be <= {MAX_THREADS}")
+    need(len(cfg.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")
+    need(all(int(h) >= 1 for h in cfg.hidden_sizes), f"hidden_sizes={cfg.hidden_sizes} must be >= 1 each")
+    nb = cfg.batch_size
+    need(cfg.minibatch_size <= nb,
+         f"minibatch_size={cfg.minibatch_size} is larger than the batch num_envs*num_steps={nb}")
+    need(nb % cfg.minibatch_size == 0,
+         f"minibatch_size={cfg.minibatch_size} does not divide the batch num_envs*num_steps={nb}; "
+         f"divisors near it: {_near_divisors(nb, cfg.minibatch_size)}")
+    need(not cfg.capture_video or cfg.eval_episodes > 0,
+         "capture_video records evaluation episodes: it needs eval_episodes >= 1")
+    check_device_spec(cfg.device)
 
 
 def _near_divisors(n: int, m: int) -> str:
@@ -285,44 +235,11 @@ def _near_divisors(n: int, m: int) -> str:
 
 def check_device_spec(spec: str) -> None:
     """Raise :class:`ConfigError` unless ``spec`` is auto, cpu, cuda or cuda:N (whether it exists is
-    :func:`resolve_device`'s question, asked on the machine that runs)."""
+    :func:`ppo_pipeline.run.prepare.resolve_device`'s question, asked on the machine that runs)."""
     s = spec.strip().lower()
     idx = s.partition(":")[2]
     if s not in ("auto", "cpu", "cuda") and not (s.startswith("cuda:") and idx.isdigit()):
         raise ConfigError(f"device={spec!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
-
-
-def resolve_device(spec: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; an explicit CUDA device must exist."""
-    import torch
-
-    check_device_spec(spec)
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cpu":
-        return "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={spec!r} was asked for but no CUDA device exists here; use --device cpu or auto")
-        idx = spec.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
-            raise ConfigError(f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) exist")
-    return spec
-
-
-def _check_writable(path: Path) -> None:
-    """Raise :class:`ConfigError` unless a folder can be made below ``path`` (probed with a temp folder
-    in its nearest existing ancestor, which is removed again)."""
-    probe = path.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise OSError
-        tempfile.TemporaryDirectory(dir=probe, prefix=".ppo-probe-").cleanup()
-    except OSError:
-        raise ConfigError(f"run_dir={str(path)!r} is not writable ({str(probe)!r} cannot be written)") from None
 
 
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from ppo_pipeline import config
+from ppo_pipeline.run.prepare import prepare
 
 
 def tiny(preset=config.classic, tmp: Path | None = None, **kw) -> config.Config:
@@ -17,7 +18,7 @@ def tiny(preset=config.classic, tmp: Path | None = None, **kw) -> config.Config:
         cfg.minibatch_size = min(cfg.minibatch_size, cfg.batch_size)
     if "total_steps" not in kw:
         cfg.total_steps = cfg.batch_size * 2
-    return config.prepare(cfg)
+    return prepare(cfg)
 
 
 def replace(cfg: config.Config, **kw) -> config.Config:

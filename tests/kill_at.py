@@ -1,4 +1,4 @@
-"""Run a recipe in this process and SIGKILL it at a chosen moment (``kill -9``), for tests/test_reliability.py.
+"""Run a recipe in this process and SIGKILL it at a chosen moment (``kill -9``), for tests/test_launch.py.
 
     python tests/kill_at.py POINT N RECIPE_ARGS...
 
@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppo_pipeline import config, launch, trainer  # noqa: E402
+from ppo_pipeline import config  # noqa: E402
+from ppo_pipeline.algo import ppo  # noqa: E402
+from ppo_pipeline.run import launch  # noqa: E402
 
 point, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 seen = {"count": 0}
@@ -29,21 +31,21 @@ def hit() -> None:
 
 
 if point == "startup":
-    build = trainer.Trainer._build
+    build = ppo.PPO.__init__
 
-    def _build(self, cfg):
+    def _build(self, *args, **kwargs):
         hit()
-        return build(self, cfg)
+        return build(self, *args, **kwargs)
 
-    trainer.Trainer._build = _build
+    ppo.PPO.__init__ = _build
 elif point == "update":
-    learn = trainer.Trainer.learn
+    learn = ppo.PPO.learn
 
     def _learn(self, batch, update):
         hit()
         return learn(self, batch, update)
 
-    trainer.Trainer.learn = _learn
+    ppo.PPO.learn = _learn
 else:
     replace = os.replace
     wanted = {"checkpoint": lambda name: name.startswith("checkpoint-"), "truncate": lambda name: name == "metrics.csv"}[point]

@@ -3,7 +3,7 @@
 Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv 1707.06347). Everything here is
 written from the equations, per sample, with no torchrl or torch.distributions (the tests evaluate it in float64,
 except for the gradient check of Eq. 2, which needs the float32 autograd graph): the property
-tests feed the same inputs to the pipeline (``ppo_pipeline.objectives``) and to these functions.
+tests feed the same inputs to the pipeline (``ppo_pipeline.algo.objectives``) and to these functions.
 
 Notation: ``logp`` = log pi_theta(a_t|s_t), ``logp_old`` = the stored log pi_theta_old(a_t|s_t), ``adv`` = A_t.
 Every function returns per-sample values; the expectation E_t[...] is the caller's ``.mean()``.

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_pipeline import config, envs, launch
-from ppo_pipeline import trainer as _trainer  # noqa: F401  imported before no_envs patches what it imports
+from ppo_pipeline import config, envs
+from ppo_pipeline.run import launch
+from ppo_pipeline.run import trainer as _trainer  # noqa: F401  imported before no_envs patches what it imports
+from ppo_pipeline.run.prepare import budget_line, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +27,7 @@ def no_envs(monkeypatch):
         raise AssertionError("an environment was created before the input was validated")
 
     monkeypatch.setattr(envs, "make_vector_env", boom)
-    monkeypatch.setattr("ppo_pipeline.trainer.make_vector_env", boom)
+    monkeypatch.setattr("ppo_pipeline.run.trainer.make_vector_env", boom)
 
 
 def one_line_error(capsys, preset, argv, *, atari_only=False) -> str:
@@ -86,11 +88,11 @@ def test_any_budget_runs_whole_batches_rounded_up(tmp_path, capsys):
 
 
 def test_atari_budget_line_counts_frames():
-    cfg = config.prepare(config.atari())     # the paper's 40M frames, as typed
+    cfg = prepare(config.atari())     # the paper's 40M frames, as typed
     assert cfg.num_updates == 9766 and cfg.steps_run == 10_000_384
-    assert cfg.budget_line() == ("ALE/Pong-v5: 10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x "
+    assert budget_line(cfg) == ("ALE/Pong-v5: 10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x "
                                  "128 steps (10,000,000 asked, rounded up to whole batches)")
-    assert config.prepare(config.mujoco()).steps_run == 1_001_472   # Table 3's 1M steps: 489 batches of 2048
+    assert prepare(config.mujoco()).steps_run == 1_001_472   # Table 3's 1M steps: 489 batches of 2048
 
 
 def test_unknown_atari_game_suggests(capsys, no_envs, tmp_path):

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ppo_pipeline import config, env_ids, experiments, launch, paper
+from ppo_pipeline import config, paper
+from ppo_pipeline.envs import ids as env_ids
+from ppo_pipeline.run import launch
+from ppo_pipeline.run.prepare import prepare
+from ppo_pipeline.sweeps import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +97,7 @@ def test_dry_run_estimates_hours_from_measured_speed(tmp_path, monkeypatch):
         "hopper": {"ours": [{"sps": 1000.0}, {"sps": 1200.0}, {"sps": 800.0}]}}}))
     monkeypatch.setattr(experiments, "BENCH_DIR", bench)
     monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)
-    runs = [{"config": config.prepare(config.mujoco(total_steps=3_600_000)).to_dict()}]
+    runs = [{"config": prepare(config.mujoco(total_steps=3_600_000)).to_dict()}]
     lines = experiments.estimate(runs, gpu=False)
     assert lines[0] == "plan: 1 run(s), 3,600,384 agent steps in all"
     assert "3,600,384 steps at 1,000 steps/s = 1.0 h" in lines[1]

@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from ppo_pipeline import checkpoint, config, export
-from ppo_pipeline.collect import env_action, obs_tensor
-from ppo_pipeline.envs import make_vector_env
-from ppo_pipeline.models import Agent
-from ppo_pipeline.normalize import ObsNormalizer
-from ppo_pipeline.trainer import Trainer
-
 from helpers import tiny
+
+from ppo_pipeline import config
+from ppo_pipeline.algo.normalize import ObsNormalizer
+from ppo_pipeline.algo.policy import Agent
+from ppo_pipeline.algo.spaces import env_action, obs_tensor
+from ppo_pipeline.envs import make_vector_env
+from ppo_pipeline.run import checkpoint
+from ppo_pipeline.run.trainer import Trainer
+from ppo_pipeline.tools import export
 
 # One torch thread: on a shared 2-core machine, oversubscribed threads make these tiny runs 10x slower.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -129,7 +130,7 @@ def test_continuous_export_folds_in_frozen_normalization(tmp_path):
     expected = agent_actions(run_path, cfg, obs)
     assert got["actions"].dtype == torch.float32 and got["actions"].shape == (256, 1)
     np.testing.assert_allclose(got["actions"].numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert {"prepare.mean", "prepare.var", "prepare.eps", "prepare.clip", "low", "high"} <= set(got["buffers"])
+    assert {"obs_mean", "obs_var", "low", "high"} <= set(got["buffers"])
     assert got["meta"]["normalize_obs"] and got["meta"]["action"]["low"] == [-3.0]
 
     # the statistics matter here: without them the same network acts differently on these observations

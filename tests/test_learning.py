@@ -8,11 +8,10 @@ well before its 150k steps. Each test takes tens of seconds to a few minutes.
 from __future__ import annotations
 
 import pytest
+from helpers import tiny
 
 from ppo_pipeline import config
-from ppo_pipeline.trainer import Trainer
-
-from helpers import tiny
+from ppo_pipeline.run.trainer import Trainer
 
 
 @pytest.mark.slow

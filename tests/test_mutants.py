@@ -12,6 +12,9 @@ import dataclasses
 from typing import Any, Callable
 
 import pytest
+import test_properties_gae as G
+import test_properties_loss as L
+import test_properties_sampler as S
 import torch
 import torchrl.objectives.ppo as torchrl_ppo
 from hypothesis import HealthCheck, Phase, given, settings
@@ -20,14 +23,11 @@ from tensordict import TensorDict
 from torchrl.objectives import PPOLoss
 from torchrl.objectives.utils import distance_loss
 
-import test_properties_gae as G
-import test_properties_loss as L
-import test_properties_sampler as S
+from ppo_pipeline.algo.advantages import make_gae
+from ppo_pipeline.algo.objectives import KLController, make_loss
+from ppo_pipeline.algo.policy import Agent
+from ppo_pipeline.algo.sampler import MinibatchSampler
 from ppo_pipeline.config import Config
-from ppo_pipeline.models import Agent
-from ppo_pipeline.advantages import make_gae
-from ppo_pipeline.objectives import KLController, make_loss
-from ppo_pipeline.sampler import MinibatchSampler
 
 MUTANT_EXAMPLES = 200     # a cap: the search stops at the first failing example
 

@@ -1,4 +1,4 @@
-"""Plain tests of :mod:`ppo_pipeline.objectives`: how make_loss / make_gae configure torchrl, and the documented
+"""Plain tests of :mod:`ppo_pipeline.algo.objectives`: how make_loss / make_gae configure torchrl, and the documented
 workaround for torchrl's per-minibatch KL-beta adaptation (the paper adapts beta once per policy update)."""
 
 from __future__ import annotations
@@ -11,11 +11,17 @@ import torch
 from tensordict import TensorDict
 from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
+from ppo_pipeline.algo.advantages import make_gae
+from ppo_pipeline.algo.objectives import (
+    KLController,
+    get_beta,
+    make_loss,
+    mean_kl,
+    set_beta,
+    set_clip_epsilon,
+)
+from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.config import Config, atari, classic, mujoco
-from ppo_pipeline.models import Agent
-from ppo_pipeline.advantages import make_gae
-from ppo_pipeline.objectives import (KLController, get_beta, make_loss, mean_kl, set_beta,
-                                     set_clip_epsilon)
 
 SPACES = (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,)))
 

@@ -1,4 +1,4 @@
-"""``python -m ppo_pipeline.play`` and :mod:`ppo_pipeline.video` on tiny real runs.
+"""``python -m ppo_pipeline.play`` and :mod:`ppo_pipeline.tools.video` on tiny real runs.
 
 * play prints a line per episode and the summary line, and its episodes are the trainer's evaluation
   episodes (same seeds, same frozen statistics): its returns equal :func:`evaluate`'s;
@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from ppo_pipeline import checkpoint, config, play, video
-from ppo_pipeline.envs import make_vector_env
-from ppo_pipeline.evaluation import evaluate
-from ppo_pipeline.models import Agent
-from ppo_pipeline.normalize import ObsNormalizer
-from ppo_pipeline.trainer import Trainer
-
 from helpers import replace, tiny
+
+from ppo_pipeline import config
+from ppo_pipeline.algo.evaluation import evaluate
+from ppo_pipeline.algo.normalize import ObsNormalizer
+from ppo_pipeline.algo.policy import Agent
+from ppo_pipeline.envs import make_vector_env
+from ppo_pipeline.run import checkpoint
+from ppo_pipeline.run.trainer import Trainer
+from ppo_pipeline.tools import play, video
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # tiny nets: one thread is fastest on a shared machine
 SUMMARY = re.compile(r"^mean return (-?\d+\.\d\d) ± (\d+\.\d\d) over (\d+) episodes? \(length (\d+\.\d) ± (\d+\.\d)\)$")
@@ -170,9 +171,9 @@ def test_mujoco_video_has_a_frame_per_step(tmp_path):
 
 
 def test_record_evaluation_video_writes_mp4_and_tensorboard(pong, tmp_path):
+    from PIL import Image
     from tensorboard.backend.event_processing import event_accumulator
     from torch.utils.tensorboard import SummaryWriter
-    from PIL import Image
 
     state = checkpoint.load(checkpoint.latest(pong.run_path()))
     agent, norm = trained_agent(pong, state)
@@ -294,7 +295,7 @@ def test_ctrl_c_is_one_line_and_exit_130(pendulum):
 
 
 def test_help_lists_every_option_with_its_default(capsys):
-    from ppo_pipeline import export
+    from ppo_pipeline.tools import export
 
     for main, options in ((play.main, ("--checkpoint", "--episodes", "--stochastic", "--video", "--fps", "--device",
                                        "--max-steps")),

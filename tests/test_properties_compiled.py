@@ -10,9 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ppo_pipeline.algo.objectives import make_loss
+from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.config import Config
-from ppo_pipeline.models import Agent
-from ppo_pipeline.objectives import make_loss
+
+pytestmark = pytest.mark.slow   # minutes: the full suite's tier (README: Tests)
 
 EXAMPLES = 4
 N = 32      # one minibatch size: later examples reuse the compiled graphs (a new shape is a new trace)

@@ -1,6 +1,6 @@
 """Property-based proof of the GAE invariants (issue invariants 8 and 9).
 
-The subject is :func:`ppo_pipeline.advantages.make_gae` (torchrl's ``GAE`` over precomputed values) built
+The subject is :func:`ppo_pipeline.algo.advantages.make_gae` (torchrl's ``GAE`` over precomputed values) built
 from a recipe's Config with generated gamma, lambda in [0, 1], run on generated rollouts shaped like the
 collector's output: TensorDict [envs, T] (time last) with ``state_value`` and, under ``"next"``, ``reward``,
 ``done``, ``terminated``, ``truncated``, ``state_value`` ([.., 1]); episode ends anywhere, terminations and
@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
+from ppo_pipeline.algo.advantages import make_gae
 from ppo_pipeline.config import Config, atari, classic, mujoco
-from ppo_pipeline.advantages import make_gae
 
 Tensor = torch.Tensor
 GaeFactory = Callable[[Config], Callable[[TensorDict], TensorDict]]

@@ -1,9 +1,9 @@
 """Property-based proof of the loss invariants (issue "Property-based proof of the loss, GAE and sampler
 invariants"), invariants 1-7, 11 and 12.
 
-Every property runs the pipeline's own objects -- :class:`ppo_pipeline.models.Agent` built from gymnasium
+Every property runs the pipeline's own objects -- :class:`ppo_pipeline.algo.policy.Agent` built from gymnasium
 spaces with a recipe's :class:`Config` (``atari``/``mujoco``/``classic`` presets), the torchrl loss from
-:func:`ppo_pipeline.objectives.make_loss`, ``set_clip_epsilon``, ``mean_kl``, ``KLController`` -- on
+:func:`ppo_pipeline.algo.objectives.make_loss`, ``set_clip_epsilon``, ``mean_kl``, ``KLController`` -- on
 generated minibatches, and holds them against ``tests/reference.py`` (the paper's Eqs. 2, 6-12 in plain
 torch, float64).
 
@@ -32,9 +32,14 @@ from hypothesis import strategies as st
 from tensordict import TensorDict
 from torchrl.objectives import PPOLoss
 
+from ppo_pipeline.algo.objectives import (
+    KLController,
+    make_loss,
+    mean_kl,
+    set_clip_epsilon,
+)
+from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.config import Config, atari, classic, mujoco
-from ppo_pipeline.models import Agent
-from ppo_pipeline.objectives import KLController, make_loss, mean_kl, set_clip_epsilon
 
 Tensor = torch.Tensor
 LossFactory = Callable[[Config, Agent], PPOLoss]
@@ -84,11 +89,7 @@ def _short(t: Tensor) -> str:
 
 def dist_params(agent: Agent, obs: Tensor) -> dict[str, Tensor]:
     """The policy's distribution parameters straight from the agent's nn.Modules (no TensorDict, no torchrl)."""
-    h = agent.trunk(obs) if agent.shared else obs
-    if agent.discrete:
-        return {"logits": agent.policy_net(h)}
-    loc, scale = agent.policy_net(h)
-    return {"loc": loc, "scale": scale}
+    return agent.policy_head(agent.trunk(obs) if agent.shared else obs)
 
 
 def state_value(agent: Agent, obs: Tensor) -> Tensor:
@@ -492,7 +493,7 @@ def check_minibatch_standardized(case: Case, minibatch_size: int, factory: LossF
 
     At r = 1 the per-sample objective is exactly A-hat (Eq. 7), so the loss's own A-hat is read off it.
     """
-    from ppo_pipeline.sampler import MinibatchSampler
+    from ppo_pipeline.algo.sampler import MinibatchSampler
 
     loss = build(factory, case, per_sample=True)
     sampler = MinibatchSampler(1, minibatch_size, torch.Generator().manual_seed(0))
@@ -542,14 +543,15 @@ def set_spread(agent: Agent, k: float) -> None:
     """Raise the policy's entropy with k: Gaussian log-std = k; Categorical logits scaled by exp(-k)."""
     with torch.no_grad():
         if agent.discrete:
-            last = agent.policy_net[-1] if isinstance(agent.policy_net, torch.nn.Sequential) else agent.policy_net
+            net = agent.policy_head.net
+            last = net[-1] if isinstance(net, torch.nn.Sequential) else net
             if not hasattr(agent, "_base_head"):
                 agent._base_head = (last.weight.clone(), last.bias.clone())
             w, bias = agent._base_head
             last.weight.copy_(w * math.exp(-k) * 100)
             last.bias.copy_(bias * math.exp(-k) * 100)
         else:
-            agent.policy_net.log_std.fill_(k)
+            agent.policy_head.log_std.fill_(k)
 
 
 def check_entropy_bonus(case: Case, ks: tuple[float, float], c2: float, factory: LossFactory = make_loss) -> None:

@@ -1,7 +1,7 @@
 """Property-based proof of the minibatch sampler's invariants (issue invariant 10).
 
 Algorithm 1: "Optimize surrogate L wrt theta, with K epochs and minibatch size M <= NT". The subject is
-:class:`ppo_pipeline.sampler.MinibatchSampler` on batches shaped like the collector's ([envs, T]) carrying a
+:class:`ppo_pipeline.algo.sampler.MinibatchSampler` on batches shaped like the collector's ([envs, T]) carrying a
 sample id, for any M dividing NT (NT <= 4096) and K epochs.
 """
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
-from ppo_pipeline.sampler import MinibatchSampler
+from ppo_pipeline.algo.sampler import MinibatchSampler
 
 SamplerFactory = Callable[[int, int, torch.Generator], MinibatchSampler]
 

@@ -50,6 +50,9 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/atari.py --experiment table6 --launcher slurm --cluster NAME": ["--dry-run"],
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
+    "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
+    "python recipes/mujoco.py --seeds 0-7 --clip-epsilon 0.1,0.2 --pack 8 --total-steps 20000": [
+        "--total-steps", "2048", "--eval-episodes", "1"],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
     "python recipes/mujoco.py --env-id dmc:cheetah-run": SMALL,
     "python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah": ["--envs", "cartpole",
@@ -70,15 +73,16 @@ ELSEWHERE: dict[str, list[str]] = {
     "python recipes/mujoco.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python recipes/classic_control.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python -m pytest tests/test_properties_*.py tests/test_mutants.py tests/test_objectives.py -q": [".ci/run"],
+    'python -m pytest -m "not slow" -q': [".ci/run"],   # the fast tier: a subset of what CI runs
     "HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties_*.py -q":
         ["tests/conftest.py"],   # the profile it selects; the property files themselves run in .ci/run
     "python recipes/mujoco.py --launcher slurm --cluster NAME --seeds 0-4 --env Hopper-v5,Walker2d-v5 "
     "--objective clip,kl_adaptive [--sweep-dir DIR] [--max-parallel N]":
-        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep.py::test_local_sweep_interrupted_then_resumed"],
     "python -m ppo_pipeline.sweep status DIR [--json] [--wait S]":
-        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep.py::test_local_sweep_interrupted_then_resumed"],
     "python -m ppo_pipeline.sweep resume DIR":
-        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep_local.py::test_local_sweep_interrupted_then_resumed"],
+        ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep.py::test_local_sweep_interrupted_then_resumed"],
     "python -m ppo_pipeline.sweep cancel DIR": ["tests/test_slurm.py::test_cancel_then_resume"],
 }
 
@@ -140,6 +144,7 @@ def run_as_printed(command: str, extra: list[str], cwd: Path, timeout: float = 6
     return p
 
 
+@pytest.mark.slow
 def test_help_and_dry_runs(scratch):
     for cmd, extra in AS_PRINTED.items():
         if "--help" in cmd or "--dry-run" in cmd or "--dry-run" in extra:
@@ -151,6 +156,14 @@ def test_help_and_dry_runs(scratch):
     assert not (scratch / "sweeps").exists()
 
 
+@pytest.mark.slow
+def test_pack_sweep_as_printed(scratch):
+    cmd = next(c for c in AS_PRINTED if "--pack 8" in c)
+    p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+    assert "16/16 runs finished" in p.stdout and "2/2 packs finished" in p.stdout, p.stdout[-2000:]
+
+
+@pytest.mark.slow
 def test_main_command_then_report(scratch):
     main = next(c for c in AS_PRINTED if c.startswith("pip install"))
     p = run_as_printed(main, [], scratch)
@@ -167,6 +180,7 @@ def test_main_command_then_report(scratch):
     assert "ALE/Pong-v5" in md and "CartPole-v1" in md
 
 
+@pytest.mark.slow
 def test_mujoco_tools_as_printed(scratch):
     """--capture-video --track, then play (with videos) and export of that run, as the README prints them."""
     track = next(c for c in AS_PRINTED if "--capture-video" in c)
@@ -179,18 +193,21 @@ def test_mujoco_tools_as_printed(scratch):
     assert (scratch / "policy.pt").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_own_env_commands_as_printed(scratch):
     for cmd in [c for c in AS_PRINTED if "my_pkg" in c and "torchrl" not in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert "256 agent steps" in p.stdout + p.stderr, cmd
 
 
+@pytest.mark.slow
 def test_torchrl_commands_as_printed(scratch):
     for cmd in [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert " agent steps = " in p.stdout and "final eval return" in p.stdout, cmd
 
 
+@pytest.mark.slow
 def test_bench_paths_as_printed():
     """One row per env backend x collector (CartPole only, tiny budget: the rows, not the figures)."""
     cmd = next(c for c in AS_PRINTED if "--paths" in c)
@@ -201,6 +218,7 @@ def test_bench_paths_as_printed():
     assert rows[-1][3] == "x2" and all(float(r[-2]) > 0 for r in rows) and rows[0][-1] == "1.00", p.stdout
 
 
+@pytest.mark.slow
 def test_bench_as_printed():
     """The bench beside CleanRL, from the repository root as the README says (tiny CartPole budget). Where
     the peer's folder or venv is not set up (``../shared/peers/README.md`` says how), the same command

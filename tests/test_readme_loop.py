@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow   # minutes: the full suite's tier (README: Tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

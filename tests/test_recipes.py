@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ppo_pipeline import checkpoint, rundir
+from ppo_pipeline.run import checkpoint, rundir
+
+pytestmark = pytest.mark.slow   # minutes: the full suite's tier (README: Tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 TQDM_BAR = re.compile(r"\d+%\|")     # the progress bar's lines (defaults: progress on)

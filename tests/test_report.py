@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppo_pipeline import evaluation, report
+from ppo_pipeline import report
+from ppo_pipeline.algo import evaluation
 from ppo_pipeline.config import Config
-from ppo_pipeline.metrics import EPISODE_COLUMNS, METRIC_COLUMNS
+from ppo_pipeline.run.metrics import EPISODE_COLUMNS, METRIC_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,7 +186,7 @@ def test_in_progress_and_broken_runs(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert "in progress (1500/1500 steps)" in md and "stopped, job FAILED (1500/1500 steps)" in md
     assert "2 of 3 not finished" in md and "| clip eps=0.2 * |" in md
-    reasons = {"bad-json": "config.json is unparseable", "no-config": "config.json is missing",
+    reasons = {"bad-json": "config.json is not valid JSON", "no-config": "has no config.json (not a run directory)",
                "empty-csv": "episodes.csv is empty", "corrupt-csv": "metrics.csv is corrupt",
                "no-episodes": "no finished training episode", "queued": "not started"}
     skipped = md.split("## Skipped runs")[1]

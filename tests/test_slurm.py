@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_pipeline import checkpoint, sweep
-from ppo_pipeline.metrics import TIMING_COLUMNS
+from ppo_pipeline.run import checkpoint
+from ppo_pipeline.run.metrics import TIMING_COLUMNS
+from ppo_pipeline.sweeps import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "classic_control.py")
@@ -51,7 +52,7 @@ def _cluster_up() -> str | None:
 
 
 _WHY = _cluster_up()
-pytestmark = [pytest.mark.slurm,
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(_WHY is not None, reason=f"local SLURM cluster not running ({_WHY}); "
                                  f"start it with `slurm/local_cluster.sh start`")]
 
@@ -160,7 +161,7 @@ def test_cancel_then_resume(tmp_path):
     assert st.state == "CANCELLED" and st.progress < 100, st
     old = st.job_id
     p = _py("-m", "ppo_pipeline.sweep", "resume", str(sdir))
-    assert p.returncode == 0 and "resubmitted 1 run(s)" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0 and "resubmitted 1 job(s)" in p.stdout, p.stdout + p.stderr
     rows = sweep.wait(sdir, timeout_s=300, poll_s=1.0)
     assert rows[0].state == sweep.FINISHED and rows[0].job_id != old, rows
     assert [r["update"] for r in _metrics(run)] == [str(u) for u in range(1, updates + 1)]

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import tiny
+
 from ppo_pipeline import config
-from ppo_pipeline.collect import Collector
-from ppo_pipeline.collect_torchrl import TorchRLCollector
-from ppo_pipeline.envs import make_vector_env
+from ppo_pipeline.algo.collect import Collector
+from ppo_pipeline.algo.collect_torchrl import TorchRLCollector
+from ppo_pipeline.algo.normalize import ObsNormalizer, RewardScaler
+from ppo_pipeline.algo.policy import Agent
+from ppo_pipeline.envs import make_vector_env, seeds
 from ppo_pipeline.errors import ConfigError
-from ppo_pipeline.models import Agent
-from ppo_pipeline.normalize import ObsNormalizer, RewardScaler
-from ppo_pipeline.trainer import Trainer
+from ppo_pipeline.run.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def _collect(kind: str, cfg: config.Config, batches: int = 2):
     scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward) if cfg.scale_reward else None
     cls = Collector if kind == "lean" else TorchRLCollector
     c = cls(envs, agent, cfg.num_steps, torch.device("cpu"), obs_norm=norm, reward_scaler=scaler)
-    c.reset(config.env_seeds(cfg.seed, cfg.num_envs))
+    c.reset(seeds.env_seeds(cfg.seed, cfg.num_envs))
     torch.manual_seed(2)                        # the same policy sampling
     out = [c.collect() for _ in range(batches)]
     envs.close()
@@ -91,7 +91,7 @@ def test_torchrl_collector_resumes(tmp_path):
     cfg = tiny(config.classic, tmp_path, num_envs=2, num_steps=32, total_steps=2 * 32 * 4, collector="torchrl",
                eval_episodes=0, torch_threads=1, checkpoint_every=1)
     Trainer(cfg).train(stop_after=2)
-    from ppo_pipeline import checkpoint
+    from ppo_pipeline.run import checkpoint
 
     summary = Trainer(cfg).train(resume_from=checkpoint.latest(cfg.run_path()))
     assert summary["updates"] == 4 and summary["total_steps"] == 256

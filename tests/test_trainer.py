@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from ppo_pipeline import checkpoint, config, launch
-from ppo_pipeline.metrics import METRIC_COLUMNS, TIMING_COLUMNS
-from ppo_pipeline.rundir import read_rows
-from ppo_pipeline.trainer import Trainer
-
 from helpers import tiny
+
+from ppo_pipeline import config
+from ppo_pipeline.run import checkpoint, launch
+from ppo_pipeline.run.metrics import METRIC_COLUMNS, TIMING_COLUMNS
+from ppo_pipeline.run.rundir import read_rows
+from ppo_pipeline.run.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_atari_recipe_end_to_end_pong_writes_every_output(tmp_path):
     """python recipes/atari.py on Pong for 2 updates x 8 actors x 128 steps = 2048 steps (8192 frames)."""
     p = subprocess.run([sys.executable, str(ROOT / "recipes" / "atari.py"), "--total-steps", "2048",
@@ -101,30 +102,90 @@ def test_trainer_applies_paper_beta_rule_once_per_update(tmp_path):
     assert len({r["kl_beta"] for r in rows}) > 1  # the rule did move beta in this run
 
 
+@pytest.mark.slow
 def test_compiled_update_matches_eager(tmp_path):
     """--compile on: the compiled update step gives the eager one's loss terms and gradients on the same
     minibatch (float32 noise apart), and a run with it trains to the end."""
     import torch
 
-    from ppo_pipeline import compiling
+    from ppo_pipeline.algo import compiling
 
     cfg = tiny(config.mujoco, tmp_path, env_id="Hopper-v5", name="on", compile="on", num_steps=256,
                minibatch_size=64, epochs=2, total_steps=512, eval_episodes=0, torch_threads=1)
     trainer = Trainer(cfg)
-    assert trainer.update_step.compiled and trainer.agent.act.compiled
-    trainer.collector.reset([0])
-    batch = trainer.collector.collect()
-    trainer.gae(batch)
+    ppo = trainer.ppo
+    assert ppo.update_step.compiled and ppo.agent.act.compiled
+    ppo.collector.reset([0])
+    batch = ppo.collector.collect()
+    ppo.gae(batch)
     mb = batch.reshape(-1)[:64]
     results = []
-    for step in (compiling.loss_step(trainer.loss), torch.compile(compiling.loss_step(trainer.loss))):
-        trainer.optimizer.zero_grad()
+    for step in (compiling.loss_step(ppo.loss), torch.compile(compiling.loss_step(ppo.loss))):
+        ppo.optimizer.zero_grad()
         terms = step(mb)
-        results.append((terms, [p.grad.clone() for p in trainer.params]))
+        results.append((terms, [p.grad.clone() for p in ppo.params]))
     (eager, g_eager), (compiled, g_compiled) = results
     for k in eager:
         assert float(compiled[k]) == pytest.approx(float(eager[k]), rel=1e-4, abs=1e-6), k
     for a, b in zip(g_eager, g_compiled):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
     summary = trainer.train()
-    assert summary["status"] == "finished" and trainer.update_step.compiled
+    assert summary["status"] == "finished" and ppo.update_step.compiled
+
+
+def test_hooks_see_each_update_and_evaluation_and_can_stop_the_run(tmp_path):
+    """Callbacks: on_update gets every metrics row, on_evaluation every evaluation's returns; a hook that
+    returns False stops the run after that update, checkpointed, and --resume continues it to the end."""
+    from ppo_pipeline.run import checkpoint
+    from ppo_pipeline.run.callbacks import Callback
+
+    seen: dict[str, list] = {"rows": [], "evals": []}
+
+    class Watch(Callback):
+        def on_update(self, trainer, row):
+            seen["rows"].append(row["update"])
+            row["my_metric"] = 2 * row["update"]          # a metric of one's own goes along
+            return row["update"] < 3                       # stop after update 3
+
+        def on_evaluation(self, trainer, update, returns):
+            seen["evals"].append((update, len(returns)))
+
+    cfg = tiny(config.classic, tmp_path, name="hooks", total_steps=256 * 6, eval_every=2, eval_episodes=2)
+    summary = Trainer(cfg, callbacks=[Watch()]).train()
+    assert seen["rows"] == [1, 2, 3] and seen["evals"] == [(2, 2)]
+    assert summary["updates"] == 3 and summary["status"] == "partial"
+    assert checkpoint.latest(cfg.run_path()).name == "checkpoint-00000003.pt"
+    assert summary["checkpoint"] == "checkpoint-00000003.pt"        # relative to the run directory
+    rest = Trainer(cfg).train(resume_from=checkpoint.latest(cfg.run_path()))
+    assert rest["updates"] == 6 and rest["status"] == "finished"
+
+
+def test_compile_failure_falls_back_but_runtime_errors_propagate(capsys):
+    """MaybeCompiled: only a failure to compile runs eagerly (one warning line); an error of the
+    computation itself is raised as it is, compiled or not, at the first call or later."""
+    import torch
+
+    from ppo_pipeline.algo.compiling import MaybeCompiled
+
+    def cannot_compile(gm, inputs):             # a backend that fails, as inductor does without a compiler
+        raise RuntimeError("no C++ compiler here")
+
+    def double(x):
+        return x * 2
+
+    fallback = MaybeCompiled(double, True, "update")
+    fallback.fn = torch.compile(double, backend=cannot_compile)
+    assert torch.equal(fallback(torch.ones(2)), torch.full((2,), 2.0)) and not fallback.compiled
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "torch.compile of the update failed" in err and "running it eager" in err
+
+    def matmul(x):
+        return x @ torch.ones(3, 3)
+
+    broken = MaybeCompiled(matmul, True, "update")
+    broken.fn = torch.compile(matmul, backend="eager", dynamic=False)
+    assert broken(torch.ones(2, 3)).shape == (2, 3)                  # compiles and runs
+    for bad in (torch.ones(2, 2), torch.ones(4, 5)):                  # later calls: a real shape error
+        with pytest.raises(RuntimeError):
+            broken(bad)
+    assert broken.compiled and "running it eager" not in capsys.readouterr().err

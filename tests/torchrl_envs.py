@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 from torchrl.data import Binary, Composite, Unbounded
-from torchrl.envs import DMControlEnv, DoubleToFloat, EnvBase, GymEnv, SerialEnv, TransformedEnv
+from torchrl.envs import (
+    DMControlEnv,
+    DoubleToFloat,
+    EnvBase,
+    GymEnv,
+    SerialEnv,
+    TransformedEnv,
+)
 
 
 def pendulum() -> EnvBase:

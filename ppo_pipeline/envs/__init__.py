@@ -27,20 +27,35 @@ from ..errors import ConfigError
 from . import gymnasium as gymnasium_backend
 
 
-def backend(cfg: Config) -> str:
+def resolve_id(env_id: str, env_module: str = "") -> str:
+    """Any env id a run takes, looked up: a torchrl id (``dmc:``, ``torchrl:``) checked by the torchrl backend,
+    anything else by :func:`.ids.resolve_env_id` (``Pong`` -> ``ALE/Pong-v5``). :class:`ConfigError` otherwise."""
+    from .ids import import_env_module, is_torchrl_id, resolve_env_id
+
+    if is_torchrl_id(env_id):
+        from .torchrl import check_id
+
+        import_env_module(env_module)
+        return check_id(env_id)
+    return resolve_env_id(env_id, env_module)
+
+
+def backend(cfg: Config, *, pack: bool = False) -> str:
     """The backend that builds ``cfg``'s envs: ``cfg.env_backend``, with ``auto`` resolved to the faster one
     measured for the env family (``python -m ppo_pipeline.bench --raw``): envpool for Atari games it has
     (C++ emulators stepped in threads, no subprocesses), gymnasium for everything else (classic control
-    and MuJoCo step faster in one process than through envpool's thread pool at these env counts, and
-    only in-process envs can be snapshotted for an exact resume)."""
-    from ..env_ids import is_atari, is_torchrl_id
+    and MuJoCo step faster in one process than through envpool's thread pool at a run's env counts, and
+    only in-process envs can be snapshotted for an exact resume). A pack (``pack``) steps all its members'
+    envs at once, P times as many: there envpool is the faster for every family it has (``python -m
+    ppo_pipeline.bench --pack``; ``--env-backend gymnasium`` keeps a pack's resume exact)."""
+    from .ids import is_atari, is_torchrl_id
 
     if is_torchrl_id(cfg.env_id):
         return "torchrl"
     if cfg.env_backend != "auto":
         return cfg.env_backend
 
-    if is_atari(cfg.env_id):
+    if is_atari(cfg.env_id) or pack:
         from . import envpool
 
         try:
@@ -54,8 +69,12 @@ def backend(cfg: Config) -> str:
 def check(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s backend cannot build its
     envs; run before anything starts."""
-    from ..env_ids import is_torchrl_id
+    from . import seeds
+    from .ids import DMC, is_torchrl_id
 
+    seeds.check(cfg.seed, cfg.num_envs, cfg.eval_episodes)
+    if cfg.pixels and not cfg.env_id.startswith(DMC):
+        raise ConfigError(f"pixels: only dmc: ids render pixel observations (env_id {cfg.env_id!r})")
     if is_torchrl_id(cfg.env_id) and cfg.env_backend not in ("auto", "torchrl"):
         raise ConfigError(f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto "
                           f"or torchrl")
@@ -100,9 +119,11 @@ def check_renderable(cfg: Config) -> None:
     _RENDERABLE.add(key)
 
 
-def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False):
-    """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched."""
-    chosen = backend(cfg)
+def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False,
+                    pack: bool = False):
+    """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched (``pack``:
+    a pack's members' envs, :func:`backend`)."""
+    chosen = backend(cfg, pack=pack)
     if chosen == "envpool":
         from . import envpool
 

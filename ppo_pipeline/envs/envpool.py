@@ -53,9 +53,9 @@ Checked (tests/test_envpool.py): with one no-op at reset and the same actions, b
 identical observations, rewards, terminated/truncated flags and episode statistics, lost lives included.
 
 Seeds: envpool >= 1.2 takes one seed per env (``seed=[...]`` at make time). Env i gets exactly
-``config.env_seeds(cfg.seed, n, evaluation=...)[i]``, the seed it gets on the gymnasium backend, so runs
+``seeds.env_seeds(cfg.seed, n, evaluation=...)[i]``, the seed it gets on the gymnasium backend, so runs
 of different seeds never share env randomness (``env_seeds`` is disjoint across seeds and between
-training and evaluation). envpool's seeds are int32: :func:`check` bounds the run seed.
+training and evaluation). envpool's seeds are int32; every seed of :mod:`.seeds` fits.
 
 Non-Atari: ids that envpool registers under the same name *and version* as gymnasium, in the classic
 control and MuJoCo families (CartPole-v1, Pendulum-v1, Hopper-v5, ...; never Hopper-v5 for Hopper-v4).
@@ -78,9 +78,10 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from ..config import EVAL_OFFSET, SEED_STRIDE, Config, env_seeds
-from ..env_ids import is_atari, registered
+from ..config import Config
 from ..errors import ConfigError
+from .ids import is_atari, registered
+from .seeds import env_seeds
 
 ALE_MAX_FRAMES = 108_000     # ALE v5's max_num_frames_per_episode (30 minutes at 60 Hz)
 SCREEN = 84                  # side of the preprocessed square frame
@@ -131,7 +132,7 @@ def check(cfg: Config) -> None:
     """Raise :class:`ConfigError` (one line) when ``cfg`` cannot run on the envpool backend.
 
     Run on a resolved config, before anything starts: the env id must have an envpool version,
-    Atari's ``noop_max`` must be >= 1, and every env seed of the run must fit envpool's int32.
+    Atari's ``noop_max`` must be >= 1. (Every env seed fits envpool's int32: :mod:`.seeds`.)
     """
     if not supports(cfg.env_id):
         raise ConfigError(
@@ -141,11 +142,6 @@ def check(cfg: Config) -> None:
     if is_atari(cfg.env_id) and cfg.noop_max < 1:
         raise ConfigError(f"noop_max={cfg.noop_max}: the envpool backend always takes 1..noop_max no-ops; "
                           f"use --noop-max >= 1 or --env-backend gymnasium")
-    envs = max(cfg.num_envs, cfg.eval_episodes, 1)
-    top_seed = (INT32_MAX - EVAL_OFFSET - (envs - 1)) // SEED_STRIDE   # the eval envs get the largest seeds
-    if not 0 <= cfg.seed <= top_seed:
-        raise ConfigError(f"seed={cfg.seed}: the envpool backend takes int32 env seeds, so the run seed must be "
-                          f"in [0, {top_seed}]; use another seed or --env-backend gymnasium")
 
 
 @functools.cache

@@ -4,7 +4,7 @@ batched by gymnasium's vector envs.
 Why gymnasium wrappers and a vector env rather than torchrl transforms: per step, torchrl's env and
 transform machinery costs far more than the numpy wrappers (``python -m ppo_pipeline.bench
 --collectors`` measures both on your machine). The env stack therefore stays in numpy and the
-collector (:mod:`ppo_pipeline.collect`) turns whole batches into TensorDicts.
+collector (:mod:`ppo_pipeline.algo.collect`) turns whole batches into TensorDicts.
 
 Atari stack, innermost first (each line one of the 9 Atari details):
 
@@ -22,9 +22,9 @@ Atari stack, innermost first (each line one of the 9 Atari details):
 7. ``FrameStackObservation(4)``: observation ``uint8[4, 84, 84]``. Scaling to [0, 1] happens in the
    model's first layer so the batch stays uint8 (4x less memory).
 
-Continuous control: observation normalization and reward scaling live in :mod:`ppo_pipeline.normalize`
+Continuous control: observation normalization and reward scaling live in :mod:`ppo_pipeline.algo.normalize`
 (applied by the collector); actions are clipped to the bounds only when sent to the env
-(:func:`ppo_pipeline.collect.env_action`; the collector stores the raw sample).
+(:func:`ppo_pipeline.algo.collect.env_action`; the collector stores the raw sample).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
-from ..env_ids import import_env_module, is_atari, is_entry_point, registered
+from .ids import import_env_module, is_atari, is_entry_point, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)

@@ -17,7 +17,7 @@ Env ids of this backend:
 A factory returns an ``EnvBase``; one that takes a ``num_envs`` keyword is called with it and may return a
 batched env of that size; an unbatched env is batched by torchrl's ``SerialEnv``.
 
-Normalization: one semantics for every backend, ours (:mod:`ppo_pipeline.normalize`, numpy, applied by the
+Normalization: one semantics for every backend, ours (:mod:`ppo_pipeline.algo.normalize`, numpy, applied by the
 collector), not torchrl's ``VecNorm``/``ObservationNorm``. Why: the final observation of a truncated
 episode must be normalized with the statistics of that step, without updating them, for the bootstrap
 V(s_T); evaluation must observe through a frozen copy; checkpoints must keep the statistics. Ours does all
@@ -36,8 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..env_ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
 from ..errors import ConfigError, suggest
+from .ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
 
 PIXELS = 84          # side of the rendered frame with --pixels
 
@@ -160,7 +160,13 @@ def _call_factory(factory: Factory, num_envs: int) -> Any:
 
 
 def _dmc_env(cfg: Any, render: bool) -> Any:
-    from torchrl.envs import CatTensors, DMControlEnv, DoubleToFloat, PermuteTransform, TransformedEnv
+    from torchrl.envs import (
+        CatTensors,
+        DMControlEnv,
+        DoubleToFloat,
+        PermuteTransform,
+        TransformedEnv,
+    )
 
     domain, task = parse_dmc(cfg.env_id)    # (imports dm_control for headless rendering first)
     if cfg.pixels:
@@ -188,7 +194,7 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     else:   # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
         from torchrl.envs import GymEnv
 
-        from ..env_ids import import_env_module
+        from .ids import import_env_module
 
         def factory() -> Any:
             import_env_module(cfg.env_module)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from ..algo.evaluation import random_score
 from ..config import Config
-from ..evaluation import random_score
 from .runs import Run
 from .stats import mean
 

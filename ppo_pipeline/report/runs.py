@@ -2,7 +2,7 @@
 
 A run is any folder holding a ``config.json`` (a sweep folder is searched recursively); one holding
 ``metrics.csv`` or ``episodes.csv`` without a readable config is a broken run. Tables are read
-through :func:`ppo_pipeline.rundir.read_table`, the one reader of a run directory.
+through :func:`ppo_pipeline.run.rundir.read_table`, the one reader of a run directory.
 """
 
 from __future__ import annotations
@@ -16,9 +16,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import OBJECTIVES, Config
-from ..metrics import EPISODE_COLUMNS
-from ..rundir import CONFIG, EPISODES, JOB_STATE, METRICS, SUMMARY, BrokenRun, read_json, read_table
+from ..run.metrics import EPISODE_COLUMNS
+from ..run.rundir import (
+    CONFIG,
+    EPISODES,
+    JOB_STATE,
+    METRICS,
+    SUMMARY,
+    BrokenRun,
+    RunConfigError,
+    read_config,
+    read_json,
+    read_table,
+)
 
 RUN_FILES = (CONFIG, METRICS, EPISODES)
 LAST_N = 100                     # the paper's final score: mean of the last 100 episodes
@@ -138,29 +148,15 @@ def discover(dirs: Sequence[str | Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     """Read one run directory; raise :class:`BrokenRun` naming what is wrong."""
-    cfg_path = path / CONFIG
-    if not cfg_path.is_file():
-        raise BrokenRun("config.json is missing")
+    started = (path / METRICS).exists() or (path / EPISODES).exists()
     try:
-        raw = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BrokenRun(f"config.json is unparseable ({e.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise BrokenRun("config.json is not a JSON object")
-    if not (path / METRICS).exists() and not (path / EPISODES).exists():
-        if "env_id" not in raw or "objective" not in raw:
-            raise NotARun(str(path))
+        cfg = read_config(path, what="").to_dict()     # the one strict reader of config.json
+    except RunConfigError as e:
+        if not started and (path / CONFIG).is_file() and "(not a run's config)" in e.reason:
+            raise NotARun(str(path)) from None      # a config.json of something else (a sweep's settings)
+        raise BrokenRun(e.reason) from None
+    if not started:
         raise BrokenRun("not started: no metrics.csv or episodes.csv yet")
-    cfg = {**Config().to_dict(), **raw}
-    if not isinstance(cfg.get("env_id"), str) or not cfg["env_id"]:
-        raise BrokenRun("config.json has no env_id")
-    if cfg.get("objective") not in OBJECTIVES:
-        raise BrokenRun(f"config.json has an unknown objective {cfg.get('objective')!r}")
-    try:
-        cfg["seed"], cfg["total_steps"] = int(cfg["seed"]), int(cfg["total_steps"])
-        variant_of(cfg)
-    except (TypeError, ValueError):
-        raise BrokenRun("config.json has a non-numeric seed, total_steps or objective parameter") from None
 
     summary: dict[str, Any] | None = None
     if (path / SUMMARY).exists():

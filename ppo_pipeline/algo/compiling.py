@@ -1,0 +1,98 @@
+"""The update step, eager or under ``torch.compile``: loss forward (torchrl's objective + Eq. 9) and
+backward in one function, compiled once per run when that pays.
+
+``--compile auto`` compiles where the bench shows it pays: the per-minibatch cost of the torchrl loss is
+mostly Python overhead for the small MLPs of MuJoCo/classic control (compiled: about half the time per
+minibatch), while compiling costs tens of seconds on a CPU (a few with inductor's on-disk cache warm,
+``TORCHINDUCTOR_FX_GRAPH_CACHE``, on by default). So ``auto`` is on for MLP nets when a run has at least
+``MIN_MINIBATCHES`` minibatch steps and on CUDA, off for the Atari CNN on a CPU (compute-bound: the same
+time either way). A compile that fails falls back to eager with one warning line; an error of the
+computation itself (a shape error, out of memory) is raised as it is, compiled or not.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable
+
+import torch
+from tensordict import TensorDictBase
+
+from .objectives import total_loss
+
+MIN_MINIBATCHES = 20_000     # below this, compiling (~30 s cold on 2 CPU cores) costs more than it saves
+TERMS = ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx", "clip_fraction")
+
+StepFn = Callable[[TensorDictBase], dict[str, torch.Tensor]]
+
+
+def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device) -> bool:
+    """Whether to compile: ``on``/``off`` as asked; ``auto`` by the rule in the module docstring."""
+    if choice != "auto":
+        return choice == "on"
+    if device.type == "cuda":
+        return True
+    return not pixels and minibatch_steps >= MIN_MINIBATCHES
+
+
+def loss_step(loss_module: torch.nn.Module) -> StepFn:
+    """mb -> the loss terms (detached) and ``loss`` = -L^{CLIP+VF+S}, after ``loss.backward()``."""
+    def step(mb: TensorDictBase) -> dict[str, torch.Tensor]:
+        out = loss_module(mb)
+        loss = total_loss(out)
+        loss.backward()
+        terms = {k: out[k].detach() for k in TERMS if k in out.keys()}
+        terms["loss"] = loss.detach()
+        return terms
+
+    return step
+
+
+def is_compile_failure(e: BaseException) -> bool:
+    """Whether ``e`` says that compiling failed (dynamo could not trace, inductor could not build), as opposed
+    to an error of the computation itself (a shape error, out of memory), which dynamo reports as
+    ``TorchRuntimeError`` while tracing and eager would raise all the same."""
+    from torch._dynamo import exc as dynamo_exc
+
+    if isinstance(e, dynamo_exc.TorchRuntimeError):
+        return False
+    compile_errors: tuple[type, ...] = (dynamo_exc.TorchDynamoException,)
+    try:
+        from torch._inductor.exc import InductorError
+
+        compile_errors += (InductorError,)
+    except ImportError:
+        pass
+    return isinstance(e, compile_errors)
+
+
+class MaybeCompiled:
+    """``fn`` under ``torch.compile`` when ``compile``. A call that fails *to compile* warns once (one line)
+    and makes it eager for good (``before_retry`` undoes what the failed call may have done); any other
+    error, at any call, propagates as it is (it is the computation's, not the compiler's)."""
+
+    def __init__(self, fn: Callable, compile: bool, what: str, before_retry: Callable[[], None] | None = None):
+        self.eager, self.what, self.before_retry = fn, what, before_retry
+        self.fn = torch.compile(fn) if compile else fn
+        self.compiled = compile
+
+    def __call__(self, *args, **kwargs):
+        if not self.compiled:
+            return self.fn(*args, **kwargs)
+        try:
+            return self.fn(*args, **kwargs)
+        except Exception as e:   # inductor needs a C++ compiler, some ops do not trace ...
+            if not is_compile_failure(e):
+                raise
+            first = " ".join(str(e).split())[:200]
+            sys.stderr.write(f"warning: torch.compile of the {self.what} failed ({type(e).__name__}: {first}); "
+                             f"running it eager\n")
+            self.fn, self.compiled = self.eager, False
+            if self.before_retry is not None:
+                self.before_retry()
+            return self.fn(*args, **kwargs)
+
+
+def minibatch_steps(num_updates: int, epochs: int, batch_size: int, minibatch_size: int) -> int:
+    return num_updates * epochs * math.ceil(batch_size / minibatch_size)

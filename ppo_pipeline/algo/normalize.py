@@ -1,0 +1,91 @@
+"""Observation normalization and reward scaling for continuous control (numpy, batched over envs).
+
+The continuous-control details of "The 37 Implementation Details of PPO": observations normalized by
+running statistics and clipped, rewards divided by the running std of the discounted return and
+clipped. The collector applies them (not env wrappers), so that the final observation of a truncated
+episode is normalized too, which the bootstrap V(s_T) needs. Evaluation observes through a frozen copy
+of the training statistics; checkpoints keep them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium.wrappers.utils import RunningMeanStd
+
+
+def standardize(x, mean, var, eps: float, clip: float):
+    """``clip((x - mean) / sqrt(var + eps), -clip, clip)``: the observation normalization, written once for
+    numpy arrays (the collector) and torch tensors (the exported TorchScript policy)."""
+    return ((x - mean) / (var + eps) ** 0.5).clip(-clip, clip)
+
+
+def update_rms(rms: RunningMeanStd, x: np.ndarray, axis: int = 0) -> None:
+    """``rms.update(x)`` over the batch ``axis`` (1 when statistics are kept per pack member, axis 0); a
+    batch of one skips numpy's mean/var reductions (its mean is the sample, its variance 0: the same
+    numbers, a few times cheaper, for the one-env MuJoCo preset's every step)."""
+    if x.shape[axis] == 1:
+        rms.update_from_moments(np.take(x, 0, axis=axis), 0.0, 1)
+    else:
+        rms.update_from_moments(x.mean(axis=axis), x.var(axis=axis), x.shape[axis])
+
+
+class ObsNormalizer:
+    """o' = clip((o - mean) / sqrt(var + eps), -clip, clip), statistics from gymnasium's RunningMeanStd.
+
+    Observations ``[E, *shape]``; with ``members=P`` (a pack) ``[P, E, *shape]`` and statistics per member
+    (``[P, *shape]``), each moving exactly as its solo run's would. ``frozen`` stops the statistics from
+    moving: evaluation envs use a frozen copy of training's.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float, eps: float = 1e-8, members: int | None = None):
+        self.members = members
+        self.rms = RunningMeanStd(shape=tuple(shape) if members is None else (members, *shape))
+        self.clip, self.eps, self.frozen = clip, eps, False
+
+    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        axis = 0 if self.members is None else 1
+        if update and not self.frozen:
+            update_rms(self.rms, obs, axis)
+        mean, var = (self.rms.mean, self.rms.var) if axis == 0 else (self.rms.mean[:, None], self.rms.var[:, None])
+        return standardize(obs, mean, var, self.eps, self.clip).astype(np.float32)
+
+    def frozen_copy(self) -> "ObsNormalizer":
+        shape = self.rms.mean.shape if self.members is None else self.rms.mean.shape[1:]
+        other = ObsNormalizer(shape, self.clip, self.eps, self.members)
+        other.load_state_dict(self.state_dict())
+        other.frozen = True
+        return other
+
+    def state_dict(self) -> dict:
+        return {"mean": self.rms.mean.copy(), "var": self.rms.var.copy(), "count": self.rms.count}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.rms.mean, self.rms.var, self.rms.count = d["mean"].copy(), d["var"].copy(), d["count"]
+
+
+class RewardScaler:
+    """r' = clip(r / sqrt(Var[R] + eps), -clip, clip) with R the running discounted return per env.
+
+    R_t = gamma * R_{t-1} * (1 - done_{t-1}) + r_t, as in gymnasium's NormalizeReward. Rewards ``[E]``; with
+    ``members=P`` ``[P, E]`` and one return statistic per member.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float, eps: float = 1e-8, members: int | None = None):
+        self.members = members
+        self.rms = RunningMeanStd(shape=() if members is None else (members,))
+        self.ret = np.zeros(num_envs if members is None else (members, num_envs))
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        self.ret = self.ret * self.gamma + reward
+        update_rms(self.rms, self.ret, 0 if self.members is None else 1)
+        var = self.rms.var if self.members is None else self.rms.var[:, None]
+        out = reward / np.sqrt(var + self.eps)
+        self.ret[done] = 0.0
+        return np.clip(out, -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.rms.mean, "var": self.rms.var, "count": self.rms.count, "ret": self.ret.copy()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.rms.mean, self.rms.var, self.rms.count, self.ret = d["mean"], d["var"], d["count"], d["ret"].copy()

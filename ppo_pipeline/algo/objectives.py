@@ -1,0 +1,162 @@
+"""The paper's surrogate objectives (Eqs. 6-9) over torchrl's losses, the adaptive-KL rule, the total loss.
+
+With r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t) and A_t the advantage estimate:
+
+* ``none``        L^CPI  = E[r_t A_t]                                   (Eq. 6; Table 1, first row)
+* ``clip``        L^CLIP = E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]  (Eq. 7)
+* ``kl_fixed``    L^KLPEN = E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]] (Eq. 8), beta constant
+* ``kl_adaptive`` Eq. 8 with beta adapted after each policy update (Sec. 4):
+                  d = E[KL[pi_old, pi]]; d < d_targ/1.5 -> beta/2; d > 1.5 d_targ -> beta*2
+
+Every loss adds c1 * (V(s_t) - V_targ)^2 (squared error, Eq. 9; optionally clipped) and
+-c2 * entropy, and normalizes advantages per minibatch. torchrl returns *losses* (to minimise):
+``loss_objective = -L``, ``loss_critic = c1 L^VF``, ``loss_entropy = -c2 S``; :func:`total_loss`
+sums them into -L^{CLIP+VF+S}.
+
+Where each equation lives, what it is held against (``tests/reference.py``) and by which property
+test (``tests/test_properties_*.py``, mutants in ``tests/test_mutants.py``):
+
+| paper | here | reference | property tests |
+|---|---|---|---|
+| r_t (Sec. 3) | torchrl ``PPOLoss`` log-weight | ``ratio`` | ``test_ratio`` |
+| Eq. 6 L^CPI | ``PPOLoss`` (``none``) | ``l_cpi`` | ``test_reference_values``, ``test_theta_old`` |
+| Eq. 7 L^CLIP | ``ClipPPOLoss`` (``clip``), :func:`set_clip_epsilon` | ``l_clip`` | ``test_pessimism``, ``test_clipped_gradients_vanish``, ``test_eps_monotone`` |
+| Eq. 8 L^KLPEN | ``KLPENPPOLoss`` (``kl_*``), :func:`mean_kl` | ``l_klpen``, ``*_kl`` | ``test_reference_values``, ``test_kl_estimate`` |
+| Sec. 4 beta rule | :class:`KLController` | ``adapt_beta`` | ``test_adaptive_beta_rule`` |
+| Eq. 9 total | :func:`total_loss` (c1 ``loss_critic``, c2 ``loss_entropy``) | ``eq9_loss``, ``l_vf``, ``l_vf_clipped`` | ``test_reference_values``, ``test_value_clipping``, ``test_entropy_bonus_lowers_loss`` |
+| advantage normalization (37 details) | torchrl ``normalize_advantage`` | ``normalize_advantage`` | ``test_minibatch_advantages_standardized``, ``test_normalized_loss_affine_invariant`` |
+| Eq. 10 (lambda = 1) | :func:`ppo_pipeline.algo.advantages.make_gae` | ``discounted_return_minus_value`` | ``test_gae_lambda1_is_return_minus_value`` |
+| Eq. 11 GAE | :func:`ppo_pipeline.algo.advantages.make_gae` | ``gae_recursion``, ``gae_closed_form`` | ``test_gae_matches_reference_recursion``, ``test_gae_termination_cuts_the_future`` |
+| Eq. 12 delta_t | :func:`ppo_pipeline.algo.advantages.make_gae` | ``td_residual`` | ``test_gae_lambda0_is_td_residual`` |
+| V(s_{t+1}) bootstrap | :func:`ppo_pipeline.algo.advantages.next_state_value` | ``gae_recursion`` | ``test_gae_truncation_bootstraps_termination_does_not`` |
+
+Workaround (the one place): torchrl's ``KLPENPPOLoss`` adapts beta inside every ``forward`` call,
+i.e. after every minibatch and from that minibatch's KL alone. The paper adapts it once per policy
+update from the KL over the batch. We build the loss with ``increment=decrement=1`` (its own rule
+off) and apply the paper's rule in :class:`KLController`; ``tests/test_objectives.py`` shows the
+per-minibatch behaviour this avoids.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
+
+from .. import batch as keys
+from ..config import Config
+from .policy import Agent
+
+
+def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
+    """The torchrl loss module for ``cfg.objective``.
+
+    In: a minibatch TensorDict with ``observation``, ``action``, ``action_log_prob``, ``advantage``,
+    ``value_target`` (+ ``state_value`` for value clipping, + the old dist params for KL).
+    Out: ``loss_objective``, ``loss_critic``, ``loss_entropy`` (when c2 > 0), ``entropy``, ``kl_approx``,
+    ``clip_fraction`` (clip), ``kl`` (KL objectives).
+    """
+    common = dict(
+        entropy_bonus=True,               # always computed so the entropy is logged; c2 = 0 adds nothing
+        entropy_coeff=cfg.entropy_coef,
+        critic_coeff=cfg.value_coef,
+        loss_critic_type="l2",            # Eq. 9: squared error, not torchrl's default smooth-L1
+        normalize_advantage=cfg.normalize_advantage,
+        clip_value=cfg.clip_value if cfg.clip_value > 0 else None,
+        functional=False,                 # plain modules: no per-call parameter swapping overhead
+        log_explained_variance=False,     # the trainer computes it once over the whole batch instead
+    )
+    if cfg.objective == "clip":
+        return ClipPPOLoss(agent.actor, agent.critic, clip_epsilon=cfg.clip_epsilon, **common)
+    if cfg.objective in ("kl_adaptive", "kl_fixed"):
+        return KLPENPPOLoss(agent.actor, agent.critic, dtarg=cfg.kl_target, beta=cfg.kl_beta,
+                            increment=1.0, decrement=1.0, **common)
+    if cfg.objective == "none":
+        return PPOLoss(agent.actor, agent.critic, **common)
+    raise ValueError(f"unknown objective {cfg.objective!r}")
+
+
+class KLController:
+    """The paper's adaptive-KL rule (Sec. 4), applied once per policy update.
+
+    d < d_targ / 1.5 -> beta <- beta / 2;  d > d_targ * 1.5 -> beta <- beta * 2;  else unchanged.
+    """
+
+    def __init__(self, kl_target: float):
+        self.kl_target = kl_target
+
+    def next_beta(self, beta: float, d: float) -> float:
+        if d < self.kl_target / 1.5:
+            return beta / 2.0
+        if d > self.kl_target * 1.5:
+            return beta * 2.0
+        return beta
+
+
+@torch.no_grad()
+def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = 4096) -> float:
+    """d = E_t[KL[pi_old(.|s_t), pi(.|s_t)]] over a flat batch holding the old dist params."""
+    total, n = 0.0, 0
+    for part in batch.split(chunk):
+        old = agent.actor.build_dist_from_params(part)
+        new = agent.actor.get_dist(part.select(keys.OBSERVATION).clone())
+        kl = torch.distributions.kl_divergence(old, new)
+        total += float(kl.sum())
+        n += kl.numel()
+    return total / max(n, 1)
+
+
+def total_loss(out: TensorDictBase) -> torch.Tensor:
+    """-L^{CLIP+VF+S} (Eq. 9), the quantity one Adam step minimises.
+
+    = ``loss_objective`` (-L^CLIP, -L^KLPEN or -L^CPI) + ``loss_critic`` (c1 L^VF) + ``loss_entropy``
+    (-c2 S); torchrl's terms carry their signs and coefficients already. The critic and entropy terms
+    are absent when their coefficient makes torchrl leave them out.
+    """
+    loss = out["loss_objective"]
+    for key in ("loss_critic", "loss_entropy"):
+        if key in out.keys():
+            loss = loss + out[key]
+    return loss
+
+
+class LossTotals:
+    """Sums of an update's per-minibatch loss terms on the device (no sync per minibatch); :meth:`means`
+    syncs once. Keys: ``loss`` (Eq. 9 total), ``policy_loss``, ``value_loss`` (L^VF, without c1),
+    ``entropy``, ``approx_kl``, ``clip_fraction`` (clip only)."""
+
+    def __init__(self, value_coef: float):
+        self.value_coef = value_coef
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, out: dict[str, torch.Tensor]) -> None:
+        """One minibatch's terms: torchrl's loss keys (``loss_objective``, ``loss_critic``, ``entropy``,
+        ``kl_approx``, ``clip_fraction``) and ``loss``, the total."""
+        terms = {"loss": out["loss"], "policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"]}
+        if "loss_critic" in out:
+            terms["value_loss"] = out["loss_critic"] / max(self.value_coef, 1e-12)
+        for key in ("entropy", "clip_fraction"):
+            if key in out:
+                terms[key] = out[key]
+        for k, v in terms.items():
+            self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()
+        self.n += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / self.n for k, v in self.sums.items()}
+
+
+def set_clip_epsilon(loss: PPOLoss, value: float) -> None:
+    """Write epsilon * alpha into ClipPPOLoss's buffer (other objectives have none)."""
+    if isinstance(loss, ClipPPOLoss):
+        loss.clip_epsilon.fill_(value)
+
+
+def get_beta(loss: PPOLoss) -> float | None:
+    return float(loss.beta) if isinstance(loss, KLPENPPOLoss) else None
+
+
+def set_beta(loss: PPOLoss, value: float) -> None:
+    if isinstance(loss, KLPENPPOLoss):
+        loss.beta.fill_(value)

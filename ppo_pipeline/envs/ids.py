@@ -1,0 +1,117 @@
+"""Environment ids: what is registered, ``Pong`` -> ``ALE/Pong-v5``, which ids are Atari games, and
+users' own envs: ``package.module:EnvClass`` (any ``gymnasium.Env`` subclass, no registration needed)
+or a module that registers gymnasium ids when imported (``--env-module my_pkg``).
+
+Imports no :class:`~ppo_pipeline.config.Config` and no env backend: the lowest layer of env lookups.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from typing import Any
+
+import gymnasium as gym
+
+from ..errors import ConfigError, suggest
+
+
+@functools.cache
+def _register_ale() -> None:
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner per emulator on stderr
+    gym.register_envs(ale_py)
+
+
+def registered() -> list[str]:
+    """Every gymnasium id, the ALE games included (ale-py registers them on import)."""
+    _register_ale()
+    return sorted(gym.envs.registry.keys())
+
+
+def import_user_module(name: str) -> Any:
+    """Import a user's module from the installed packages or, failing that, the current directory (a
+    script's ``sys.path`` starts at the script's folder, not where the user typed the command)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        cwd = os.getcwd()
+        if e.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)    # spawned env workers get the parent's sys.path
+        return importlib.import_module(name)
+
+
+def import_env_module(name: str) -> None:
+    """Import ``name`` (``--env-module``: a package that registers gymnasium ids when imported)."""
+    if not name:
+        return
+    try:
+        import_user_module(name)
+    except ImportError as e:
+        raise ConfigError(f"env_module {name!r} cannot be imported ({e})") from None
+
+
+DMC = "dmc:"            # dmc:DOMAIN-TASK, DMControl through torchrl (ppo_pipeline.envs.torchrl)
+TORCHRL = "torchrl:"    # torchrl:package.module:function, a torchrl env factory
+
+
+def is_torchrl_id(env_id: str) -> bool:
+    """An id of the torchrl backend (``dmc:`` or ``torchrl:``), not a gymnasium one."""
+    return env_id.startswith((DMC, TORCHRL))
+
+
+def is_entry_point(env_id: str) -> bool:
+    """``package.module:EnvClass`` rather than a registered id (or a torchrl ``dmc:``/``torchrl:`` id)."""
+    return ":" in env_id and env_id not in gym.envs.registry and not is_torchrl_id(env_id)
+
+
+def env_class(entry_point: str) -> type:
+    """The ``gymnasium.Env`` subclass named by ``package.module:EnvClass``; :class:`ConfigError` otherwise."""
+    module_name, _, class_name = entry_point.partition(":")
+    try:
+        module = import_user_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"env_id {entry_point!r}: module {module_name!r} cannot be imported ({e})") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, gym.Env)):
+        envs = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, gym.Env)
+                      and v.__module__ == module.__name__)
+        raise ConfigError(f"env_id {entry_point!r}: {module_name} has no gymnasium.Env subclass {class_name!r}"
+                          + (f"; it has {', '.join(envs)}" if envs else ""))
+    return cls
+
+
+def resolve_env_id(env_id: str, env_module: str = "") -> str:
+    """Return a registered gymnasium id (``Pong`` is accepted for ``ALE/Pong-v5``), or a checked
+    ``package.module:EnvClass``. ``env_module`` is imported first. (torchrl ids are the torchrl backend's
+    to check: :func:`ppo_pipeline.envs.resolve_id` takes any id.)
+
+    Raises :class:`ConfigError` naming the id and the closest registered ones.
+    """
+    import_env_module(env_module)
+    if is_entry_point(env_id):
+        env_class(env_id)
+        return env_id
+    ids = registered()
+    if env_id in ids:
+        return env_id
+    for cand in (f"ALE/{env_id}-v5", f"ALE/{env_id}"):
+        if cand in ids:
+            return cand
+    raise ConfigError(f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}"
+                      + ("" if env_module else "; your own env: --env-id package.module:EnvClass, or --env-module "
+                                                "PKG for a package that registers it"))
+
+
+def is_atari(env_id: str) -> bool:
+    """True for ALE games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
+    if is_torchrl_id(env_id):
+        return False
+    registered()
+    spec = gym.envs.registry.get(env_id)
+    entry = str(getattr(spec, "entry_point", "")) if spec else ""
+    return "ale_py" in entry or env_id.startswith("ALE/")

@@ -1,0 +1,72 @@
+"""P agents as one: the solo :class:`~ppo_pipeline.algo.policy.Agent` of each member, stacked.
+
+Member p's agent is built exactly as its solo run builds it (same config, same seed, so the same initial
+weights), then trunk, policy head and value net are stacked (:mod:`.stacked`): one call computes every
+member's distribution parameters and values on inputs ``[P, B, *obs]``. The heads are the solo ones
+(:mod:`ppo_pipeline.algo.distributions`): the same distribution classes, the same ``mode``, the same
+``draw`` -- here with member p's own random generator, so a member's stream does not depend on P.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .. import batch as keys
+from ..algo import distributions
+from ..algo.policy import Agent
+from .stacked import member_state, stack
+
+
+class PackAgent(nn.Module):
+    """Stacked trunk, policy head and value net of P solo agents (parameter names as the solo agent's)."""
+
+    def __init__(self, agents: Sequence[Agent]):
+        super().__init__()
+        first = agents[0]
+        self.members = len(agents)
+        self.shared, self.pixels, self.param_keys = first.shared, first.pixels, first.param_keys
+        # registered in the solo Agent's order, so parameters() lines up with a solo optimizer's param ids
+        self.trunk = stack([a.trunk for a in agents])
+        self.value_net = stack([a.value_net for a in agents])
+        self.policy_head = stack([a.policy_head for a in agents])
+        self.template = [copy.deepcopy(first).cpu()]       # a solo agent to turn member slices back into (not a child)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the heads read: the shared trunk's output, or the observations ([P, B, ...])."""
+        return self.trunk(obs) if self.shared else obs
+
+    def params(self, obs: torch.Tensor) -> distributions.Params:
+        return self.policy_head(self.features(obs))
+
+    def dist(self, params: distributions.Params) -> torch.distributions.Distribution:
+        return distributions.build(self.policy_head, params)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generators: Sequence[torch.Generator] | None,
+            deterministic: bool = False) -> dict[str, torch.Tensor]:
+        """obs [P, E, *obs] -> ``action`` [P, E(, A)], ``action_log_prob`` [P, E], ``state_value`` [P, E, 1] and
+        the parameters: member p samples with ``generators[p]`` (or takes the mode)."""
+        x = self.features(obs)
+        params = self.policy_head(x)
+        if deterministic:
+            action = self.policy_head.mode(params)
+        else:
+            action = torch.stack([self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
+                                  for p, g in enumerate(generators)])
+        log_prob = self.dist(params).log_prob(action)
+        return {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
+
+    @torch.no_grad()
+    def state_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_net(self.features(obs))
+
+    def member_agent(self, p: int) -> Agent:
+        """Member p as a solo :class:`Agent` (a copy on the CPU, for its checkpoint, evaluation tools, tests)."""
+        agent = copy.deepcopy(self.template[0])
+        for name in ("trunk", "value_net", "policy_head"):
+            getattr(agent, name).load_state_dict(member_state(getattr(self, name), p))
+        return agent

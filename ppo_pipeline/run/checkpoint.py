@@ -1,0 +1,192 @@
+"""Checkpoints: the full training state, written atomically (temp file + rename), the last 2 kept.
+
+A checkpoint is a ``torch.save`` dict with a ``format`` marker; :func:`load` refuses anything else
+with one line naming the file. The state that is not a module's ``state_dict`` is captured here too:
+the random number generators (:func:`capture_rng`) and the envs (:func:`snapshot_envs`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+FORMAT = "ppo-pipeline/checkpoint/v1"
+_NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def path_for(run_path: Path, update: int) -> Path:
+    return run_path / f"checkpoint-{update:08d}.pt"
+
+
+def save(run_path: Path, update: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` for ``update`` atomically and delete all but the newest ``keep`` checkpoints."""
+    final = path_for(run_path, update)
+    tmp = final.with_name(final.name + ".tmp")
+    torch.save({"format": FORMAT, "update": update, **state}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    for old in all_checkpoints(run_path)[:-keep]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def all_checkpoints(run_path: Path) -> list[Path]:
+    if not run_path.is_dir():
+        return []
+    return sorted(p for p in run_path.iterdir() if _NAME.match(p.name))
+
+
+def latest(run_path: Path) -> Path | None:
+    found = all_checkpoints(run_path)
+    return found[-1] if found else None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint or raise :class:`CheckpointError` naming the file and what is wrong."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as e:  # truncated file, not a torch file, unpickling error ...
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a ppo-pipeline checkpoint")
+    return state
+
+
+# Config fields that make a run what it is: a checkpoint whose values differ is another run's. Other
+# fields (lr, total_steps, ...) may be edited in config.json before --resume: "its config.json wins".
+IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "shared_trunk",
+                   "normalize_obs", "scale_reward", "frame_stack")
+REQUIRED_KEYS = ("config", "agent", "optimizer", "loss", "rng", "collector", "logger", "update")
+
+
+def previous_intact(path: Path, config: dict[str, Any]) -> Path | None:
+    """The newest checkpoint older than ``path`` in its folder that loads and belongs to the run."""
+    for older in reversed([p for p in all_checkpoints(path.parent) if p.name < path.name]):
+        try:
+            load_for_run(older, config)
+            return older
+        except CheckpointError:
+            continue
+    return None
+
+
+def discard_newer(path: Path) -> None:
+    """Resuming from ``path``: rename the checkpoints newer than it to ``*.discarded`` (they are ahead of
+    the run's new history, and a corrupt one would otherwise be picked as the newest again)."""
+    for newer in [p for p in all_checkpoints(path.parent) if p.name > path.name]:
+        newer.rename(newer.with_name(newer.name + ".discarded"))
+
+
+def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`load` and check that the checkpoint is complete and belongs to the run of ``config``.
+
+    A checkpoint of another run (other env, seed, objective, network, ...) or one missing part of
+    the training state raises :class:`CheckpointError` naming the file and the first difference.
+    """
+    state = load(path)
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete (no {', '.join(missing)})")
+    theirs = state["config"] if isinstance(state["config"], dict) else {}
+    diffs = [k for k in IDENTITY_FIELDS if k in config and theirs.get(k) != config[k]]
+    if diffs:
+        k = diffs[0]
+        raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run "
+                              f"({k}={theirs.get(k)!r} there, {config[k]!r} in this run's config)")
+    return state
+
+
+# ------------------------------------------------------------------------------------------------------
+# State that is not a state_dict: random number generators and envs
+# ------------------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """The state of every generator a run draws from: torch (CPU and CUDA), numpy, Python, and the
+    sampler's own ``generator``."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "sampler": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    generator.set_state(state["sampler"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def snapshot_envs(envs: gym.vector.VectorEnv) -> dict[str, Any] | None:
+    """The in-process env state, for an exact resume; None where it can't be taken (subprocess envs).
+
+    The vector env is pickled whole (wrappers keep their counters: time limits, episode statistics,
+    lives). Pickling is not enough for envs that pickle by their constructor arguments (gymnasium's
+    ``EzPickle``: MuJoCo envs come back at their initial pose, unseeded), so each sub-env's random
+    generator and, for MuJoCo, the simulator's full integration state (time, qpos, qvel, act, warm
+    start, controls, ...: ``mj_getState(mjSTATE_INTEGRATION)``) are kept beside it.
+    """
+    if not isinstance(envs, gym.vector.SyncVectorEnv):
+        return None
+    try:
+        import cloudpickle
+
+        blob = cloudpickle.dumps(envs)
+    except Exception:
+        return None
+    return {"pickle": blob, "sims": [_sim_state(e.unwrapped) for e in envs.envs]}
+
+
+def restore_envs(snapshot: Any) -> gym.vector.VectorEnv:
+    """Inverse of :func:`snapshot_envs`."""
+    if isinstance(snapshot, bytes):            # checkpoints written before the simulator state was kept
+        return pickle.loads(snapshot)
+    envs = pickle.loads(snapshot["pickle"])
+    for env, state in zip(envs.envs, snapshot["sims"]):
+        _set_sim_state(env.unwrapped, state)
+    return envs
+
+
+def _sim_state(env: gym.Env) -> dict[str, Any]:
+    state: dict[str, Any] = {"np_random": env.np_random.bit_generator.state if env._np_random is not None else None}
+    if hasattr(env, "model") and hasattr(env, "data"):      # a MuJoCo env
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        sim = np.empty(mujoco.mj_stateSize(env.model, spec))
+        mujoco.mj_getState(env.model, env.data, sim, spec)
+        state["mujoco"] = sim
+    return state
+
+
+def _set_sim_state(env: gym.Env, state: dict[str, Any]) -> None:
+    if state["np_random"] is not None:
+        env.np_random.bit_generator.state = state["np_random"]
+    if "mujoco" in state:
+        import mujoco
+
+        mujoco.mj_setState(env.model, env.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)

@@ -1,0 +1,283 @@
+"""Entry point shared by the recipes: parse a preset's command line, validate, run -- one run or a sweep.
+
+One run (the default)::
+
+    python recipes/mujoco.py --env-id Hopper-v5 --seed 3
+    python recipes/mujoco.py --resume runs/Hopper-v5__clip__s3      # continue from its newest checkpoint
+
+A sweep, one run per (env, objective, seed), when ``--seeds`` is given, ``--env``/``--env-id`` or
+``--objective`` hold comma lists, or ``--launcher slurm`` is asked for::
+
+    python recipes/mujoco.py --launcher slurm --cluster NAME --seeds 0-4 \\
+        --env Hopper-v5,Walker2d-v5 --objective clip,kl_adaptive
+
+``--launcher slurm`` submits a submitit job array into a sweep directory (``--sweep-dir``, default
+``sweeps/<time>``) and returns; ``--launcher local`` runs the same sweep here, one run after the other.
+See :mod:`ppo_pipeline.sweeps.sweep` for the directory layout and ``status`` / ``resume`` / ``cancel``.
+
+Bad input exits with code 2 and one line on stderr before any environment starts or any job is
+submitted; a training failure (non-finite loss) exits with code 1 and one line naming the update and
+the checkpoint kept; a run stopped by SIGTERM/SIGINT checkpoints first and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import envs
+from ..config import PRESETS, Config, ConfigError
+from ..envs import ids as env_ids
+from ..errors import UserError
+from ..pack.plan import describe, plan_packs
+from ..sweeps import experiments
+from . import rundir
+from .cli import (
+    allow_grids,
+    build_parser,
+    config_from_args,
+    fail,
+    first_values,
+    given_options,
+    grid_axes,
+    parse_seeds,
+)
+from .prepare import budget_line, prepare
+
+# Options that may come with --resume: how the run executes, not what it learns.
+RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
+SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel", "experiment", "pack")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """--launcher, --cluster, --seeds, --sweep-dir, --max-parallel, --experiment, --dry-run; comma lists
+    (grid axes) on every numeric and choice option and on --env-id (alias --env)."""
+    g = parser.add_argument_group("sweep (a grid over any options x envs x seeds; see python -m ppo_pipeline.sweep)")
+    g.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: run here, one run after the other (default); slurm: submit a job array with submitit")
+    g.add_argument("--cluster", default=None, metavar="NAME",
+                   help="cluster profile slurm/clusters/NAME.toml for --launcher slurm (default: local)")
+    g.add_argument("--seeds", default=None, metavar="SPEC",
+                   help="seeds of a sweep: a range 0-4, a list 0,2,5, or both 0-2,7 (overrides --seed)")
+    g.add_argument("--experiment", default=None, metavar="NAME",
+                   help="a paper experiment: table1 (recipes/mujoco.py) or table6 (recipes/atari.py); --env-id "
+                        "(a subset), --seeds and --total-steps override its own (default: none)")
+    g.add_argument("--dry-run", action="store_true", default=False,
+                   help="print the plan (runs, agent steps, estimated hours from measured speed) and exit "
+                        "without starting anything (default: off)")
+    g.add_argument("--sweep-dir", default=None, metavar="DIR",
+                   help="new sweep directory (default: sweeps/<date-time>); must not exist")
+    g.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                   help="at most N jobs at once (SLURM array %%N; default: the cluster profile's array_parallelism)")
+    g.add_argument("--pack", type=int, default=None, metavar="N",
+                   help="train the runs that can share (same env, batch geometry, network, budget; any seed and "
+                        "objective) in packs of at most N, each pack one batched computation in one process / SLURM "
+                        "job (default: 1, every run alone)")
+    allow_grids(parser, {"env_id": ("--env",)})
+
+
+def _is_sweep(ns: argparse.Namespace) -> bool:
+    return (ns.launcher != "local" or ns.dry_run or any(getattr(ns, k) is not None for k in SWEEP_OPTIONS)
+            or bool(grid_axes(ns)))
+
+
+def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None) -> int:
+    """What ``recipes/<preset>.py`` runs: :func:`main` with the preset of that name; Ctrl-C at any
+    moment, start-up included, ends with one line and exit code 130."""
+    try:
+        return main(PRESETS[preset], description, argv, atari_only=preset == "atari")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted before training started; nothing to resume\n")
+        return 130
+
+
+def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | None = None, *,
+         atari_only: bool = False) -> int:
+    """Parse a recipe's command line and run it: one run here, or a sweep (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(preset, description, atari=atari_only)
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue the run in RUN_DIR from its newest checkpoint (its config.json wins; "
+                             "only --device, --torch-threads, --[no-]progress, --[no-]tensorboard may be given "
+                             "with it); a checkpoint file resumes from that checkpoint")
+    add_sweep_options(parser)
+    ns = parser.parse_args(argv)
+    if _is_sweep(ns):
+        if ns.resume is not None:
+            fail("--resume takes one run directory; to continue a sweep use `python -m ppo_pipeline.sweep resume DIR`")
+        recipe = next((k for k, v in PRESETS.items() if v is preset), "")
+        return sweep_main(ns, parser, argv, recipe=recipe, atari_only=atari_only)
+    try:
+        if ns.resume is not None:
+            cfg, resume_from = _resume_plan(ns, parser, argv, atari_only)
+        else:
+            cfg, resume_from = new_run(config_from_args(ns), atari_only=atari_only), None
+    except UserError as e:
+        fail(str(e))
+        raise  # unreachable
+    return run(cfg, resume_from, resume_hint=f"{sys.argv[0]} --resume {cfg.run_path()}")
+
+
+def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
+    """The prepared config of a fresh run, its envs checked and its run directory free; :class:`UserError`
+    (one line) otherwise. Nothing is built or written."""
+    cfg = prepare(cfg, atari_only=atari_only)
+    envs.check(cfg)
+    _refuse_reuse(cfg.run_path())
+    return cfg
+
+
+def _refuse_reuse(run_path: Path) -> None:
+    """A fresh run never writes into a directory that already holds a run (its logs, its checkpoints)."""
+    if (run_path / rundir.CONFIG).exists():
+        raise ConfigError(f"run directory {str(run_path)!r} already holds a run; continue it with "
+                          f"--resume {run_path}, or start another with --name NEW_NAME (or another --seed/--run-dir)")
+
+
+def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str],
+                 atari_only: bool) -> tuple[Config, Path | None]:
+    """The config and checkpoint that ``--resume RUN_DIR`` (or ``--resume CHECKPOINT``) continues from.
+
+    A run directory with a config but no checkpoint yet (stopped during start-up) starts from the
+    beginning: nothing was trained, nothing is lost.
+    """
+    from . import checkpoint
+
+    if not ns.resume.strip():
+        raise ConfigError("--resume '' is empty; give the run directory to continue (e.g. runs/<name>)")
+    extra = sorted(given_options(parser, argv) - set(RESUME_OPTIONS))
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise ConfigError(f"{flag} cannot be given with --resume: the run continues with its own config.json "
+                          f"(edit it to change {extra[0]}); allowed with --resume: --device, --torch-threads, "
+                          f"--[no-]progress, --[no-]tensorboard")
+    target = Path(ns.resume)
+    run_dir = target.parent if target.is_file() else target
+    cfg = rundir.read_config(run_dir, "--resume")
+    cfg = dataclasses.replace(cfg, **{k: getattr(ns, k) for k in RESUME_OPTIONS[1:] if k in given_options(parser, argv)})
+    cfg = prepare(cfg, atari_only=atari_only)
+    envs.check(cfg)
+    resume_from = target if target.is_file() else checkpoint.latest(run_dir)
+    if resume_from is None:
+        print(f"no checkpoint in {run_dir} yet (stopped during start-up): starting the run from the beginning")
+    else:
+        try:
+            checkpoint.load_for_run(resume_from, cfg.to_dict())
+        except checkpoint.CheckpointError as e:
+            intact = checkpoint.previous_intact(resume_from, cfg.to_dict())
+            raise checkpoint.CheckpointError(f"{e}; the previous one is intact: resume from it with --resume {intact}"
+                                             if intact else str(e)) from None
+        checkpoint.discard_newer(resume_from)
+    return cfg, resume_from
+
+
+def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None = None) -> int:
+    """Train one prepared run here. Ctrl-C / SIGTERM stop it after the update in flight, checkpointed,
+    with one line printed at once; a second Ctrl-C stops at once (the newest checkpoint stays valid)."""
+    from .trainer import TrainingError, TrainingInterrupted, run_training
+
+    hint = resume_hint or f"--resume {cfg.run_path()}"
+    print(("resuming " if resume_from is not None else "") + budget_line(cfg), flush=True)
+
+    def on_signal(signum: int) -> None:
+        sys.stderr.write(("\n" if cfg.progress else "") + f"{_SIGNAL_WORDS.get(signum, signal.Signals(signum).name)}: stopping after the update "
+                         f"in flight, with a checkpoint; continue with: {hint}\n")
+        sys.stderr.flush()
+
+    try:
+        summary = run_training(cfg, resume_from, on_signal=on_signal)
+    except TrainingError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    except TrainingInterrupted:
+        return 130           # the line was printed when the signal came
+    except KeyboardInterrupt:     # during start-up, or a second Ctrl-C
+        from . import checkpoint
+
+        saved = checkpoint.latest(cfg.run_path())
+        sys.stderr.write(f"stopped at once; the newest checkpoint ({saved.name}) stays valid; continue with: {hint}\n"
+                         if saved else f"interrupted during start-up; nothing was trained yet; start again with: {hint}\n")
+        return 130
+    last100 = summary["last100_return_mean"]
+    final = summary["final_eval_return_mean"]
+    print(f"run {cfg.run_path()}: final eval return {'n/a' if final is None else f'{final:.1f}'}, "
+          f"last-100 training return {'n/a (no episode finished)' if last100 is None else f'{last100:.1f}'}, "
+          f"{summary['wall_time_s']:.0f} s")
+    return 0
+
+
+_SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
+def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str], *,
+               recipe: str, atari_only: bool = False) -> int:
+    """Plan, check and start a sweep (or print its plan with --dry-run); every bad input is one line and
+    exit 2 before anything starts."""
+    from ..sweeps import slurm, sweep
+
+    try:
+        given = given_options(parser, argv)
+        axes = grid_axes(ns)
+        base = config_from_args(first_values(ns))
+        if ns.name:
+            raise ConfigError("--name names one run; a sweep names its runs <env>__<objective>[__<field>=<value>]__s<seed>")
+        if ns.max_parallel is not None and ns.max_parallel < 1:
+            raise ConfigError(f"--max-parallel={ns.max_parallel} must be >= 1")
+        if ns.launcher == "local" and ns.cluster is not None:
+            raise ConfigError("--cluster applies to --launcher slurm only")
+        env_list = list(axes.pop("env_id", [base.env_id]))
+        if ns.experiment is not None:
+            exp = experiments.experiment(ns.experiment, recipe)
+            if "env_id" in given:
+                outside = [e for e in env_list if envs.resolve_id(e, base.env_module) not in exp.envs]
+                if outside:
+                    raise ConfigError(f"--env-id {outside[0]!r} is not one of {exp.name}'s envs: {', '.join(exp.envs)}")
+            else:
+                env_list = list(exp.envs)
+            variants = [{**v, **g} for v in exp.variants for g in experiments.grid(axes)]
+            seeds = parse_seeds(ns.seeds) if ns.seeds is not None else list(exp.seeds)
+            if "total_steps" not in given:
+                base = dataclasses.replace(base, total_steps=exp.total_steps)
+        else:
+            variants = experiments.grid(axes)
+            seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
+        experiments.check_size(len(env_list) * len(variants) * len(seeds))
+        profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
+        sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only)
+        packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None,
+                           is_pixels=lambda c: env_ids.is_atari(c.env_id))
+        if ns.dry_run:
+            print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
+            if ns.pack is not None:
+                print("\n".join(describe(packs)))
+            for r in runs[:5]:
+                print(f"  {r['name']}")
+            print(("  ...\n" if len(runs) > 5 else "") + "nothing started (--dry-run)")
+            return 0
+        if profile is not None:
+            slurm.check_slurm(profile)
+        manifest = sweep.create(sweep_dir, runs, launcher=ns.launcher, cluster=profile.name if profile else None,
+                                max_parallel=ns.max_parallel, argv=argv, packs=packs)
+    except UserError as e:
+        fail(str(e))
+        raise  # unreachable
+    names = [r["name"] for r in runs]
+    if ns.launcher == "slurm":
+        ids = sweep.submit_slurm(sweep_dir, manifest, names)
+        what = f"{len(names)} run(s) in {len(ids)} job(s)" if len(ids) != len(names) else f"{len(ids)} run(s)"
+        print(f"submitted {what} as job array {ids[0].split('_')[0]} "
+              f"(at most {ns.max_parallel or profile.array_parallelism} at once) into {sweep_dir}")
+        print(f"follow with: python -m ppo_pipeline.sweep status {sweep_dir}")
+        return 0
+    n_units = len(sweep.units(manifest, names))
+    print(f"sweep of {len(names)} run(s) in {sweep_dir}, run here one after the other"
+          + (f" in {n_units} unit(s) (packs train their runs together)" if n_units != len(names) else ""))
+    rc = sweep.run_local(sweep_dir, manifest, names)
+    print(sweep.format_table(sweep.status(sweep_dir)))
+    return rc

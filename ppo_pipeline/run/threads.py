@@ -1,0 +1,111 @@
+"""CPU threads of a run's torch computations: as many as the cores that are free, checked as the run goes.
+
+torch starts one intra-op (OpenMP) thread per core. That is fastest for a run alone, and slowest when two
+runs share the cores: OpenMP threads that wait spin, so two runs of 2 threads on 2 cores slow each other
+down far more than the cores they share (README, Speed: measured 1.8x the wall time of the same two runs
+one after the other). So by default (``--torch-threads 0``) a run counts the cores the *other* processes of
+the machine keep busy -- from ``/proc/stat``, less the CPU time of this run's own processes (itself and its
+env workers) -- and uses the rest: at start (over a short look) and again every few seconds between
+updates, so two runs started together settle on one thread each and the one left alone goes back to all
+cores. ``--torch-threads N`` forces N; under SLURM the allocation (``SLURM_CPUS_PER_TASK``) is the run's.
+Where ``/proc`` is not there (not Linux), one thread per core, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+CHECK_EVERY_S = 2.0       # how often a run looks again (at the end of an update)
+FIRST_LOOK_S = 0.1        # how long it looks before it starts
+BUSY_FRACTION = 0.5       # a core counts as taken when others keep it this busy on average
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_busy_ticks() -> int | None:
+    """Clock ticks all CPUs spent busy since boot (``/proc/stat``), None where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)      # idle + iowait
+    guest = sum(fields[8:10]) if len(fields) > 9 else 0            # already counted in user/nice
+    return sum(fields) - idle - guest
+
+
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(parent pid, utime + stime + cutime + cstime) of a process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    rest = text[text.rindex(")") + 2:].split()     # after "pid (comm) "
+    return int(rest[1]), sum(int(x) for x in rest[11:15])
+
+
+def own_ticks(root: int | None = None) -> int:
+    """Clock ticks spent by this process and all its descendants (env workers), reaped children included."""
+    root = os.getpid() if root is None else root
+    parent_of: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(name)
+            if st is not None:
+                parent_of[int(name)], ticks[int(name)] = st
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent_of.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+class Threads:
+    """torch's intra-op thread count for one run: ``forced`` (> 0), SLURM's allocation, or the free cores."""
+
+    def __init__(self, forced: int = 0):
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        self.fixed = forced or (int(slurm) if slurm.isdigit() and int(slurm) > 0 else 0)
+        self.cores = cores()
+        self.count = self.fixed or self.cores
+        self._mark: tuple[float, int, int] | None = None
+        if not self.fixed and machine_busy_ticks() is not None:
+            self._mark = self._now()
+            time.sleep(FIRST_LOOK_S)
+            self._settle()
+        torch.set_num_threads(self.count)
+
+    def _now(self) -> tuple[float, int, int]:
+        return time.monotonic(), machine_busy_ticks() or 0, own_ticks()
+
+    def _settle(self) -> None:
+        """Threads = cores minus the cores others kept busy since the last look."""
+        t0, busy0, own0 = self._mark
+        t1, busy1, own1 = now = self._now()
+        self._mark = now
+        seconds = (t1 - t0) * os.sysconf("SC_CLK_TCK")
+        if seconds <= 0:
+            return
+        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds     # cores' worth of other processes
+        self.count = max(1, min(self.cores, self.cores - int(others + (1 - BUSY_FRACTION))))
+
+    def check(self) -> None:
+        """Look again if ``CHECK_EVERY_S`` passed since the last look (call between updates); cheap otherwise."""
+        if self._mark is None or time.monotonic() - self._mark[0] < CHECK_EVERY_S:
+            return
+        before = self.count
+        self._settle()
+        if self.count != before:
+            torch.set_num_threads(self.count)

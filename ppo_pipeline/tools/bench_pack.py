@@ -1,0 +1,90 @@
+"""``python -m ppo_pipeline.bench --pack 8,33``: the same P runs one after the other, then as one pack.
+
+Per workload (Hopper-v5 with the Table 3 preset: for P=33 the 33 runs of Table 1's Hopper column -- 11
+objectives x 3 seeds --, otherwise P seeds of the clip row; CartPole-v1 with the classic preset, P seeds),
+both sides train the same runs for the same updates, eval off. Each solo run is its own process, as a user
+starts it (so its update is compiled where ``--compile auto`` compiles it at its full budget); the pack is
+one process. A rate is taken over the steady state -- from the end of the first update to the end of the
+last (``metrics.csv``'s ``time_s``) -- so start-up and compilation count on neither side. Printed: total
+agent steps/s of both, the ratio, and where the pack's time goes (env stepping, policy, update).
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = {"hopper": ("mujoco.py", "Hopper-v5", 2048), "cartpole": ("classic_control.py", "CartPole-v1", 256)}
+COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
+
+
+def steady_rate(run: Path) -> tuple[int, float]:
+    """(agent steps, seconds) of a run from the end of its first update to the end of its last."""
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return int(rows[-1]["step"]) - int(rows[0]["step"]), float(rows[-1]["time_s"]) - float(rows[0]["time_s"])
+
+
+def _run(cmd: list[str]) -> None:
+    p = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed: {p.stderr.strip()[-400:]}")
+
+
+def members(key: str, size: int) -> list[list[str]]:
+    """The options of each of the P runs (the solo side runs them one by one)."""
+    if key == "hopper" and size == 33:
+        from ..paper import TABLE1
+
+        rows = [["--objective", o] + ([f"--{p.replace('_', '-')}", f"{v:g}"] if p else []) for o, p, v, _ in TABLE1]
+        return [[*r, "--seed", str(s)] for r in rows for s in range(3)]
+    return [["--seed", str(s)] for s in range(size)]
+
+
+def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
+    recipe, env_id, batch = WORKLOADS[key]
+    budget = ["--env-id", env_id, "--total-steps", str(updates * batch), *COMMON]
+    solo_steps, solo_s = 0, 0.0
+    for i, opts in enumerate(members(key, size)):
+        _run([f"recipes/{recipe}", *budget, *opts, "--run-dir", str(tmp / f"solo-{key}-{size}"), "--name", f"r{i}"])
+        n, s = steady_rate(tmp / f"solo-{key}-{size}" / f"r{i}")
+        solo_steps, solo_s = solo_steps + n, solo_s + s
+    sweep = tmp / f"pack-{key}-{size}"
+    if key == "hopper" and size == 33:
+        grid = ["--experiment", "table1", "--seeds", "0-2"]
+    else:
+        grid = ["--seeds", f"0-{size - 1}"]
+    _run([f"recipes/{recipe}", *budget, *grid, "--pack", str(size), "--sweep-dir", str(sweep)])
+    runs = sorted((sweep / "runs").iterdir())
+    n, s = steady_rate(runs[0])
+    import json
+
+    timing = json.loads((runs[0] / "summary.json").read_text())["timing_s"]
+    return {"workload": key, "P": size, "updates": updates, "solo_sps": solo_steps / solo_s,
+            "pack_sps": n * len(runs) / s, "ratio": (n * len(runs) / s) / (solo_steps / solo_s), "pack_timing_s": timing}
+
+
+def run(keys: list[str], sizes: list[int], updates: int) -> list[dict]:
+    out = []
+    with tempfile.TemporaryDirectory(prefix="ppo-bench-pack-") as tmp:
+        for key in keys:
+            for size in sizes:
+                r = bench(key, size, updates, Path(tmp))
+                out.append(r)
+                print(f"[bench] {key} P={size}: solo {r['solo_sps']:,.0f}, pack {r['pack_sps']:,.0f} agent steps/s "
+                      f"= {r['ratio']:.1f}x", flush=True)
+    return out
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'workload':9} {'P':>3} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time split (% of its "
+          f"phases): env policy collect-other update")
+    for r in rows:
+        t = r["pack_timing_s"]
+        total = sum(t[k] for k in ("env", "policy", "collect_other", "gae", "update")) or 1.0
+        split = " ".join(f"{100 * t[k] / total:.0f}" for k in ("env", "policy", "collect_other", "update"))
+        print(f"{r['workload']:9} {r['P']:>3} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}")

@@ -1,0 +1,103 @@
+"""The policy is defined once (ppo_pipeline.algo.distributions / policy): the collector, the loss,
+evaluation and export are built from the same module and the same head, so on random observations they
+agree -- the collector's stored log-probs are the loss's, evaluation's actions are the head's mode, and
+the exported TorchScript file acts exactly like evaluation. Nothing is patched here."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from helpers import tiny
+from tensordict import TensorDict
+
+from ppo_pipeline import config
+from ppo_pipeline.algo.collect import Collector
+from ppo_pipeline.algo.evaluation import agent_policy
+from ppo_pipeline.algo.normalize import ObsNormalizer
+from ppo_pipeline.algo.policy import Agent
+from ppo_pipeline.algo.spaces import obs_tensor
+from ppo_pipeline.envs import make_vector_env
+from ppo_pipeline.envs.seeds import env_seeds
+from ppo_pipeline.tools.export import ExportedPolicy
+
+SPACES = {   # name -> (preset, observation space, action space)
+    "discrete": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.Discrete(3)),
+    "box": (config.mujoco, gym.spaces.Box(-5, 5, (6,), np.float64), gym.spaces.Box(-0.4, 0.7, (2,))),
+    "pixels": (config.atari, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6)),
+}
+
+
+def randomize(agent: Agent, seed: int) -> None:
+    """Parameters away from the init (whose 0.01 policy gain makes every action nearly uniform)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_collector_loss_evaluation_and_export_agree(name: str, seed: int) -> None:
+    preset, obs_space, act_space = SPACES[name]
+    torch.manual_seed(seed)
+    agent = Agent(obs_space, act_space, preset())
+    randomize(agent, seed)
+    rng = np.random.default_rng(seed)
+    n = 64
+    obs = rng.integers(0, 256, (n, *obs_space.shape)).astype(np.uint8) if name == "pixels" else \
+        rng.normal(0.0, 3.0, (n, *obs_space.shape))
+    norm = None
+    if name != "pixels":
+        norm = ObsNormalizer(obs_space.shape, clip=10.0)
+        norm(rng.normal(1.0, 2.0, (500, *obs_space.shape)))        # statistics away from (0, 1)
+        norm = norm.frozen_copy()
+    x = obs_tensor(norm(obs, update=False) if norm else obs, torch.device("cpu"))
+
+    # the collector's path: a sample and its log-prob, with the distribution's parameters
+    out = agent.act(x)
+    # the loss's path: torchrl's ProbabilisticActor over the same TensorDict keys gives that log-prob
+    with torch.no_grad():
+        dist = agent.actor.get_dist(TensorDict({"observation": x}, [n]))
+        assert torch.allclose(dist.log_prob(out["action"]), out["action_log_prob"], rtol=1e-6, atol=1e-6)
+        # ... and the same mode the head defines (the distribution's own argmax / mean)
+        mode = agent.policy_head.mode({k: out[k] for k in agent.param_keys})
+        assert torch.equal(mode, dist.mode)
+    # evaluation's path (raw observations in, env actions out) is the head's mode, clipped to the bounds
+    evaluated = agent_policy(agent, norm, act_space)(obs)
+    expected = mode.numpy() if name != "box" else np.clip(mode.numpy(), act_space.low, act_space.high)
+    np.testing.assert_array_equal(evaluated, expected)
+    # export's path: the scripted file's module, raw observations in, acts exactly as evaluation does
+    exported = torch.jit.script(ExportedPolicy(agent, norm, act_space))
+    np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), evaluated, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset,env_id", [(config.classic, "CartPole-v1"), (config.mujoco, "Pendulum-v1")])
+def test_collected_log_probs_are_the_losses(tmp_path, preset, env_id: str) -> None:
+    """On a real batch: every stored log pi_old(a|s) is what the loss's actor computes for (s, a), so the
+    first epoch's ratio is 1 before any step."""
+    cfg = tiny(preset, tmp_path, env_id=env_id, num_envs=2, num_steps=32)
+    envs = make_vector_env(cfg, cfg.num_envs)
+    try:
+        agent = Agent(envs.single_observation_space, envs.single_action_space, cfg)
+        norm = ObsNormalizer(envs.single_observation_space.shape, cfg.clip_obs) if cfg.normalize_obs else None
+        collector = Collector(envs, agent, cfg.num_steps, torch.device("cpu"), obs_norm=norm)
+        collector.reset(env_seeds(0, cfg.num_envs))
+        batch = collector.collect().reshape(-1)
+    finally:
+        envs.close()
+    with torch.no_grad():
+        log_prob = agent.actor.get_dist(batch.select("observation")).log_prob(batch["action"])
+    assert torch.allclose(log_prob, batch["action_log_prob"], rtol=1e-6, atol=1e-6)
+
+
+def test_agent_from_specs_init():
+    cfg = config.mujoco()
+    agent = Agent(gym.spaces.Box(-1, 1, (11,)), gym.spaces.Box(-1, 1, (3,)), cfg)
+    assert not agent.shared
+    w = agent.policy_head.net[-1].weight
+    assert torch.allclose(w @ w.T, 0.01 ** 2 * torch.eye(3), atol=1e-6)  # orthogonal, gain 0.01
+    assert torch.all(agent.policy_head.log_std == 0)
+    atari = Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), config.atari())
+    assert atari.shared and atari.value_net.out_features == 1

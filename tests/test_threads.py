@@ -1,0 +1,82 @@
+"""torch threads from the cores the machine's other processes leave free (ppo_pipeline.run.threads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ppo_pipeline.run import threads
+
+
+class FakeMachine:
+    """Scripted CPU ticks: ``others`` cores' worth of other processes' work per second of wall time."""
+
+    def __init__(self, monkeypatch, cores: int):
+        self.t, self.busy, self.own, self.others = 0.0, 0, 0, 0.0
+        hz = os.sysconf("SC_CLK_TCK")
+        monkeypatch.setattr(threads, "cores", lambda: cores)
+        monkeypatch.setattr(threads, "machine_busy_ticks", lambda: self.busy)
+        monkeypatch.setattr(threads, "own_ticks", lambda root=None: self.own)
+        monkeypatch.setattr(threads.time, "monotonic", lambda: self.t)
+        monkeypatch.setattr(threads.time, "sleep", lambda s: self.advance(s))
+        self.hz = hz
+
+    def advance(self, seconds: float, own: float = 1.0) -> None:
+        """``seconds`` pass with this run busy on ``own`` cores and the others on ``self.others``."""
+        self.t += seconds
+        self.own += int(own * seconds * self.hz)
+        self.busy += int((own + self.others) * seconds * self.hz)
+
+
+@pytest.mark.parametrize("cores,others,expected", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.7, 1), (2, 1.9, 1),
+                                                    (8, 3.0, 5), (8, 9.0, 1)])
+def test_threads_are_the_cores_others_leave_free(monkeypatch, cores, others, expected):
+    m = FakeMachine(monkeypatch, cores)
+    m.others = others
+    t = threads.Threads(0)
+    assert t.count == expected and torch.get_num_threads() == expected
+
+
+def test_threads_follow_the_load_between_updates(monkeypatch):
+    """Two runs started together settle on one thread each; left alone, a run goes back to all cores."""
+    m = FakeMachine(monkeypatch, 2)
+    t = threads.Threads(0)
+    assert t.count == 2
+    m.others = 1.8                                 # another run started, spinning two threads
+    m.advance(threads.CHECK_EVERY_S / 2)
+    t.check()
+    assert t.count == 2                            # not looked at again yet: a check costs nothing
+    m.advance(threads.CHECK_EVERY_S)
+    t.check()
+    assert t.count == 1 and torch.get_num_threads() == 1
+    m.others = 0.0                                 # it ended
+    m.advance(threads.CHECK_EVERY_S + 0.1)
+    t.check()
+    assert t.count == 2 and torch.get_num_threads() == 2
+
+
+def test_forced_and_slurm_counts_are_kept(monkeypatch):
+    m = FakeMachine(monkeypatch, 2)
+    m.others = 1.9
+    assert threads.Threads(3).count == 3            # --torch-threads N forces N
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    t = threads.Threads(0)
+    assert t.count == 4                             # the allocation is the run's
+    m.advance(10)
+    t.check()
+    assert t.count == 4
+
+
+def test_own_ticks_count_this_process_and_its_children():
+    """Env workers are this run's own work, not another process's."""
+    before = threads.own_ticks()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    time.sleep(1.0)
+    during = threads.own_ticks()
+    child.wait()
+    assert during - before >= 0.5 * os.sysconf("SC_CLK_TCK")      # the child's busy second is counted as ours
