@@ -3,7 +3,8 @@
 The collector writes a TensorDict of batch shape [N, T] (N envs, time last; torchrl's layout, so its
 GAE and losses read it unchanged); GAE adds two keys; the sampler flattens it and cuts minibatches
 [M] (M = minibatch size); the loss reads them. A = action dimension (Box) and n = number of actions
-(Discrete); O = the observation's shape (``[4, 84, 84]`` uint8 for Atari).
+(Discrete); O = the observation's shape (``[4, 84, 84]`` uint8 for Atari; for a ``Dict`` observation space,
+``observation`` is a TensorDict of its entries, ``action_mask`` among them when the env masks actions).
 
 ===========================  ===============  =========  =================================================
 key                          shape            dtype      meaning (paper's symbol)
@@ -18,6 +19,14 @@ key                          shape            dtype      meaning (paper's symbol
 ``state_value``              [N, T, 1]        float32    V(s_t) under theta_old
 ``hidden``                   [M, width]       float32    the shared trunk's features (written inside the
                                                          loss by the actor, read by the critic)
+``features``                 [M, width]       float32    ``--policy lstm``: the encoder's output, the LSTM's
+                                                         input (written inside the loss)
+``is_init``                  [N, T, 1]        bool       ``--policy lstm``: s_t starts an episode (the LSTM's
+                                                         state is reset to 0 there)
+``recurrent_state_h``, _c    [N, T, L, H]     float32    ``--policy lstm``: the LSTM's state before step t
+                                                         (torchrl's LSTMModule layout; 0 where ``is_init``)
+``mask``                     [N, T, n]        bool       masked actions: the allowed actions at s_t (a
+                                                         distribution parameter of the masked head)
 ``("next", "reward")``       [N, T, 1]        float32    r_t as trained on (sign-clipped / scaled)
 ``("next", "terminated")``   [N, T, 1]        bool       s_{t+1} is terminal (bootstrap 0)
 ``("next", "truncated")``    [N, T, 1]        bool       a time limit cut the episode after a_t
@@ -41,3 +50,7 @@ TRUNCATED = "truncated"
 DONE = "done"
 ADVANTAGE = "advantage"
 VALUE_TARGET = "value_target"
+FEATURES = "features"
+IS_INIT = "is_init"
+STATE_H = "recurrent_state_h"
+STATE_C = "recurrent_state_c"

@@ -107,6 +107,10 @@ class Config:
     # --- model --------------------------------------------------------------------------------------
     hidden_sizes: list = option([64, 64], "MLP hidden layer sizes (non-pixel envs)")
     shared_trunk: bool = option(False, "policy and value share the trunk (always true for Atari's CNN)")
+    policy: str = option("mlp", "mlp (feed-forward) or lstm (an LSTM after the encoder, MLP or Nature CNN; minibatches "
+                                "are whole env trajectories, the loss recomputes them from the stored state)",
+                         choices=("mlp", "lstm"))
+    lstm_hidden: int = option(128, "LSTM hidden units (--policy lstm)")
 
     # --- run ----------------------------------------------------------------------------------------
     seed: int = option(0, "seed; per-env seeds are derived from it without overlap across seeds")
@@ -215,6 +219,14 @@ def validate(cfg: Config) -> None:
              f"collector_workers={cfg.collector_workers} with normalize_obs/scale_reward: the running statistics "
              f"live in one process; use --collector-workers 1 or --no-normalize-obs --no-scale-reward")
     need(cfg.torch_threads <= MAX_THREADS, f"torch_threads={cfg.torch_threads} must be <= {MAX_THREADS}")
+    need(cfg.lstm_hidden >= 1, f"lstm_hidden={cfg.lstm_hidden} must be >= 1")
+    if cfg.policy == "lstm":
+        need(cfg.collector == "lean", "policy=lstm needs --collector lean (torchrl's collector does not carry our LSTM "
+                                      "state); drop --collector torchrl")
+        envs_per_minibatch = cfg.minibatch_size // cfg.num_steps
+        need(cfg.minibatch_size % cfg.num_steps == 0 and cfg.num_envs % max(envs_per_minibatch, 1) == 0,
+             f"policy=lstm trains on whole env trajectories: minibatch_size={cfg.minibatch_size} must be num_steps="
+             f"{cfg.num_steps} times a divisor of num_envs={cfg.num_envs}")
     need(len(cfg.hidden_sizes) >= 1, "hidden_sizes is empty; give at least one layer size, e.g. 64,64")
     need(all(int(h) >= 1 for h in cfg.hidden_sizes), f"hidden_sizes={cfg.hidden_sizes} must be >= 1 each")
     nb = cfg.batch_size

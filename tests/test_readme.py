@@ -51,6 +51,10 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
+    "python recipes/classic_control.py --env-id tests.variant_envs:CartPoleNoVel --policy lstm": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id tests.variant_envs:MaskedChain": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id tests.variant_envs:DictCartPole": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id tests.variant_envs:TargetCode": ["--total-steps", "512"],
     "python recipes/mujoco.py --seeds 0-7 --clip-epsilon 0.1,0.2 --pack 8 --total-steps 20000": [
         "--total-steps", "2048", "--eval-episodes", "1"],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
@@ -113,6 +117,7 @@ def scratch(tmp_path_factory) -> Path:
     my_pkg is a user's package that defines an env class and registers an id for it."""
     d = tmp_path_factory.mktemp("readme")
     (d / "recipes").symlink_to(ROOT / "recipes")
+    (d / "tests").symlink_to(ROOT / "tests")
     pkg = d / "my_pkg"
     pkg.mkdir()
     (pkg / "envs.py").write_text((ROOT / "tests" / "custom_envs.py").read_text()
@@ -154,6 +159,13 @@ def test_help_and_dry_runs(scratch):
             else:
                 assert "(default: ALE/Pong-v5)" in " ".join(p.stdout.split())
     assert not (scratch / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_variant_commands_as_printed(scratch):
+    for cmd in [c for c in AS_PRINTED if "variant_envs" in c]:
+        p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+        assert "last-100 training return" in p.stdout, cmd
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ Output of :meth:`Collector.collect`, a TensorDict of batch shape [num_envs, T] (
 from __future__ import annotations
 
 import time
+from typing import Any
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -30,7 +31,7 @@ from .. import batch as keys
 from .advantages import next_state_value
 from .normalize import ObsNormalizer, RewardScaler
 from .policy import Agent
-from .spaces import env_action, obs_tensor
+from .spaces import env_action, obs_tensor, stack_obs
 
 
 @dataclass
@@ -65,27 +66,38 @@ class Collector:
                  obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.obs_norm, self.reward_scaler = obs_norm, reward_scaler
-        self.obs: np.ndarray | None = None
+        self.obs: np.ndarray | dict[str, np.ndarray] | None = None
         self.global_step = 0
         self.time_env = 0.0      # seconds in VectorEnv.step + normalization (for the bench's split)
         self.time_policy = 0.0   # seconds in the policy/value forward passes
         self.episodes = EpisodeLog()
+        # --policy lstm: the LSTM's state the envs' episodes carry, and which envs just started an episode
+        self.state = agent.initial_state(envs.num_envs, self.device)
+        self.is_init = np.ones(envs.num_envs, dtype=bool)
 
     def reset(self, seeds: list[int]) -> None:
         obs, _ = self.envs.reset(seed=seeds)
         self.obs = self._norm(obs)
+        self.is_init[:] = True
 
     def shutdown(self) -> None:
         """Nothing to stop (the trainer closes the envs); torchrl's collectors stop their workers here."""
 
-    def _norm(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+    def _norm(self, obs: Any, update: bool = True) -> Any:
         return self.obs_norm(obs, update) if self.obs_norm is not None else obs
+
+    def _fresh_state(self) -> dict[str, torch.Tensor] | None:
+        """The carried LSTM state, zero where an episode starts (torchrl's is_init rule)."""
+        if self.state is None:
+            return None
+        init = torch.from_numpy(self.is_init).to(self.device).view(-1, 1, 1)
+        return {k: torch.where(init, torch.zeros_like(v), v) for k, v in self.state.items()}
 
     @torch.no_grad()
     def collect(self) -> TensorDict:
         E, T, dev = self.envs.num_envs, self.T, self.device
         obs_t = obs_tensor(self.obs, dev)
-        buf: dict[str, torch.Tensor] = {}
+        buf: dict[str, Any] = {}
         final_value = torch.zeros(T, E, 1, device=dev)   # V(final observation) where a time limit cut
         reward = np.zeros((T, E, 1), dtype=np.float32)   # numpy per step, one tensor per batch
         terminated = np.zeros((T, E, 1), dtype=bool)
@@ -93,10 +105,15 @@ class Collector:
         clock = time.perf_counter
         for t in range(T):
             t0 = clock()
-            out = self.agent.act(obs_t)
+            state = self._fresh_state()
+            out = self.agent.act(obs_t, state=state) if state is not None else self.agent.act(obs_t)
             out[keys.OBSERVATION] = obs_t
+            if state is not None:      # the batch keeps the state before the step; the envs carry the one after
+                self.state = {k: out.pop(f"next_{k}") for k in state}
+                out.update(state)
+                out[keys.IS_INIT] = torch.from_numpy(self.is_init.copy()).to(dev).unsqueeze(-1)
             if not buf:
-                buf = {k: torch.empty((T, *v.shape), dtype=v.dtype, device=dev) for k, v in out.items()}
+                buf = {k: empty_like_steps(v, T) for k, v in out.items()}
             for k, v in out.items():
                 buf[k][t] = v
             action = env_action(out[keys.ACTION], self.envs.single_action_space)
@@ -112,20 +129,29 @@ class Collector:
             terminated[t, :, 0] = term
             truncated[t, :, 0] = trunc
             boot = np.flatnonzero(trunc & ~term)
-            if len(boot):  # bootstrap a time limit from V(final observation)
-                final = np.stack([info["final_obs"][i] for i in boot])
-                final_value[t, boot] = self.agent.state_value(obs_tensor(self._norm(final, update=False), dev))
+            if len(boot):  # bootstrap a time limit from V(final observation) (with the LSTM's state after the step)
+                final = stack_obs([info["final_obs"][i] for i in boot])
+                after = None if self.state is None else {k: v[boot] for k, v in self.state.items()}
+                final_value[t, boot] = self.agent.state_value(obs_tensor(self._norm(final, update=False), dev), after)
             self.obs = self._norm(next_obs)
+            self.is_init = np.asarray(done, dtype=bool).copy()
             obs_t = obs_tensor(self.obs, dev)
             t2 = clock()
             self.time_policy += t1 - t0
             self.time_env += t2 - t1
         reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward, terminated, truncated))
-        next_value = next_state_value(buf[keys.STATE_VALUE], self.agent.state_value(obs_t), final_value,
-                                      terminated, truncated)
+        last_value = self.agent.state_value(obs_t, self._fresh_state())
+        next_value = next_state_value(buf[keys.STATE_VALUE], last_value, final_value, terminated, truncated)
         done = terminated | truncated
         td = {k: v.transpose(0, 1) for k, v in buf.items()}
         td[keys.NEXT] = {keys.REWARD: reward.transpose(0, 1), keys.TERMINATED: terminated.transpose(0, 1),
-                      keys.TRUNCATED: truncated.transpose(0, 1), keys.DONE: done.transpose(0, 1),
-                      keys.STATE_VALUE: next_value.transpose(0, 1)}
+                         keys.TRUNCATED: truncated.transpose(0, 1), keys.DONE: done.transpose(0, 1),
+                         keys.STATE_VALUE: next_value.transpose(0, 1)}
         return TensorDict(td, batch_size=[E, T], device=dev)
+
+
+def empty_like_steps(v: torch.Tensor | TensorDict, steps: int) -> torch.Tensor | TensorDict:
+    """A buffer for ``steps`` values like ``v`` (a tensor, or a TensorDict of a ``Dict`` observation)."""
+    if isinstance(v, TensorDict):
+        return v.unsqueeze(0).expand(steps, *v.batch_size).clone()
+    return torch.empty((steps, *v.shape), dtype=v.dtype, device=v.device)

@@ -165,6 +165,8 @@ class TorchRLCollector:
     """
 
     exact_resume = False   # the env state is not snapshotted: a resume restarts episodes (as subprocess envs)
+    state = None           # no LSTM state to carry (--policy lstm needs the lean collector)
+    is_init = None
 
     def __init__(self, envs: Any, agent: Agent, num_steps: int, device: torch.device, *,
                  obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,

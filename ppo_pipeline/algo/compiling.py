@@ -27,10 +27,13 @@ TERMS = ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx"
 StepFn = Callable[[TensorDictBase], dict[str, torch.Tensor]]
 
 
-def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device) -> bool:
-    """Whether to compile: ``on``/``off`` as asked; ``auto`` by the rule in the module docstring."""
+def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device, recurrent: bool = False) -> bool:
+    """Whether to compile: ``on``/``off`` as asked; ``auto`` by the rule in the module docstring (and never for
+    an LSTM policy, whose sequence replay splits at episode starts: data-dependent shapes)."""
     if choice != "auto":
         return choice == "on"
+    if recurrent:
+        return False
     if device.type == "cuda":
         return True
     return not pixels and minibatch_steps >= MIN_MINIBATCHES

@@ -1,47 +1,106 @@
 """Action distributions: the one definition of how the policy's outputs become actions.
 
-For each action space a *head*: the module that maps features to the distribution's parameters
-(``forward``: a dict keyed by ``param_keys``), ``draw`` (a sample, from a given random generator: a pack
-member draws from its own), ``mode`` (the deterministic action of evaluation, play and export), and the
-distribution class that gives log-probabilities, entropies and KL divergences (torch's and torchrl's own
-classes, which torchrl's ``ProbabilisticActor`` and the PPO losses build from the same keys). Nothing else in the package writes out a log-probability, an entropy or an argmax: the
-collector, the loss, evaluation and export all go through a head (``tests/test_policy.py`` holds them
-equal on random observations).
+For each action space a *head*: the module that maps features (and, for masked actions, the mask) to the
+distribution's parameters (``forward``: a dict keyed by ``param_keys``), ``draw`` (a sample, from a given
+random generator: a pack member draws from its own), ``mode`` (the deterministic action of evaluation,
+play and export), and the distribution class that gives log-probabilities, entropies and KL divergences
+(torch's and torchrl's own classes where they exist, which torchrl's ``ProbabilisticActor`` and the PPO
+losses build from the same keys). Nothing else in the package writes out a log-probability, an entropy or
+an argmax: the collector, the loss, evaluation and export all go through a head (``tests/test_policy.py``
+holds them equal on random observations).
 
-===============  ==================  =====================================  ===========================  ======
-action space     head                parameters (``param_keys``)            distribution                 mode
-===============  ==================  =====================================  ===========================  ======
-``Discrete(n)``  :class:`CategoricalHead`  ``logits`` [.., n]                 ``torch.distributions.Categorical``  argmax
-``Box`` (A)      :class:`GaussianHead`     ``loc``, ``scale`` [.., A]         torchrl ``IndependentNormal``        ``loc``
-===============  ==================  =====================================  ===========================  ======
+========================  ===========================  ==============================  =====================================  ==================
+action space              head                         parameters (``param_keys``)     distribution                           mode
+========================  ===========================  ==============================  =====================================  ==================
+``Discrete(n)``           :class:`CategoricalHead`     ``logits`` [.., n]              ``torch.distributions.Categorical``    argmax
+``Discrete(n)``, masked   :class:`MaskedCategoricalHead`  ``logits``, ``mask`` [.., n]  torchrl ``MaskedCategorical``          argmax over allowed
+``Box`` (A)               :class:`GaussianHead`        ``loc``, ``scale`` [.., A]      torchrl ``IndependentNormal``          ``loc``
+``MultiDiscrete(nvec)``   :class:`MultiCategoricalHead`  ``logits`` [.., sum(nvec)]    :class:`MultiCategorical`              argmax per part
+``MultiBinary(n)``        :class:`BernoulliHead`       ``logits`` [.., n]              :class:`IndependentBernoulli`          ``logits > 0``
+========================  ===========================  ==============================  =====================================  ==================
 
 The Gaussian's standard deviation is a state-independent learned parameter (37 details, continuous #2):
-``scale = exp(log_std)`` broadcast to ``loc``. Heads are TorchScript-able (``export`` scripts ``mode``).
+``scale = exp(log_std)`` broadcast to ``loc``. A masked action (mask 0) has probability 0: it is never drawn,
+never the mode, and log-probabilities and entropy are over the allowed actions. MultiDiscrete and
+MultiBinary are independent parts: log-probability and entropy summed over the parts. (torchrl's composite
+distributions split an action into TensorDict entries; the env takes one integer vector, so these two small
+classes keep it one tensor.) Heads are TorchScript-able (``export`` scripts ``forward`` and ``mode``).
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional, Sequence
 
 import gymnasium as gym
 import torch
 from torch import nn
-from torchrl.modules.distributions import IndependentNormal
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent, constraints, register_kl
+from torch.distributions import kl_divergence
+from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
 
 Params = Dict[str, torch.Tensor]
 
 
+# ------------------------------------------------------------------------------------------------------
+# Distributions that torch and torchrl do not have
+# ------------------------------------------------------------------------------------------------------
+class MultiCategorical(Distribution):
+    """Independent categoricals of sizes ``nvec`` over one logits vector [.., sum(nvec)]; actions [.., K]."""
+
+    arg_constraints = {"logits": constraints.real_vector}
+    has_enumerate_support = False
+
+    def __init__(self, logits: torch.Tensor, nvec: Sequence[int] = (), validate_args: bool | None = None):
+        self.logits, self.nvec = logits, [int(n) for n in nvec]
+        self.parts = [Categorical(logits=x) for x in logits.split(self.nvec, dim=-1)]
+        super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]),
+                         validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return torch.stack([d.sample(sample_shape) for d in self.parts], -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(value[..., i]) for i, d in enumerate(self.parts))
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy() for d in self.parts)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.stack([x.argmax(-1) for x in self.logits.split(self.nvec, dim=-1)], -1)
+
+
+class IndependentBernoulli(Independent):
+    """Independent Bernoullis over logits [.., n]; actions [.., n] in {0, 1} (float, as Bernoulli's)."""
+
+    def __init__(self, logits: torch.Tensor, validate_args: bool | None = None):
+        super().__init__(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return (self.base_dist.logits > 0).to(self.base_dist.logits.dtype)
+
+
+@register_kl(MultiCategorical, MultiCategorical)
+def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Tensor:
+    return sum(kl_divergence(a, b) for a, b in zip(p.parts, q.parts))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Heads
+# ------------------------------------------------------------------------------------------------------
 class CategoricalHead(nn.Module):
     """features -> ``{"logits": [.., n]}``; Categorical(logits); mode = argmax."""
 
     param_keys = ("logits",)
-    distribution = torch.distributions.Categorical
+    distribution = Categorical
+    distribution_kwargs: dict = {}
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         return {"logits": self.net(x)}
 
     @torch.jit.export
@@ -56,18 +115,42 @@ class CategoricalHead(nn.Module):
         return torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
 
 
+class MaskedCategoricalHead(CategoricalHead):
+    """features, mask -> ``{"logits", "mask"}``; torchrl's MaskedCategorical; mode = argmax over the allowed."""
+
+    param_keys = ("logits", "mask")
+    distribution = MaskedCategorical
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        logits = self.net(x)
+        if mask is None:
+            mask = torch.ones_like(logits, dtype=torch.bool)
+        return {"logits": logits, "mask": mask.to(torch.bool)}
+
+    @torch.jit.export
+    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return params["logits"].masked_fill(~params["mask"], float("-inf")).argmax(-1)
+
+    @torch.jit.ignore
+    def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
+        """a ~ softmax over the allowed actions (a masked action has probability exactly 0)."""
+        logits = params["logits"].masked_fill(~params["mask"], float("-inf"))
+        return super().draw({"logits": logits}, generator)
+
+
 class GaussianHead(nn.Module):
     """features -> ``{"loc": net(x), "scale": exp(log_std)}`` [.., A]; independent Normal; mode = loc."""
 
     param_keys = ("loc", "scale")
     distribution = IndependentNormal
+    distribution_kwargs: dict = {}
 
     def __init__(self, net: nn.Module, action_dim: int):
         super().__init__()
         self.net = net
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         loc = self.net(x)
         std = self.log_std.exp()      # [A], or [P, A] stacked for a pack: broadcast over the batch dims between
         std = std.reshape(list(std.shape[:-1]) + [1] * (loc.dim() - std.dim()) + [std.shape[-1]])
@@ -85,28 +168,87 @@ class GaussianHead(nn.Module):
         return loc + params["scale"] * noise
 
 
-Head = CategoricalHead | GaussianHead
+class MultiCategoricalHead(nn.Module):
+    """features -> ``{"logits": [.., sum(nvec)]}``; independent categoricals; mode = argmax per part."""
+
+    param_keys = ("logits",)
+    distribution = MultiCategorical
+
+    def __init__(self, net: nn.Module, nvec: Sequence[int]):
+        super().__init__()
+        self.net = net
+        self.nvec: List[int] = [int(n) for n in nvec]
+        self.distribution_kwargs = {"nvec": self.nvec}
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        return {"logits": self.net(x)}
+
+    @torch.jit.export
+    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([x.argmax(-1) for x in params["logits"].split(self.nvec, dim=-1)], -1)
+
+    @torch.jit.ignore
+    def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
+        parts = []
+        for x in params["logits"].split(self.nvec, dim=-1):
+            probs = x.softmax(-1).reshape(-1, x.shape[-1])
+            parts.append(torch.multinomial(probs, 1, generator=generator).reshape(x.shape[:-1]))
+        return torch.stack(parts, -1)
+
+
+class BernoulliHead(nn.Module):
+    """features -> ``{"logits": [.., n]}``; independent Bernoullis; mode = logits > 0."""
+
+    param_keys = ("logits",)
+    distribution = IndependentBernoulli
+    distribution_kwargs: dict = {}
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        return {"logits": self.net(x)}
+
+    @torch.jit.export
+    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return (params["logits"] > 0).to(params["logits"].dtype)
+
+    @torch.jit.ignore
+    def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
+        probs = params["logits"].sigmoid()
+        return torch.bernoulli(probs, generator=generator)
+
+
+Head = CategoricalHead | MaskedCategoricalHead | GaussianHead | MultiCategoricalHead | BernoulliHead
 
 
 def head_outputs(action_space: gym.Space) -> int:
     """Width of the last layer of the policy net for ``action_space``; TypeError for a space no head takes."""
     if isinstance(action_space, gym.spaces.Discrete):
         return int(action_space.n)
-    if isinstance(action_space, gym.spaces.Box):
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return int(sum(int(n) for n in action_space.nvec.reshape(-1)))
+    if isinstance(action_space, (gym.spaces.Box, gym.spaces.MultiBinary)):
         return int(torch.Size(action_space.shape).numel())
     raise TypeError(f"unsupported action space {action_space}")
 
 
-def make_head(action_space: gym.Space, net: nn.Module) -> Head:
-    """The head for ``action_space`` on top of ``net`` (whose output width is :func:`head_outputs`)."""
+def make_head(action_space: gym.Space, net: nn.Module, *, masked: bool = False) -> Head:
+    """The head for ``action_space`` on top of ``net`` (whose output width is :func:`head_outputs`);
+    ``masked``: a Discrete space whose observations carry an ``action_mask``."""
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalHead(net)
+        return MaskedCategoricalHead(net) if masked else CategoricalHead(net)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return MultiCategoricalHead(net, action_space.nvec.reshape(-1).tolist())
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return BernoulliHead(net)
     return GaussianHead(net, head_outputs(action_space))
 
 
-def build(head: Head, params: Params) -> torch.distributions.Distribution:
+def build(head: Head, params: Params) -> Distribution:
     """The head's distribution over ``params`` (what torchrl's ProbabilisticActor builds too)."""
-    return head.distribution(**{k: params[k] for k in head.param_keys})
+    return head.distribution(**{k: params[k] for k in head.param_keys}, **head.distribution_kwargs)
 
 
 def sample(head: Head, params: Params, deterministic: bool = False,

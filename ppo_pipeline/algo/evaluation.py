@@ -7,7 +7,7 @@ real game score), and observe through a *frozen* copy of the training normalizat
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -18,12 +18,21 @@ from ..config import Config
 from ..envs import make_vector_env
 from ..envs.seeds import env_seeds
 from .collect import episode_stats
-from .normalize import ObsNormalizer
 from .policy import Agent
 from .spaces import env_action, obs_tensor
 
-Policy = Callable[[np.ndarray], np.ndarray]
-Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]
+Step = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]
+
+
+class Policy:
+    """numpy observations [B, ...] (a dict of arrays for ``Dict`` spaces) -> numpy actions for ``envs.step``;
+    :meth:`ended` is told which envs' episodes ended in the last step (a recurrent policy resets there)."""
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def ended(self, done: np.ndarray) -> None:
+        """``done[i]``: env i's episode ended in the last step (its next observation starts a new one)."""
 
 
 def rollout(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int]) -> Iterator[Step]:
@@ -33,36 +42,62 @@ def rollout(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int]) -> Ite
     while True:
         step = envs.step(policy(obs))
         obs = step[0]
+        policy.ended(np.asarray(step[2]) | np.asarray(step[3]))
         yield step
 
 
-def random_policy(envs: gym.vector.VectorEnv, seed: int) -> Policy:
+class RandomPolicy(Policy):
     """Uniform random actions from the vector action space, seeded."""
-    envs.action_space.seed(seed)
-    return lambda obs: envs.action_space.sample()
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int):
+        self.space = envs.action_space
+        self.space.seed(seed)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return self.space.sample()
 
 
-def agent_policy(agent: Agent, obs_norm: ObsNormalizer | None, action_space: gym.Space, *,
-                 deterministic: bool = True) -> Policy:
-    """The agent as the evaluation plays it: numpy observations ``[B, *obs_shape]`` (raw, as the env gives
-    them) -> numpy actions ``[B(, A)]`` ready for ``envs.step``.
+def random_policy(envs: gym.vector.VectorEnv, seed: int) -> Policy:
+    return RandomPolicy(envs, seed)
 
-    ``obs_norm`` (the run's statistics, or None) is applied with ``update=False``; pass a
-    :meth:`~ppo_pipeline.algo.normalize.ObsNormalizer.frozen_copy`. Deterministic: argmax of the logits or the
-    Gaussian mean; otherwise a sample from torch's global generator. Box actions are clipped to the bounds.
-    """
-    device = next(agent.parameters()).device
 
-    def policy(obs: np.ndarray) -> np.ndarray:
-        x = obs_norm(obs, update=False) if obs_norm is not None else obs
-        action = agent.act(obs_tensor(x, device), deterministic=deterministic)[keys.ACTION]
-        return env_action(action, action_space)
+class AgentPolicy(Policy):
+    """The agent as evaluation plays it: raw observations (as the env gives them) through ``obs_norm`` (the run's
+    statistics with ``update=False``: pass a frozen copy) -> the agent's action (``deterministic``: argmax of the
+    logits or the Gaussian mean; otherwise a sample from torch's global generator) -> the env's action (Box:
+    clipped to the bounds). With an LSTM it carries each env's state, reset where an episode ended."""
 
-    return policy
+    def __init__(self, agent: Agent, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True):
+        self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
+        self.device = next(agent.parameters()).device
+        self.state: dict[str, torch.Tensor] | None = None
+        self.starts: np.ndarray | None = None
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        x = obs_tensor(self.obs_norm(obs, update=False) if self.obs_norm is not None else obs, self.device)
+        if not self.agent.recurrent:
+            return env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION], self.action_space)
+        n = x.shape[0]
+        if self.state is None or self.state[keys.STATE_H].shape[0] != n:
+            self.state, self.starts = self.agent.initial_state(n, self.device), np.zeros(n, dtype=bool)
+        init = torch.from_numpy(self.starts).to(self.device).view(-1, 1, 1)
+        state = {k: torch.where(init, torch.zeros_like(v), v) for k, v in self.state.items()}
+        out = self.agent.act(x, deterministic=self.deterministic, state=state)
+        self.state = {k: out[f"next_{k}"] for k in state}
+        return env_action(out[keys.ACTION], self.action_space)
+
+    def ended(self, done: np.ndarray) -> None:
+        if self.agent.recurrent:
+            self.starts = np.asarray(done, dtype=bool).copy()
+
+
+def agent_policy(agent: Agent, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True) -> AgentPolicy:
+    """:class:`AgentPolicy` (numpy observations ``[B, *obs_shape]`` -> numpy actions ``[B(, A)]``)."""
+    return AgentPolicy(agent, obs_norm, action_space, deterministic=deterministic)
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, cfg: Config, obs_norm: ObsNormalizer | None, episodes: int) -> list[float]:
+def evaluate(agent: Agent, cfg: Config, obs_norm: Any, episodes: int) -> list[float]:
     """Deterministic policy (argmax / mean) on ``episodes`` fresh eval envs, one episode each, at most
     ``cfg.eval_max_steps`` steps; returns each episode's real game score."""
     envs = make_vector_env(cfg, episodes, evaluation=True)

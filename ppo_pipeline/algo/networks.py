@@ -9,7 +9,10 @@
 from __future__ import annotations
 
 import math
+from typing import Dict, List
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,14 +31,15 @@ class NatureCNN(nn.Module):
     that way on a CPU for the update's minibatches (``python -m ppo_pipeline.bench``); the math is the same.
     """
 
-    def __init__(self, in_channels: int, out_features: int = 512):
+    def __init__(self, in_channels: int, out_features: int = 512, height: int = 84, width: int = 84):
         super().__init__()
+        side = [((s - 8) // 4 + 1 - 4) // 2 + 1 - 2 for s in (height, width)]      # after the three convolutions
         self.net = nn.Sequential(
             layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.ReLU(),
             layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
             layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
             nn.Flatten(),
-            layer_init(nn.Linear(64 * 7 * 7, out_features)), nn.ReLU(),
+            layer_init(nn.Linear(64 * side[0] * side[1], out_features)), nn.ReLU(),
         ).to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -50,3 +54,59 @@ def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) 
         in_features = h
     layers.append(layer_init(nn.Linear(in_features, out_features), std=out_std))
     return nn.Sequential(*layers)
+
+
+MIN_IMAGE_SIDE = 36      # the Nature CNN's three convolutions need at least 36 x 36 pixels
+MASK_KEY = "action_mask"
+
+
+def is_image(space: gym.Space) -> bool:
+    """A ``Box`` of uint8 pixels with 3 dims ([C, H, W] or [H, W, C])."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """[H, W, C] (gymnasium's image layout: a last dim of at most 4 channels) rather than [C, H, W]."""
+    return shape[-1] <= 4 < shape[0]
+
+
+class ImageEncoder(nn.Module):
+    """uint8 image [.., C, H, W] or [.., H, W, C] -> the Nature CNN's features (SB3's 256 for Dict entries)."""
+
+    def __init__(self, shape: tuple[int, ...], out_features: int = 256):
+        super().__init__()
+        self.hwc = channels_last(shape)
+        c, h, w = (shape[2], shape[0], shape[1]) if self.hwc else shape
+        self.cnn = NatureCNN(c, out_features, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hwc:
+            x = x.movedim(-1, -3)
+        lead = x.shape[:-3]
+        return self.cnn(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1)
+
+
+class CombinedEncoder(nn.Module):
+    """A ``Dict`` observation -> one feature vector (SB3's ``CombinedExtractor`` is the model): each image entry
+    through its own Nature CNN (256 features), each vector entry flattened, all concatenated in key order.
+    The ``action_mask`` entry is the head's, not a feature."""
+
+    def __init__(self, space: gym.spaces.Dict):
+        super().__init__()
+        self.keys: List[str] = [k for k in sorted(space.spaces) if k != MASK_KEY]
+        self.images = nn.ModuleDict({k: ImageEncoder(space[k].shape) for k in self.keys if is_image(space[k])})
+        self.vector_dims: Dict[str, int] = {k: len(space[k].shape) for k in self.keys if not is_image(space[k])}
+        self.out_features = 256 * len(self.images) + sum(int(np.prod(space[k].shape)) for k in self.vector_dims)
+
+    def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        parts: List[torch.Tensor] = []
+        for k in self.keys:
+            x = obs[k]
+            if k in self.images:
+                for name, encoder in self.images.items():     # (a ModuleDict is indexed by iteration in TorchScript)
+                    if name == k:
+                        parts.append(encoder(x))
+            else:
+                nd = self.vector_dims[k]
+                parts.append((x.flatten(x.dim() - nd) if nd > 0 else x.unsqueeze(-1)).to(torch.float32))
+        return torch.cat(parts, -1)

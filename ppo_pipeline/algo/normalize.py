@@ -9,6 +9,8 @@ of the training statistics; checkpoints keep them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gymnasium.wrappers.utils import RunningMeanStd
 
@@ -89,3 +91,43 @@ class RewardScaler:
 
     def load_state_dict(self, d: dict) -> None:
         self.rms.mean, self.rms.var, self.rms.count, self.ret = d["mean"], d["var"], d["count"], d["ret"].copy()
+
+
+class DictObsNormalizer:
+    """:class:`ObsNormalizer` per vector entry of a ``Dict`` observation (images and the action mask pass as
+    they are): ``{key: array}`` in, ``{key: array}`` out, the same interface."""
+
+    def __init__(self, space: Any, clip: float, eps: float = 1e-8, members: int | None = None):
+        from .networks import MASK_KEY, is_image
+
+        self.keys = [k for k, s in space.spaces.items() if k != MASK_KEY and not is_image(s)]
+        self.norms = {k: ObsNormalizer(space[k].shape, clip, eps, members) for k in self.keys}
+        self.clip, self.eps, self.members, self._space = clip, eps, members, space
+
+    @property
+    def frozen(self) -> bool:
+        return all(n.frozen for n in self.norms.values())
+
+    def __call__(self, obs: dict[str, np.ndarray], update: bool = True) -> dict[str, np.ndarray]:
+        return {k: self.norms[k](v, update) if k in self.norms else v for k, v in obs.items()}
+
+    def frozen_copy(self) -> "DictObsNormalizer":
+        other = DictObsNormalizer(self._space, self.clip, self.eps, self.members)
+        other.norms = {k: n.frozen_copy() for k, n in self.norms.items()}
+        return other
+
+    def state_dict(self) -> dict:
+        return {k: n.state_dict() for k, n in self.norms.items()}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k, n in self.norms.items():
+            n.load_state_dict(d[k])
+
+
+def make_obs_normalizer(space: Any, clip: float, members: int | None = None) -> ObsNormalizer | DictObsNormalizer:
+    """The observation normalizer for ``space`` (a ``Box``, or a ``Dict`` of entries)."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Dict):
+        return DictObsNormalizer(space, clip, members=members)
+    return ObsNormalizer(space.shape, clip, members=members)

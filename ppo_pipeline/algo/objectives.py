@@ -95,11 +95,14 @@ class KLController:
 
 @torch.no_grad()
 def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = 4096) -> float:
-    """d = E_t[KL[pi_old(.|s_t), pi(.|s_t)]] over a flat batch holding the old dist params."""
+    """d = E_t[KL[pi_old(.|s_t), pi(.|s_t)]] over a batch [N, T] holding the old dist params (a recurrent
+    policy's sequences are replayed whole: chunks of envs, not of steps)."""
     total, n = 0.0, 0
-    for part in batch.split(chunk):
+    inputs = [keys.OBSERVATION] + ([keys.IS_INIT, keys.STATE_H, keys.STATE_C] if agent.recurrent else [])
+    parts = batch.split(max(chunk // batch.batch_size[-1], 1), dim=0) if agent.recurrent else batch.reshape(-1).split(chunk)
+    for part in parts:
         old = agent.actor.build_dist_from_params(part)
-        new = agent.actor.get_dist(part.select(keys.OBSERVATION).clone())
+        new = agent.actor.get_dist(part.select(*inputs).clone())
         kl = torch.distributions.kl_divergence(old, new)
         total += float(kl.sum())
         n += kl.numel()

@@ -1,47 +1,91 @@
 """The agent: policy and value function, built from the env's spaces, and the torchrl operators over them.
 
-One module maps an observation to the distribution's parameters (:attr:`Agent.trunk` then
-:attr:`Agent.policy_head`); one place turns those into sample, log-prob, entropy and mode (the head's
-distribution and ``mode``, :mod:`.distributions`). Everything that acts is built from these: the loss's
-``ProbabilisticActor``, the collector and evaluation (:meth:`Agent.act`), play and export.
+One module maps an observation to the distribution's parameters (:attr:`Agent.trunk`, the optional LSTM,
+then :attr:`Agent.policy_head`); one place turns those into sample, log-prob, entropy and mode (the head's
+distribution, ``draw`` and ``mode``, :mod:`.distributions`). Everything that acts is built from these: the
+loss's ``ProbabilisticActor``, the collector and evaluation (:meth:`Agent.act`), play and export.
 
-* Pixels (Atari): the Nature CNN trunk shared by the policy and value heads (paper Sec. 6.2).
-* Vectors: separate 64-64 tanh MLPs for policy and value (paper Sec. 6.1), or one shared trunk.
-* Init (37 details #2): policy output layer gain 0.01, value output gain 1 (:mod:`.networks`).
+===========================  ==========================================  ====================================
+observations                 trunk (shared by both heads, run once)      heads (policy / value)
+===========================  ==========================================  ====================================
+vector ``Box``               none: each head reads the observation        64-64 tanh MLPs (paper Sec. 6.1)
+vector, ``shared_trunk``     64-64 tanh MLP                               linear
+pixels (Atari)               Nature CNN (paper Sec. 6.2)                  linear
+``Dict`` of ``Box`` entries  a Nature CNN per image, vectors flattened,   64-64 tanh MLPs (linear with
+                             concatenated (SB3's CombinedExtractor)       ``shared_trunk``: + a tanh MLP)
+``--policy lstm``            the above, then an LSTM (torchrl LSTMModule)  linear
+===========================  ==========================================  ====================================
+
+Init (37 details #2): policy output layer gain 0.01, value output gain 1 (:mod:`.networks`). A ``Dict``
+observation with an ``action_mask`` entry (1 = allowed) masks a ``Discrete`` policy
+(:class:`~.distributions.MaskedCategoricalHead`).
 
 TensorDict contract (keys: :mod:`ppo_pipeline.batch`):
 
-* ``actor`` (torchrl ``ProbabilisticActor``): ``observation`` -> the head's parameters (``logits`` or
-  ``loc``/``scale``), ``action``, ``action_log_prob``. (Shared trunk: also ``hidden``.)
-* ``critic`` (torchrl ``ValueOperator``): ``observation`` -> ``state_value`` [.., 1]. With a shared trunk it
-  reads ``hidden``, which the actor wrote into the same TensorDict moments before inside the PPO loss
-  (torchrl computes the policy term first, then the critic term on the same TensorDict), so the CNN runs
-  once per minibatch, as in the paper, not twice.
+* ``actor`` (torchrl ``ProbabilisticActor``): ``observation`` (a tensor, or a TensorDict of the ``Dict``'s
+  entries) -> the head's parameters, ``action``, ``action_log_prob``. (With a trunk: also ``hidden``; with an
+  LSTM it reads ``is_init`` and ``recurrent_state_h``/``_c`` and runs whole sequences [B, T].)
+* ``critic`` (torchrl ``ValueOperator``): -> ``state_value`` [.., 1]. With a trunk it reads ``hidden``,
+  which the actor wrote into the same TensorDict moments before inside the PPO loss (torchrl computes the
+  policy term first, then the critic term on the same TensorDict), so the trunk runs once per minibatch.
 
 :meth:`Agent.act` is the collector's path: the same modules on plain tensors, no TensorDict per step (a
-TensorDict actor call costs several times the bare network; ``python -m ppo_pipeline.bench``).
+TensorDict actor call costs several times the bare network; ``python -m ppo_pipeline.bench``); the LSTM
+steps one time step with the state the collector carries.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
-from torchrl.modules import ProbabilisticActor, ValueOperator
+from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
 
 from .. import batch as keys
 from .. import workarounds
 from ..config import Config
+from ..errors import ConfigError
 from . import distributions
-from .networks import NatureCNN, layer_init, mlp
+from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
 
 workarounds.apply()
 # torch.distributions checks its arguments' constraints on every construction (several per minibatch in
 # the loss); a non-finite parameter is the NaN stop's business (the trainer), so the checks are off.
 torch.distributions.Distribution.set_default_validate_args(False)
+
+ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+MIN_IMAGE_SIDE = 36
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str = "the env") -> None:
+    """Raise :class:`ConfigError` (one line) for spaces the agent cannot handle, naming the space."""
+    if not isinstance(action_space, ACTION_SPACES):
+        raise ConfigError(f"{env_id}: action space {action_space} is not supported; the agent acts on Discrete, "
+                          f"Box, MultiDiscrete and MultiBinary spaces")
+    entries = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [
+        ("", observation_space)]
+    if not isinstance(observation_space, (gym.spaces.Dict, gym.spaces.Box)):
+        raise ConfigError(f"{env_id}: observation space {observation_space} is not supported; the agent observes "
+                          f"a Box or a Dict of Box entries")
+    for key, space in entries:
+        where = f"observation entry {key!r}" if key else "observation space"
+        if key == MASK_KEY:
+            if not isinstance(space, (gym.spaces.MultiBinary, gym.spaces.Box)) or not isinstance(
+                    action_space, gym.spaces.Discrete) or tuple(space.shape) != (int(action_space.n),):
+                raise ConfigError(f"{env_id}: {where} {space} must be MultiBinary({getattr(action_space, 'n', 'n')}) "
+                                  f"beside a Discrete action space (1 = allowed)")
+            continue
+        if not isinstance(space, gym.spaces.Box):
+            raise ConfigError(f"{env_id}: {where} {space} is not supported; Dict entries must be Box spaces "
+                              f"(images uint8 [H, W, C] or [C, H, W], or vectors)")
+        if is_image(space) and min(space.shape[:2] if space.shape[-1] <= 4 < space.shape[0] else space.shape[1:]) \
+                < MIN_IMAGE_SIDE:
+            raise ConfigError(f"{env_id}: {where} {space}: images must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
+                              f"(the Nature CNN's three convolutions)")
 
 
 class Agent(nn.Module):
@@ -49,51 +93,100 @@ class Agent(nn.Module):
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, cfg: Config):
         super().__init__()
+        check_spaces(observation_space, action_space)
         n_out = distributions.head_outputs(action_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        self.pixels = pixels = len(observation_space.shape) == 3
-        self.shared = pixels or cfg.shared_trunk
-        obs_dim = int(math.prod(observation_space.shape))
-        if self.shared:
-            if pixels:
-                self.trunk: nn.Module = NatureCNN(observation_space.shape[0])
-                width = 512
-            else:
-                self.trunk = nn.Sequential(*mlp(obs_dim, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)),
+        self.dict_obs = isinstance(observation_space, gym.spaces.Dict)
+        self.masked = self.dict_obs and MASK_KEY in observation_space.spaces
+        self.pixels = is_image(observation_space) or (self.dict_obs and any(
+            is_image(s) for s in observation_space.spaces.values()))
+        self.recurrent = cfg.policy == "lstm"
+        deep_trunk = cfg.shared_trunk or self.recurrent
+        if self.dict_obs:
+            encoder = CombinedEncoder(observation_space)
+            width = encoder.out_features
+            self.trunk: nn.Module = encoder
+            if deep_trunk:
+                self.trunk = nn.Sequential(encoder, *mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)),
                                            nn.Tanh())
                 width = cfg.hidden_sizes[-1]
-            policy_net: nn.Module = layer_init(nn.Linear(width, n_out), std=0.01)
-            self.value_net: nn.Module = layer_init(nn.Linear(width, 1), std=1.0)
+        elif is_image(observation_space):
+            self.trunk, width = NatureCNN(observation_space.shape[0]), 512
         else:
+            width = int(math.prod(observation_space.shape))
             self.trunk = nn.Identity()
-            policy_net = mlp(obs_dim, cfg.hidden_sizes, n_out, out_std=0.01)
-            self.value_net = mlp(obs_dim, cfg.hidden_sizes, 1, out_std=1.0)
-        self.policy_head = distributions.make_head(action_space, policy_net)
+            if deep_trunk:
+                self.trunk = nn.Sequential(*mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)),
+                                           nn.Tanh())
+                width = cfg.hidden_sizes[-1]
+        self.shared = not isinstance(self.trunk, nn.Identity) or self.recurrent
+        if self.recurrent:   # torchrl's LSTMModule: sequences [B, T] in the loss, one step at a time in act()
+            self.lstm = LSTMModule(input_size=width, hidden_size=cfg.lstm_hidden, in_key=keys.FEATURES,
+                                   out_key=keys.HIDDEN, default_recurrent_mode=True)
+            width = cfg.lstm_hidden
+        linear_heads = deep_trunk or self.pixels and not self.dict_obs
+        hidden = [] if linear_heads else list(cfg.hidden_sizes)
+        self.value_net: nn.Module = (layer_init(nn.Linear(width, 1), std=1.0) if not hidden
+                                     else mlp(width, hidden, 1, out_std=1.0))
+        policy_net = layer_init(nn.Linear(width, n_out), std=0.01) if not hidden else mlp(width, hidden, n_out, 0.01)
+        self.policy_head = distributions.make_head(action_space, policy_net, masked=self.masked)
         self.param_keys: tuple[str, ...] = self.policy_head.param_keys
+        self._build_operators()
 
-        # --- torchrl operators (TensorDict in, TensorDict out) ------------------------------------------
+    def _build_operators(self) -> None:
+        """torchrl operators (TensorDict in, TensorDict out) over the same modules."""
         features = keys.HIDDEN if self.shared else keys.OBSERVATION
-        head = TensorDictModule(self.policy_head, in_keys=[features], out_keys=list(self.param_keys))
-        modules = [TensorDictModule(self.trunk, [keys.OBSERVATION], [keys.HIDDEN]), head] if self.shared else [head]
+        modules: list[nn.Module] = []
+        if self.recurrent:
+            modules += [TensorDictModule(self.trunk, [keys.OBSERVATION], [keys.FEATURES]), self.lstm]
+        elif self.shared:
+            modules.append(TensorDictModule(self.trunk, [keys.OBSERVATION], [keys.HIDDEN]))
+        head_in = [features] + ([(keys.OBSERVATION, MASK_KEY)] if self.masked else [])
+        modules.append(TensorDictModule(self.policy_head, in_keys=head_in, out_keys=list(self.param_keys)))
         self.actor = ProbabilisticActor(TensorDictSequential(*modules), in_keys=list(self.param_keys),
                                         out_keys=[keys.ACTION], distribution_class=self.policy_head.distribution,
+                                        distribution_kwargs=self.policy_head.distribution_kwargs,
                                         return_log_prob=True)
         self.critic = ValueOperator(self.value_net, in_keys=[features])
 
     # --- the collector's and evaluation's path ----------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> dict[str, torch.Tensor]:
-        """obs [B, *obs] -> ``action`` [B(, A)], ``action_log_prob`` [B], ``state_value`` [B, 1] and the
-        distribution's parameters: a sample of pi(.|s) (``deterministic``: its mode) and log pi(a|s), from
-        the head (:func:`.distributions.sample`), with V(s)."""
-        h = self.trunk(obs)
-        x = h if self.shared else obs
-        params = self.policy_head(x)
-        action, log_prob = distributions.sample(self.policy_head, params, deterministic)
-        return {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
+    def initial_state(self, batch: int, device: Any = "cpu") -> dict[str, torch.Tensor] | None:
+        """The LSTM's state at an episode start, [batch, layers, H] each (torchrl's layout); None without one."""
+        if not self.recurrent:
+            return None
+        lstm = self.lstm.lstm
+        zeros = torch.zeros(batch, lstm.num_layers, lstm.hidden_size, device=device)
+        return {keys.STATE_H: zeros, keys.STATE_C: zeros.clone()}
+
+    def _features(self, obs: Any, state: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, Any]:
+        """What the heads read, and the LSTM's state after this step (None without one)."""
+        if not self.shared:
+            return obs, None
+        x = self.trunk(obs)
+        if not self.recurrent:
+            return x, None
+        h, c = (state[k].transpose(0, 1).contiguous() for k in (keys.STATE_H, keys.STATE_C))
+        out, (h, c) = self.lstm.lstm(x.unsqueeze(1), (h, c))
+        return out.squeeze(1), {keys.STATE_H: h.transpose(0, 1), keys.STATE_C: c.transpose(0, 1)}
 
     @torch.no_grad()
-    def state_value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(s) [B, 1] for observations [B, *obs]."""
-        h = self.trunk(obs)
-        return self.value_net(h if self.shared else obs)
+    def act(self, obs: Any, deterministic: bool = False,
+            state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """obs [B, *obs] (a TensorDict for ``Dict`` spaces) -> ``action`` [B(, A)], ``action_log_prob`` [B],
+        ``state_value`` [B, 1] and the distribution's parameters: a sample of pi(.|s) (``deterministic``: its
+        mode) and log pi(a|s), from the head (:func:`.distributions.sample`), with V(s). With an LSTM, ``state``
+        is its state before the step (zeros where an episode starts); the output adds the state after it
+        under ``("next", ...)`` keys: ``next_recurrent_state_h``/``_c``."""
+        x, after = self._features(obs, state)
+        params = self.policy_head(x, obs[MASK_KEY] if self.masked else None)
+        action, log_prob = distributions.sample(self.policy_head, params, deterministic)
+        out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
+        if after is not None:
+            out.update({f"next_{k}": v for k, v in after.items()})
+        return out
+
+    @torch.no_grad()
+    def state_value(self, obs: Any, state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """V(s) [B, 1] for observations [B, *obs] (with an LSTM: from ``state``, the state before s)."""
+        x, _ = self._features(obs, state)
+        return self.value_net(x)

@@ -27,7 +27,7 @@ from ..envs import make_vector_env
 from . import compiling
 from .advantages import explained_variance, make_gae
 from .collect import Collector
-from .normalize import ObsNormalizer, RewardScaler
+from .normalize import RewardScaler, make_obs_normalizer
 from .objectives import (
     KLController,
     LossTotals,
@@ -38,7 +38,7 @@ from .objectives import (
     set_clip_epsilon,
 )
 from .policy import Agent
-from .sampler import MinibatchSampler
+from .sampler import MinibatchSampler, SequenceSampler
 from .schedules import schedule
 
 
@@ -57,7 +57,7 @@ class PPO:
     def __init__(self, cfg: Config, envs: Any, device: torch.device):
         self.cfg, self.envs, self.device = cfg, envs, device
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
-        self.obs_norm = ObsNormalizer(obs_space.shape, cfg.clip_obs) if cfg.normalize_obs else None
+        self.obs_norm = make_obs_normalizer(obs_space, cfg.clip_obs) if cfg.normalize_obs else None
         self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward) if cfg.scale_reward else None
         self.agent = Agent(obs_space, act_space, cfg).to(device)
         self.loss = make_loss(cfg, self.agent).to(device)
@@ -67,7 +67,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         self.lr = schedule(cfg.lr, anneal=cfg.anneal, num_updates=cfg.num_updates)                # Table 5: x alpha
         self.clip_epsilon = schedule(cfg.clip_epsilon, anneal=cfg.anneal, num_updates=cfg.num_updates)
-        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=device,
+        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=device, recurrent=self.agent.recurrent,
                                       minibatch_steps=compiling.minibatch_steps(cfg.num_updates, cfg.epochs,
                                                                                 cfg.batch_size, cfg.minibatch_size))
         # the update (loss + backward) and the collector's policy call, compiled where it pays
@@ -84,7 +84,8 @@ class PPO:
             self.collector = Collector(envs, self.agent, cfg.num_steps, device, obs_norm=self.obs_norm,
                                        reward_scaler=self.reward_scaler)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.sampler = MinibatchSampler(cfg.epochs, cfg.minibatch_size, self.generator)
+        sampler = SequenceSampler if self.agent.recurrent else MinibatchSampler   # whole trajectories for an LSTM
+        self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.generator)
         self.kl_controller = KLController(cfg.kl_target) if cfg.objective == "kl_adaptive" else None
         self.phase_time: dict[str, float] = defaultdict(float)   # seconds per phase, this process
 
@@ -110,7 +111,7 @@ class PPO:
         row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lr,
                                "clip_epsilon": eps if cfg.objective == "clip" else None, **stats}
         if cfg.objective in ("kl_adaptive", "kl_fixed"):
-            d = mean_kl(self.agent, batch.reshape(-1))
+            d = mean_kl(self.agent, batch)
             row["kl"] = d
             row["kl_beta"] = get_beta(self.loss)           # the beta this update was trained with
             if self.kl_controller is not None:             # Sec. 4: adapt beta after the update

@@ -42,3 +42,19 @@ class MinibatchSampler:
         flat = batch.reshape(-1)
         for perm in self.permutations(flat.shape[0]):
             yield from flat[perm.to(flat.device)].split(self.minibatch_size)
+
+
+class SequenceSampler(MinibatchSampler):
+    """For a recurrent policy: K epochs of minibatches of whole env trajectories (CleanRL's
+    ``ppo_atari_lstm.py`` does the same): each epoch permutes the N envs and yields [N * M / (N T), T] blocks, so
+    the loss replays every sequence from its stored initial state over all T steps (truncated BPTT over T).
+
+    In: a TensorDict [N, T]. Out: TensorDicts [minibatch_size / T, T].
+    """
+
+    def __call__(self, batch: TensorDictBase) -> Iterator[TensorDictBase]:
+        envs, steps = batch.batch_size[0], batch.batch_size[-1]
+        per = max(self.minibatch_size // steps, 1)
+        for _ in range(self.epochs):
+            perm = torch.randperm(envs, generator=self.generator).to(batch.device)
+            yield from batch[perm].split(per, dim=0)

@@ -5,9 +5,12 @@ the same two functions on tensors (:func:`network_input`, :func:`clip_action`; T
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
+from tensordict import TensorDict
 
 
 def network_input(obs: torch.Tensor) -> torch.Tensor:
@@ -24,13 +27,32 @@ def clip_action(action: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> 
     return action.clip(low, high)
 
 
-def obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
-    """numpy observations from the env -> :func:`network_input` on ``device``."""
+def obs_tensor(obs: np.ndarray | dict[str, np.ndarray], device: torch.device) -> torch.Tensor | TensorDict:
+    """numpy observations from the env [B, ...] -> :func:`network_input` on ``device``; a ``Dict`` space's dict of
+    arrays -> a TensorDict [B] of its entries (the ``action_mask`` entry as bool)."""
+    if isinstance(obs, dict):
+        return TensorDict({k: obs_tensor(v, device) if k != "action_mask"
+                           else torch.from_numpy(np.ascontiguousarray(v)).to(device, torch.bool) for k, v in obs.items()},
+                          batch_size=[len(next(iter(obs.values())))], device=device)
     return network_input(torch.from_numpy(np.ascontiguousarray(obs))).to(device, non_blocking=True)
 
 
 def env_action(action: torch.Tensor, space: gym.Space) -> np.ndarray:
-    """The policy's action as the env takes it: numpy, :func:`clip_action` to a ``Box``'s bounds."""
+    """The policy's action as the env takes it: numpy, :func:`clip_action` to a ``Box``'s bounds, in the space's
+    dtype for MultiBinary (the Bernoulli draw is a float 0/1)."""
     if isinstance(space, gym.spaces.Box):
         action = clip_action(action.cpu(), torch.as_tensor(space.low), torch.as_tensor(space.high))
-    return action.cpu().numpy()
+    out = action.cpu().numpy()
+    return out.astype(space.dtype) if isinstance(space, gym.spaces.MultiBinary) else out
+
+
+def stack_obs(observations: list[Any]) -> np.ndarray | dict[str, np.ndarray]:
+    """Single-env observations (``info["final_obs"][i]``) stacked into a batch; a dict per ``Dict`` entry."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def take(obs: np.ndarray | dict[str, np.ndarray], index: Any) -> np.ndarray | dict[str, np.ndarray]:
+    """``obs[index]`` for an array or each entry of a dict of arrays."""
+    return {k: v[index] for k, v in obs.items()} if isinstance(obs, dict) else obs[index]

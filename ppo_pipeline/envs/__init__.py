@@ -91,6 +91,22 @@ def check(cfg: Config) -> None:
         check_renderable(cfg)
 
 
+_SPACES: dict[tuple, tuple] = {}   # env stack -> (observation space, action space) of one of its envs
+
+
+def spaces(cfg: Config) -> tuple:
+    """(single observation space, single action space) of ``cfg``'s envs, from one env built once per env stack
+    (:data:`_RENDER_FIELDS`): what the agent is built for, known before anything starts."""
+    key = tuple(repr(getattr(cfg, k)) for k in _RENDER_FIELDS)
+    if key not in _SPACES:
+        envs = make_vector_env(cfg, 1, evaluation=True)
+        try:
+            _SPACES[key] = (envs.single_observation_space, envs.single_action_space)
+        finally:
+            envs.close()
+    return _SPACES[key]
+
+
 _RENDERABLE: set[tuple] = set()   # env stacks whose env was seen to render here
 # what decides whether an env renders: which env, which implementation, pixels or not (not the seed, the
 # hyperparameters or the wrappers' numbers), so a sweep builds one env per env id, not one per variant

@@ -118,12 +118,36 @@ def make_atari(cfg: Config, *, evaluation: bool = False, render: bool = False) -
     return gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
 
 
+class ActionMasksInObservation(gym.ObservationWrapper):
+    """sb3-contrib's action-mask convention (the env has a method ``action_masks()``, True = allowed) turned into
+    PettingZoo's and torchrl's, which the agent reads: a ``Dict`` observation ``{"observation": obs,
+    "action_mask": MultiBinary(n)}``, the mask read after every reset and step."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.Dict({"observation": env.observation_space,
+                                                  "action_mask": gym.spaces.MultiBinary(int(env.action_space.n))})
+
+    def observation(self, observation: Any) -> dict[str, Any]:
+        mask = np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=np.int8)
+        return {"observation": observation, "action_mask": mask}
+
+
+def has_action_masks(env: gym.Env) -> bool:
+    """An env of sb3-contrib's convention: a Discrete action space and an ``action_masks()`` method."""
+    return isinstance(env.action_space, gym.spaces.Discrete) and callable(getattr(env.unwrapped, "action_masks", None))
+
+
 def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
-    """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics."""
+    """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics (and an
+    env's ``action_masks()`` moved into its observation)."""
     env_id: str | EnvSpec = cfg.env_id
     if is_entry_point(cfg.env_id):
         env_id = EnvSpec(id=cfg.env_id.rpartition(":")[2], entry_point=cfg.env_id)
-    return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, render_mode="rgb_array" if render else None))
+    env = gym.make(env_id, render_mode="rgb_array" if render else None)
+    if has_action_masks(env):
+        env = ActionMasksInObservation(env)
+    return gym.wrappers.RecordEpisodeStatistics(env)
 
 
 def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) -> Callable[[], gym.Env]:

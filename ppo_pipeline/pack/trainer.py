@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .. import batch as keys
 from ..algo.collect import EpisodeLog
-from ..algo.evaluation import rollout
+from ..algo.evaluation import Policy, rollout
 from ..algo.spaces import env_action, obs_tensor
 from ..config import Config
 from ..envs import make_vector_env
@@ -159,12 +159,14 @@ class PackTrainer:
         envs = make_vector_env(cfg, P * n, evaluation=True, pack=True)
         frozen = ppo.obs_norm.frozen_copy() if ppo.obs_norm is not None else None
 
-        def policy(obs: np.ndarray) -> np.ndarray:
-            x = obs.reshape(P, n, *obs.shape[1:])
-            x = frozen(x, update=False) if frozen is not None else x
-            action = ppo.agent.act(obs_tensor(x, ppo.device), None, deterministic=True)[keys.ACTION]
-            return env_action(action.reshape(P * n, *action.shape[2:]), envs.single_action_space)
+        class Members(Policy):
+            def __call__(self, obs: np.ndarray) -> np.ndarray:
+                x = obs.reshape(P, n, *obs.shape[1:])
+                x = frozen(x, update=False) if frozen is not None else x
+                action = ppo.agent.act(obs_tensor(x, ppo.device), None, deterministic=True)[keys.ACTION]
+                return env_action(action.reshape(P * n, *action.shape[2:]), envs.single_action_space)
 
+        policy = Members()
         returns = np.zeros(P * n)
         running = np.ones(P * n, dtype=bool)
         try:

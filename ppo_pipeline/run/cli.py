@@ -77,7 +77,7 @@ _SECTIONS = {
     "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm", "compile"),
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
                   "entropy_coef", "clip_value", "normalize_advantage"),
-    "model": ("hidden_sizes", "shared_trunk"),
+    "model": ("hidden_sizes", "shared_trunk", "policy", "lstm_hidden"),
     "outputs and tracking": ("tensorboard", "progress", "capture_video", "track", "wandb_project", "wandb_entity",
                              "wandb_group"),
 }

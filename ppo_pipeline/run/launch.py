@@ -47,7 +47,7 @@ from .cli import (
     grid_axes,
     parse_seeds,
 )
-from .prepare import budget_line, prepare
+from .prepare import budget_line, check_envs, prepare
 
 # Options that may come with --resume: how the run executes, not what it learns.
 RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
@@ -127,7 +127,7 @@ def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
     """The prepared config of a fresh run, its envs checked and its run directory free; :class:`UserError`
     (one line) otherwise. Nothing is built or written."""
     cfg = prepare(cfg, atari_only=atari_only)
-    envs.check(cfg)
+    check_envs(cfg)
     _refuse_reuse(cfg.run_path())
     return cfg
 
@@ -161,7 +161,7 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
     cfg = rundir.read_config(run_dir, "--resume")
     cfg = dataclasses.replace(cfg, **{k: getattr(ns, k) for k in RESUME_OPTIONS[1:] if k in given_options(parser, argv)})
     cfg = prepare(cfg, atari_only=atari_only)
-    envs.check(cfg)
+    check_envs(cfg)
     resume_from = target if target.is_file() else checkpoint.latest(run_dir)
     if resume_from is None:
         print(f"no checkpoint in {run_dir} yet (stopped during start-up): starting the run from the beginning")
@@ -251,7 +251,7 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
         runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only)
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None,
-                           is_pixels=lambda c: env_ids.is_atari(c.env_id))
+                           spaces_of=envs.spaces)
         if ns.dry_run:
             print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
             if ns.pack is not None:

@@ -42,6 +42,15 @@ def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Co
     return out
 
 
+def check_envs(cfg: Config) -> None:
+    """Raise :class:`ConfigError` (one line) when ``cfg``'s envs cannot be built here or have spaces the agent
+    cannot handle (a Tuple, a Dict entry that is no Box, ...): the env backend's checks, then one env's spaces."""
+    from ..algo.policy import check_spaces
+
+    envs.check(cfg)
+    check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
+
+
 def resolve_device(spec: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; an explicit CUDA device must exist."""
     import torch

@@ -21,7 +21,8 @@ def capture(trainer: Any) -> dict[str, Any]:
         "config": trainer.cfg.to_dict(),
         **trainer.ppo.state_dict(),          # agent, optimizer, loss (beta), obs_norm, reward_scaler
         "rng": checkpoint.capture_rng(trainer.ppo.generator),
-        "collector": {"obs": c.obs, "global_step": c.global_step, "episodes": vars(c.episodes)},
+        "collector": {"obs": c.obs, "global_step": c.global_step, "episodes": vars(c.episodes),
+                      "lstm": {"state": c.state, "is_init": c.is_init}},       # --policy lstm: the carried state
         "envs": checkpoint.snapshot_envs(trainer.ppo.envs) if c.exact_resume else None,
         "logger": {"metrics_rows": trainer.updates_done, "episodes_rows": trainer.episodes_logged},
         "elapsed": trainer.elapsed_now(),
@@ -38,6 +39,9 @@ def restore(trainer: Any, s: dict[str, Any]) -> None:
         trainer.ppo.envs.close()
         trainer.ppo.envs = c.envs = checkpoint.restore_envs(s["envs"])
         c.obs = s["collector"]["obs"]
+        lstm = s["collector"].get("lstm") or {}
+        if lstm.get("state") is not None:
+            c.state, c.is_init = lstm["state"], lstm["is_init"]
     else:  # subprocess envs cannot be snapshotted: restart their episodes, seeded apart from every run's
         c.reset(resume_seeds(trainer.cfg.seed, s["update"], trainer.cfg.num_envs))
     c.global_step = s["collector"]["global_step"]

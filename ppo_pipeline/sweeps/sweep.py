@@ -45,7 +45,7 @@ from ..config import Config, ConfigError
 from ..errors import UserError
 from ..run import checkpoint, rundir
 from ..run.cli import OneLineParser, fail
-from ..run.prepare import prepare
+from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
 from .jobs import FINISHED, LOCAL, SweepJob, run_unit
 
@@ -71,7 +71,7 @@ def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]
             for seed in seeds:
                 cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / "runs"), **varied)
                 cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
-                envs.check(cfg)
+                check_envs(cfg)
                 cfg.name = experiments.run_name(cfg.env_id, cfg.objective, varied, seed)
                 runs.append({"name": cfg.name, "env_id": cfg.env_id, "objective": cfg.objective, "seed": seed,
                              "varied": dict(varied), "config": cfg.to_dict(), "job_id": None, "job_ids": []})

@@ -8,13 +8,17 @@
 The module maps a batch of *raw* env observations to the actions the env takes:
 
 * in: ``obs [B, *obs_shape]`` in the env's observation dtype: ``uint8`` pixels for Atari (the stacked
-  84x84 frames), floats for vectors (float64 from MuJoCo, float32 works too);
+  84x84 frames), floats for vectors (float64 from MuJoCo, float32 works too); for a ``Dict`` observation
+  space the same dict of tensors the env gives (its keys, ``action_mask`` included when the env masks
+  actions); with ``--policy lstm`` also the LSTM state: ``action, h, c = policy(obs, h, c)``, starting each
+  episode from ``h, c = policy.initial_state(B)`` (:mod:`.exported`);
 * observation normalization folded in, when the run used it: the collector's own
   :func:`~ppo_pipeline.algo.normalize.standardize` in float64, with the run's *frozen* training statistics
-  as the buffers ``obs_mean``/``obs_var``;
+  as buffers (per vector entry of a ``Dict``);
 * out: the policy head's ``mode`` (:mod:`ppo_pipeline.algo.distributions`): ``Discrete`` -> ``int64 [B]``,
-  the argmax of the logits; ``Box`` -> ``float32 [B, A]``, the Gaussian mean clipped to the action bounds
-  (what :func:`~ppo_pipeline.algo.spaces.env_action` sends to the env).
+  the argmax of the (allowed) logits; ``MultiDiscrete`` -> ``int64 [B, K]``; ``MultiBinary`` -> ``float32
+  [B, n]``; ``Box`` -> ``float32 [B, A]``, the Gaussian mean clipped to the action bounds (what
+  :func:`~ppo_pipeline.algo.spaces.env_action` sends to the env).
 
 ``torch.jit.script``, not ``trace``: the module branches on the input's dtype (uint8 pixels go to the CNN
 as they are, float observations are cast), and a trace would freeze the branch of its one example input;
@@ -29,7 +33,6 @@ observation. Bad input prints one line ``error: ...`` and exits with code 2.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -41,8 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..algo.normalize import ObsNormalizer, standardize
-from ..algo.spaces import clip_action, network_input
+from .exported import exported_module
 from ..errors import UserError
 from ..run.cli import OneLineParser, fail
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
@@ -52,69 +54,37 @@ META_FILE = "ppo_pipeline.json"
 
 
 # ------------------------------------------------------------------------------------------------------
-# The exported module (TorchScript-able, plain torch only), built from the agent's own pieces
+# Building (the modules themselves: ppo_pipeline.tools.exported)
 # ------------------------------------------------------------------------------------------------------
-class ExportedPolicy(nn.Module):
-    """obs [B, *obs_shape] (raw, the env's dtype) -> the action the env takes, deterministically:
-
-    observations through :func:`~ppo_pipeline.algo.normalize.standardize` with the run's frozen statistics
-    (float64, as the collector computes it) or :func:`~ppo_pipeline.algo.spaces.network_input`; then the
-    agent's ``trunk`` and ``policy_head``, the head's ``mode`` (:mod:`ppo_pipeline.algo.distributions`);
-    ``Box`` actions through :func:`~ppo_pipeline.algo.spaces.clip_action`. Copies of the weights, no
-    gradients, CPU.
-    """
-
-    def __init__(self, agent: nn.Module, obs_norm: ObsNormalizer | None, action_space: gym.Space):
-        super().__init__()
-        agent = copy.deepcopy(agent).cpu().eval()
-        self.trunk, self.policy_head = agent.trunk, agent.policy_head
-        self.normalize = obs_norm is not None
-        stats = obs_norm.state_dict() if obs_norm is not None else {"mean": np.zeros(1), "var": np.ones(1)}
-        self.register_buffer("obs_mean", torch.as_tensor(np.asarray(stats["mean"]), dtype=torch.float64).clone())
-        self.register_buffer("obs_var", torch.as_tensor(np.asarray(stats["var"]), dtype=torch.float64).clone())
-        self.obs_eps: float = float(obs_norm.eps) if obs_norm is not None else 0.0
-        self.obs_clip: float = float(obs_norm.clip) if obs_norm is not None else 0.0
-        self.box = isinstance(action_space, gym.spaces.Box)
-        low, high = (action_space.low, action_space.high) if self.box else (np.zeros(1), np.zeros(1))
-        self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32).reshape(-1)).clone())
-        self.register_buffer("high", torch.as_tensor(np.asarray(high, dtype=np.float32).reshape(-1)).clone())
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            x = standardize(obs.to(torch.float64), self.obs_mean, self.obs_var, self.obs_eps, self.obs_clip)
-            x = x.to(torch.float32)
-        else:
-            x = network_input(obs)
-        action = self.policy_head.mode(self.policy_head(self.trunk(x)))
-        if self.box:
-            action = clip_action(action, self.low, self.high)
-        return action
-
-
-# ------------------------------------------------------------------------------------------------------
-# Building
-# ------------------------------------------------------------------------------------------------------
-def policy_module(agent: nn.Module, obs_norm: ObsNormalizer | None, action_space: gym.Space) -> nn.Module:
+def policy_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> nn.Module:
     """The deterministic policy of ``agent`` (a :class:`~ppo_pipeline.algo.policy.Agent`) as a plain
-    ``nn.Module`` on the CPU, ``obs_norm``'s statistics folded in (:class:`ExportedPolicy`)."""
-    return ExportedPolicy(agent, obs_norm, action_space)
+    ``nn.Module`` on the CPU, ``obs_norm``'s statistics folded in (:func:`~.exported.exported_module`)."""
+    return exported_module(agent, obs_norm, action_space)
 
 
 def describe(run: SavedRun, obs_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
     """The metadata stored with the file (``ppo_pipeline.json``)."""
     if isinstance(action_space, gym.spaces.Discrete):
         action = {"kind": "discrete", "n": int(action_space.n), "dtype": "int64", "shape": []}
+    elif isinstance(action_space, gym.spaces.MultiDiscrete):
+        action = {"kind": "multi_discrete", "nvec": action_space.nvec.tolist(), "dtype": "int64",
+                  "shape": list(action_space.shape)}
+    elif isinstance(action_space, gym.spaces.MultiBinary):
+        action = {"kind": "multi_binary", "dtype": "float32", "shape": list(action_space.shape)}
     else:
         action = {"kind": "box", "dtype": "float32", "shape": list(action_space.shape),
                   "low": np.asarray(action_space.low, dtype=float).tolist(),
                   "high": np.asarray(action_space.high, dtype=float).tolist()}
     return {"format": FORMAT, "env_id": run.cfg.env_id, "checkpoint": str(run.checkpoint),
             "update": int(run.state["update"]), "normalize_obs": bool(run.cfg.normalize_obs),
-            "observation": {"shape": list(obs_space.shape), "dtype": str(obs_space.dtype)},
+            "observation": _space_meta(obs_space), "recurrent": run.cfg.policy == "lstm",
             "action": action, "scripted_with": "torch.jit.script", "torch": torch.__version__}
+
+
+def _space_meta(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Dict):
+        return {"dict": {k: _space_meta(s) for k, s in space.spaces.items()}}
+    return {"shape": list(space.shape), "dtype": str(space.dtype)}
 
 
 def save_scripted(module: nn.Module, out: Path, meta: dict[str, Any]) -> None:
@@ -128,15 +98,17 @@ def save_scripted(module: nn.Module, out: Path, meta: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def check_exported(out: Path, agent: nn.Module, obs_norm: ObsNormalizer | None, action_space: gym.Space,
-                   obs: np.ndarray) -> None:
+def check_exported(out: Path, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
     """Load ``out`` back and compare its actions on ``obs`` with the agent's own; RuntimeError if they differ."""
     from .video import agent_policy
 
     expected = agent_policy(agent, obs_norm, action_space, deterministic=True)(obs)
-    got = torch.jit.load(str(out))(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
-    same = (np.array_equal(got, expected) if isinstance(action_space, gym.spaces.Discrete)
-            else np.allclose(got, expected, rtol=1e-5, atol=1e-6))
+    policy = torch.jit.load(str(out))
+    x = ({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()} if isinstance(obs, dict)
+         else torch.from_numpy(np.ascontiguousarray(obs)))
+    got = (policy(x, *policy.initial_state(len(expected)))[0] if agent.recurrent else policy(x)).numpy()
+    same = (np.allclose(got, expected, rtol=1e-5, atol=1e-6) if isinstance(action_space, gym.spaces.Box)
+            else np.array_equal(got, expected))
     if not same:
         raise RuntimeError(f"exported policy {str(out)!r} disagrees with the agent: {got} vs {expected}")
 
@@ -155,16 +127,27 @@ def export(run: SavedRun, out: Path) -> str:
     norm = frozen_obs_norm(run, obs_space)
     save_scripted(policy_module(agent, norm, action_space), out, describe(run, obs_space, action_space))
     check_exported(out, agent, norm, action_space, obs)
-    shape = ", ".join(["B", *map(str, obs_space.shape)])
     prep = "normalized inside with the run's frozen statistics" if norm is not None else "no normalization"
     if isinstance(action_space, gym.spaces.Discrete):
-        act = f"action int64[B] (argmax of {action_space.n} logits)"
+        act = f"action int64[B] (argmax of {action_space.n} logits" + (" allowed by action_mask)" if agent.masked else ")")
+    elif isinstance(action_space, gym.spaces.MultiDiscrete):
+        act = f"action int64[B, {len(action_space.nvec)}] (argmax of each part)"
+    elif isinstance(action_space, gym.spaces.MultiBinary):
+        act = f"action float32[B, {action_space.n}] (1 where the logit > 0)"
     else:
         act = (f"action float32[B, {int(np.prod(action_space.shape))}] (Gaussian mean clipped to "
                f"[{_bounds(action_space.low)}, {_bounds(action_space.high)}])")
+    state = " with the LSTM state (h, c) in and out: policy(obs, h, c), h, c = policy.initial_state(B)" \
+        if agent.recurrent else ""
     return (f"wrote {out}: TorchScript (torch.jit.script) deterministic policy of {run.cfg.env_id} from "
-            f"{run.checkpoint.name} (update {run.state['update']}): observation {obs_space.dtype}[{shape}] "
-            f"({prep}) -> {act}")
+            f"{run.checkpoint.name} (update {run.state['update']}): observation {_obs_words(obs_space)} "
+            f"({prep}) -> {act}{state}")
+
+
+def _obs_words(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Dict):
+        return "dict {" + ", ".join(f"{k!r}: {_obs_words(s)}" for k, s in space.spaces.items()) + "}"
+    return f"{space.dtype}[{', '.join(['B', *map(str, space.shape)])}]"
 
 
 def _bounds(x: np.ndarray) -> str:

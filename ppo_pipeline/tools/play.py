@@ -98,7 +98,7 @@ def load_saved_run(run_dir: Path | str, checkpoint_file: Path | str | None = Non
     state = checkpoint.load_for_run(path, cfg.to_dict())
     if not isinstance(state.get("agent"), dict):
         raise checkpoint.CheckpointError(f"checkpoint {str(path)!r} holds no network weights")
-    if cfg.normalize_obs and not _is_obs_stats(state.get("obs_norm")):
+    if cfg.normalize_obs and not isinstance(state.get("obs_norm"), dict):
         raise checkpoint.CheckpointError(
             f"checkpoint {str(path)!r} has no observation-normalization statistics, which this run "
             f"(normalize_obs=true) needs to see its inputs as in training")
@@ -109,23 +109,28 @@ def _is_obs_stats(d: Any) -> bool:
     return isinstance(d, dict) and all(k in d for k in ("mean", "var", "count"))
 
 
-def frozen_obs_norm(run: SavedRun, obs_space: gym.Space) -> ObsNormalizer | None:
-    """The run's observation statistics as a frozen normalizer (None when the run does not normalize).
+def frozen_obs_norm(run: SavedRun, obs_space: gym.Space) -> Any:
+    """The run's observation statistics as a frozen normalizer (None when the run does not normalize; per vector
+    entry for a ``Dict`` observation space).
 
     Raises :class:`~ppo_pipeline.run.checkpoint.CheckpointError` when their shape is not the env's.
     """
-    from ..algo.normalize import ObsNormalizer
+    from ..algo.normalize import DictObsNormalizer, make_obs_normalizer
 
     if not run.cfg.normalize_obs:
         return None
-    stats = run.state["obs_norm"]
-    shape = tuple(np.shape(stats["mean"]))
-    if shape != tuple(obs_space.shape) or np.shape(stats["var"]) != shape:
-        raise checkpoint.CheckpointError(
-            f"checkpoint {str(run.checkpoint)!r} has observation statistics of shape {shape}, "
-            f"the env's observations are {tuple(obs_space.shape)}")
-    norm = ObsNormalizer(obs_space.shape, run.cfg.clip_obs)
-    norm.load_state_dict({k: np.asarray(v) if k != "count" else v for k, v in stats.items()})
+    norm = make_obs_normalizer(obs_space, run.cfg.clip_obs)
+    saved = run.state["obs_norm"]
+    per_key = norm.norms if isinstance(norm, DictObsNormalizer) else {"": norm}
+    for key, one in per_key.items():
+        stats = saved.get(key) if key else saved
+        want = tuple(one.rms.mean.shape)
+        shape = tuple(np.shape(stats["mean"])) if _is_obs_stats(stats) else None
+        if shape != want or np.shape(stats["var"]) != shape:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {str(run.checkpoint)!r} has observation statistics{f' for {key!r}' if key else ''} of "
+                f"shape {shape}, the env's observations are {want}")
+        one.load_state_dict({k: np.asarray(v) if k != "count" else v for k, v in stats.items()})
     return norm.frozen_copy()
 
 

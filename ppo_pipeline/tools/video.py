@@ -107,12 +107,14 @@ def record_episode(envs: gym.vector.VectorEnv, policy: Policy, seed: int, max_st
     if max_steps < 1:
         raise ValueError(f"max_steps={max_steps} must be >= 1")
     obs, _ = envs.reset(seed=[int(seed)])
+    policy.ended(np.ones(1, dtype=bool))      # a new episode (a recurrent policy starts from a fresh state)
     frames: list[Frame] = []
     ret, length, ended = 0.0, 0, False
     while length < max_steps and not ended:
         if record:
             frames.append(render_frame(envs))
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+        policy.ended(np.asarray(terminated) | np.asarray(truncated))
         ret += float(reward[0])
         length += 1
         ended = bool(terminated[0] or truncated[0])

@@ -1,0 +1,135 @@
+"""The exported policy modules: TorchScript-able, plain torch only, built from the agent's own pieces.
+
+Observations in as the env gives them (raw, its dtype) -> the action the env takes, deterministically:
+observations through :func:`~ppo_pipeline.algo.normalize.standardize` with the run's frozen statistics
+(float64, as the collector computes it; per vector entry of a ``Dict``) or
+:func:`~ppo_pipeline.algo.spaces.network_input`; then the agent's ``trunk`` (and LSTM), ``policy_head``
+(with the ``action_mask`` entry for masked actions) and the head's ``mode``
+(:mod:`ppo_pipeline.algo.distributions`); ``Box`` actions through :func:`~ppo_pipeline.algo.spaces.clip_action`.
+
+=================================  =============================================================================
+module                             call
+=================================  =============================================================================
+:class:`ExportedPolicy`            ``policy(obs)`` -> action; ``obs`` a tensor [B, *obs]
+:class:`ExportedDictPolicy`        ``policy(obs)`` -> action; ``obs`` a dict of tensors, the env's ``Dict`` keys
+:class:`ExportedRecurrentPolicy`   ``policy(obs, h, c)`` -> (action, h, c); ``h, c = policy.initial_state(B)``
+                                   ([layers, B, H], torch's LSTM layout; start every episode from it)
+:class:`ExportedRecurrentDictPolicy`  the same with a dict ``obs``
+=================================  =============================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Optional, Tuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from ..algo.networks import MASK_KEY
+from ..algo.normalize import DictObsNormalizer, standardize
+from ..algo.spaces import clip_action, network_input
+
+
+class Standardize(nn.Module):
+    """The run's frozen observation statistics: ``standardize`` in float64, returned as float32."""
+
+    def __init__(self, stats: dict[str, Any], eps: float, clip: float):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(np.asarray(stats["mean"]), dtype=torch.float64).clone())
+        self.register_buffer("var", torch.as_tensor(np.asarray(stats["var"]), dtype=torch.float64).clone())
+        self.eps, self.clip = float(eps), float(clip)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return standardize(obs.to(torch.float64), self.mean, self.var, self.eps, self.clip).to(torch.float32)
+
+
+class ExportedPolicy(nn.Module):
+    """obs [B, *obs_shape] -> the env's action (see the module docstring). Copies of the weights, CPU."""
+
+    def __init__(self, agent: nn.Module, obs_norm: Any, action_space: gym.Space):
+        super().__init__()
+        agent = copy.deepcopy(agent).cpu().eval()
+        self.trunk, self.policy_head = agent.trunk, agent.policy_head
+        self.lstm = agent.lstm.lstm if agent.recurrent else nn.LSTM(1, 1)
+        self.shared = bool(agent.shared)
+        if isinstance(obs_norm, DictObsNormalizer):
+            self.norms = nn.ModuleDict({k: Standardize(n.state_dict(), n.eps, n.clip) for k, n in obs_norm.norms.items()})
+        else:
+            self.norms = nn.ModuleDict({} if obs_norm is None else
+                                       {"obs": Standardize(obs_norm.state_dict(), obs_norm.eps, obs_norm.clip)})
+        self.box = isinstance(action_space, gym.spaces.Box)
+        low, high = (action_space.low, action_space.high) if self.box else (np.zeros(1), np.zeros(1))
+        self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32).reshape(-1)).clone())
+        self.register_buffer("high", torch.as_tensor(np.asarray(high, dtype=np.float32).reshape(-1)).clone())
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        x = network_input(obs)
+        for _, norm in self.norms.items():
+            x = norm(obs)
+        return x
+
+    def _prepare_dict(self, obs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        out: Dict[str, torch.Tensor] = {}
+        for k, v in obs.items():
+            out[k] = v.to(torch.bool) if k == MASK_KEY else network_input(v)
+        for k, norm in self.norms.items():
+            out[k] = norm(obs[k])
+        return out
+
+    def _act(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        action = self.policy_head.mode(self.policy_head(x, mask))
+        if self.box:
+            action = clip_action(action, self.low, self.high)
+        return action
+
+    def _step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
+        return out.squeeze(1), h, c
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        zeros = torch.zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
+        return zeros, zeros.clone()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(obs)
+        return self._act(self.trunk(x) if self.shared else x, None)
+
+
+class ExportedDictPolicy(ExportedPolicy):
+    """obs (a dict of tensors [B, ...], the env's ``Dict`` entries) -> the env's action."""
+
+    def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self._prepare_dict(obs)
+        return self._act(self.trunk(x), x.get(MASK_KEY))
+
+
+class ExportedRecurrentPolicy(ExportedPolicy):
+    """(obs [B, *obs], h, c) -> (the env's action, h, c): one step of the LSTM policy."""
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, h, c = self._step(self.trunk(self._prepare(obs)), h, c)
+        return self._act(x, None), h, c
+
+
+class ExportedRecurrentDictPolicy(ExportedPolicy):
+    """(obs dict, h, c) -> (the env's action, h, c)."""
+
+    def forward(self, obs: Dict[str, torch.Tensor], h: torch.Tensor,
+                c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = self._prepare_dict(obs)
+        x, h, c = self._step(self.trunk(p), h, c)
+        return self._act(x, p.get(MASK_KEY)), h, c
+
+
+def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> ExportedPolicy:
+    """The exported module for ``agent``'s kind (Box or Dict observations, feed-forward or LSTM)."""
+    cls = {(False, False): ExportedPolicy, (True, False): ExportedDictPolicy,
+           (False, True): ExportedRecurrentPolicy, (True, True): ExportedRecurrentDictPolicy}
+    return cls[(bool(agent.dict_obs), bool(agent.recurrent))](agent, obs_norm, action_space)
