@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import tiny
+
 from ppo_pipeline import config
 from ppo_pipeline.pack import plan
 from ppo_pipeline.pack.ppo import PackPPO

@@ -59,6 +59,8 @@ AS_PRINTED: dict[str, list[str]] = {
         "--total-steps", "2048", "--eval-episodes", "1"],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
     "python recipes/mujoco.py --env-id dmc:cheetah-run": SMALL,
+    "python -m ppo_pipeline.bench --pack 8,33 --envs hopper,cartpole": ["--pack", "2", "--envs", "cartpole",
+                                                                        "--pack-updates", "2"],
     "python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah": ["--envs", "cartpole",
                                                                                   "--steps", "cartpole=1024"],
     "python recipes/mujoco.py --env-id dmc:cheetah-run --pixels": ["--total-steps", "256", "--num-steps", "128",
@@ -166,6 +168,13 @@ def test_variant_commands_as_printed(scratch):
     for cmd in [c for c in AS_PRINTED if "variant_envs" in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert "last-100 training return" in p.stdout, cmd
+
+
+@pytest.mark.slow
+def test_bench_pack_as_printed():
+    cmd = next(c for c in AS_PRINTED if "bench --pack" in c)
+    p = run_as_printed(cmd, AS_PRINTED[cmd], ROOT)
+    assert "cartpole    2" in p.stdout and "x |" in p.stdout, p.stdout
 
 
 @pytest.mark.slow

@@ -107,6 +107,14 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
                                                 "PKG for a package that registers it"))
 
 
+def is_mujoco(env_id: str) -> bool:
+    """True for gymnasium's MuJoCo tasks (``Hopper-v5``, ...)."""
+    if is_torchrl_id(env_id):
+        return False
+    spec = gym.envs.registry.get(env_id)
+    return "gymnasium.envs.mujoco" in str(getattr(spec, "entry_point", "")) if spec else False
+
+
 def is_atari(env_id: str) -> bool:
     """True for ALE games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
     if is_torchrl_id(env_id):
