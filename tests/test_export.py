@@ -130,7 +130,7 @@ def test_continuous_export_folds_in_frozen_normalization(tmp_path):
     expected = agent_actions(run_path, cfg, obs)
     assert got["actions"].dtype == torch.float32 and got["actions"].shape == (256, 1)
     np.testing.assert_allclose(got["actions"].numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert {"obs_mean", "obs_var", "low", "high"} <= set(got["buffers"])
+    assert {"norms.obs.mean", "norms.obs.var", "low", "high"} <= set(got["buffers"])
     assert got["meta"]["normalize_obs"] and got["meta"]["action"]["low"] == [-3.0]
 
     # the statistics matter here: without them the same network acts differently on these observations

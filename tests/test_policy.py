@@ -20,7 +20,7 @@ from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.algo.spaces import obs_tensor
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.envs.seeds import env_seeds
-from ppo_pipeline.tools.export import ExportedPolicy
+from ppo_pipeline.tools.exported import exported_module
 
 SPACES = {   # name -> (preset, observation space, action space)
     "discrete": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.Discrete(3)),
@@ -69,7 +69,7 @@ def test_collector_loss_evaluation_and_export_agree(name: str, seed: int) -> Non
     expected = mode.numpy() if name != "box" else np.clip(mode.numpy(), act_space.low, act_space.high)
     np.testing.assert_array_equal(evaluated, expected)
     # export's path: the scripted file's module, raw observations in, acts exactly as evaluation does
-    exported = torch.jit.script(ExportedPolicy(agent, norm, act_space))
+    exported = torch.jit.script(exported_module(agent, norm, act_space))
     np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), evaluated, rtol=1e-6, atol=1e-6)
 
 

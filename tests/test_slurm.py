@@ -170,6 +170,38 @@ def test_cancel_then_resume(tmp_path):
     assert manifest["runs"][0]["job_ids"] == [old, rows[0].job_id] and len(manifest["submissions"]) == 2
 
 
+def test_pack_job_preempted_requeued_and_exact(tmp_path):
+    """--pack on SLURM: one job trains three seeds as one pack; SIGUSR2 (preemption) checkpoints the pack and
+    submitit requeues it; it resumes and every member ends exactly where the same pack run here, uninterrupted,
+    ends; status shows the runs with their pack."""
+    sdir = tmp_path / "sweep"
+    p = _py(RECIPE, "--launcher", "slurm", "--seeds", "0-2", "--pack", "3", "--sweep-dir", str(sdir), *TINY)
+    assert p.returncode == 0, p.stderr
+    assert "submitted 3 run(s) in 1 job(s)" in p.stdout, p.stdout
+    manifest = json.loads((sdir / "manifest.json").read_text())
+    ids = {r["job_id"] for r in manifest["runs"]}
+    assert len(ids) == 1 and len(manifest["packs"]) == 1
+    target = sdir / "runs" / "CartPole-v1__clip__s0"
+    end = time.time() + 120
+    while _rows(target) < 3:
+        assert time.time() < end, f"no progress: {sweep.format_table(sweep.status(sdir))}"
+        time.sleep(0.1)
+    assert _rows(target) < UPDATES, "the pack finished before it could be preempted: raise UPDATES"
+    subprocess.run(["scancel", "--signal=USR2", f"{ids.pop()}.0"], check=True, timeout=30)
+    twin = tmp_path / "twin"
+    p = _py(RECIPE, "--seeds", "0-2", "--pack", "3", "--sweep-dir", str(twin), *TINY, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = sweep.wait(sdir, timeout_s=300, poll_s=1.0)
+    table = sweep.format_table(rows)
+    assert all(r.state == sweep.FINISHED and r.pack for r in rows) and "1/1 packs finished" in table, table
+    assert all(r.restarts >= 1 for r in rows), f"the preempted pack was not requeued:\n{table}"
+    for seed in range(3):
+        a, b = sdir / "runs" / f"CartPole-v1__clip__s{seed}", twin / "runs" / f"CartPole-v1__clip__s{seed}"
+        assert _metrics(a) == _metrics(b), seed
+        sa, sb = checkpoint.load(checkpoint.latest(a)), checkpoint.load(checkpoint.latest(b))
+        assert all(torch.equal(sa["agent"][k], sb["agent"][k]) for k in sa["agent"])
+
+
 def test_controller_down_is_one_line(tmp_path):
     """A slurm.conf whose controller does not answer: one line naming the local cluster script, exit 2."""
     conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text().splitlines()

@@ -34,7 +34,7 @@ class CartPoleNoVel(gym.ObservationWrapper):
 class MaskedChain(gym.Env):
     N_ACTIONS = 6
 
-    def __init__(self, length: int = 6, max_steps: int = 30):
+    def __init__(self, length: int = 6, max_steps: int = 30, render_mode: str | None = None):
         self.length, self.max_steps = length, max_steps
         rng = np.random.default_rng(1234)          # the same chain for every env and seed
         self.masks = np.zeros((length, self.N_ACTIONS), dtype=np.int8)
@@ -75,7 +75,7 @@ class MaskedChain(gym.Env):
 
 
 class MaskedChainMethod(MaskedChain):
-    def __init__(self, length: int = 6, max_steps: int = 30):
+    def __init__(self, length: int = 6, max_steps: int = 30, render_mode: str | None = None):
         super().__init__(length, max_steps)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (length,), np.float32)
 
@@ -98,7 +98,7 @@ class DictCartPole(gym.ObservationWrapper):
 
 
 class DictImage(gym.Env):
-    def __init__(self):
+    def __init__(self, render_mode: str | None = None):
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (40, 40, 1), np.uint8),
             "goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
@@ -127,7 +127,7 @@ class DictImage(gym.Env):
 
 
 class TargetCode(gym.Env):
-    def __init__(self, nvec: tuple[int, ...] = (3, 3), steps: int = 8):
+    def __init__(self, nvec: tuple[int, ...] = (3, 3), steps: int = 8, render_mode: str | None = None):
         self.nvec, self.steps = np.array(nvec), steps
         self.action_space = gym.spaces.MultiDiscrete(self.nvec)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (int(self.nvec.sum()),), np.float32)
@@ -156,7 +156,7 @@ class TargetCode(gym.Env):
 
 
 class TargetBits(gym.Env):
-    def __init__(self, n: int = 4, steps: int = 8):
+    def __init__(self, n: int = 4, steps: int = 8, render_mode: str | None = None):
         self.n, self.steps = n, steps
         self.action_space = gym.spaces.MultiBinary(n)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
@@ -179,6 +179,6 @@ class TargetBits(gym.Env):
 class TupleEnv(TargetBits):
     """An observation space the agent refuses (a Tuple)."""
 
-    def __init__(self):
+    def __init__(self, render_mode: str | None = None):
         super().__init__()
         self.observation_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))

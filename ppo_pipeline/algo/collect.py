@@ -14,13 +14,18 @@ Output of :meth:`Collector.collect`, a TensorDict of batch shape [num_envs, T] (
 ``"next"``: ``reward`` [.., 1] (the training reward: sign-clipped or scaled), ``done``, ``terminated``,
 ``truncated`` [.., 1] bool, ``state_value`` [.., 1] = V(s_{t+1}), the bootstrap of
 :func:`ppo_pipeline.algo.advantages.next_state_value`.
+
+With ``--policy lstm`` also ``is_init`` [.., 1] and the LSTM's state before each step
+(``recurrent_state_h``/``_c``, zero where an episode starts): the collector carries each env's state from
+step to step (and from batch to batch), which is what the loss replays. For a ``Dict`` observation space
+``observation`` is a TensorDict of its entries. All keys: :mod:`ppo_pipeline.batch`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

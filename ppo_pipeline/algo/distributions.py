@@ -34,8 +34,15 @@ from typing import Dict, List, Optional, Sequence
 import gymnasium as gym
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Categorical, Distribution, Independent, constraints, register_kl
-from torch.distributions import kl_divergence
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    constraints,
+    kl_divergence,
+    register_kl,
+)
 from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
 
 Params = Dict[str, torch.Tensor]

@@ -82,8 +82,9 @@ class ImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hwc:
             x = x.movedim(-1, -3)
-        lead = x.shape[:-3]
-        return self.cnn(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1)
+        lead = list(x.shape[:-3])
+        flat = x.reshape([-1] + list(x.shape[-3:]))
+        return self.cnn(flat).reshape(lead + [-1])
 
 
 class CombinedEncoder(nn.Module):

@@ -44,15 +44,17 @@ class NotARun(Exception):
     """A ``config.json`` that is not a run's (a sweep's own settings, say): ignored."""
 
 
-def variant_of(cfg: dict[str, Any]) -> tuple[tuple[int, float], str]:
+def variant_of(cfg: dict[str, Any]) -> tuple[tuple[int, float, str], str]:
     """(sort key, label) of the run's variant: the objective and its Table 1 hyperparameter."""
     obj = cfg["objective"]
+    policy = cfg.get("policy", "mlp")
+    tail = "" if policy == "mlp" else f" ({policy})"          # an LSTM policy is its own variant
     param = {"clip": ("eps", "clip_epsilon"), "kl_adaptive": ("d_targ", "kl_target"),
              "kl_fixed": ("beta", "kl_beta")}.get(obj)
     if param is None:
-        return (OBJECTIVE_ORDER[obj], 0.0), obj
+        return (OBJECTIVE_ORDER[obj], 0.0, policy), obj + tail
     value = float(cfg[param[1]])
-    return (OBJECTIVE_ORDER[obj], value), f"{obj} {param[0]}={value:g}"
+    return (OBJECTIVE_ORDER[obj], value, policy), f"{obj} {param[0]}={value:g}{tail}"
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Run:
         return variant_of(self.config)[1]
 
     @property
-    def variant_key(self) -> tuple[int, float]:
+    def variant_key(self) -> tuple[int, float, str]:
         return variant_of(self.config)[0]
 
     @property

@@ -32,7 +32,6 @@ from typing import Callable, Sequence
 
 from .. import envs
 from ..config import PRESETS, Config, ConfigError
-from ..envs import ids as env_ids
 from ..errors import UserError
 from ..pack.plan import describe, plan_packs
 from ..sweeps import experiments

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import envs
 from ..config import Config, ConfigError
 from ..errors import UserError
 from ..run import checkpoint, rundir

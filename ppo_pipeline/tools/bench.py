@@ -17,6 +17,8 @@ minibatches, and exactly the agent steps CleanRL trains: it rounds its budget do
 * Hopper-v5:   1 env x 2048, 10 epochs x 32 minibatches, 198,656 steps (``ppo_continuous_action.py``; = Table 3)
 * Pong:        8 envs x 128, 4 epochs x 4 minibatches, 99,328 agent steps (``ppo_atari.py``; Table 5 has 3 epochs)
 * cheetah:     DMControl cheetah-run through torchrl, Table 3's preset (no peer script: ``--paths`` only)
+* pong-lstm:   Pong with ``--policy lstm`` (``ppo_atari_lstm.py``: the same 8 x 128 batch, 4 epochs x 4 minibatches
+               of 2 whole env trajectories, an LSTM of 128 after the Nature CNN)
 
 ``--paths`` trains ours once per env backend x collector the workload can take (gymnasium / envpool /
 torchrl envs; the lean or torchrl's collector, and torchrl's MultiSyncCollector with 2 workers where the
@@ -69,6 +71,10 @@ WORKLOADS = {
     "pong": Workload("pong", "ALE/Pong-v5", "atari.py", ["--epochs", "4"], 99_328, "cleanrl/ppo_atari.py",
                      ["--env-id", "PongNoFrameskip-v4"], 1024),
     "cheetah": Workload("cheetah", "dmc:cheetah-run", "mujoco.py", [], 198_656, "", [], 2048),
+    # ppo_atari_lstm.py: Nature CNN -> LSTM(512 -> 128) -> heads, 8 x 128, 4 epochs x 4 minibatches of 2 whole envs
+    "pong-lstm": Workload("pong-lstm", "ALE/Pong-v5", "atari.py", ["--epochs", "4", "--policy", "lstm",
+                                                                   "--lstm-hidden", "128"], 99_328,
+                          "cleanrl/ppo_atari_lstm.py", ["--env-id", "PongNoFrameskip-v4"], 1024),
 }
 
 # --paths: (env backend, collector, collector workers) per workload; the first is the default path

@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .exported import exported_module
 from ..errors import UserError
 from ..run.cli import OneLineParser, fail
+from .exported import exported_module
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
 
 FORMAT = "ppo-pipeline/policy/v1"

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..algo.networks import MASK_KEY
 from ..algo.normalize import DictObsNormalizer, standardize
 from ..algo.spaces import clip_action, network_input
 
@@ -77,7 +76,7 @@ class ExportedPolicy(nn.Module):
     def _prepare_dict(self, obs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
         for k, v in obs.items():
-            out[k] = v.to(torch.bool) if k == MASK_KEY else network_input(v)
+            out[k] = v.to(torch.bool) if k == "action_mask" else network_input(v)   # MASK_KEY (a literal for TorchScript)
         for k, norm in self.norms.items():
             out[k] = norm(obs[k])
         return out
@@ -107,7 +106,7 @@ class ExportedDictPolicy(ExportedPolicy):
 
     def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
         x = self._prepare_dict(obs)
-        return self._act(self.trunk(x), x.get(MASK_KEY))
+        return self._act(self.trunk(x), x.get("action_mask"))
 
 
 class ExportedRecurrentPolicy(ExportedPolicy):
@@ -125,7 +124,7 @@ class ExportedRecurrentDictPolicy(ExportedPolicy):
                 c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self._prepare_dict(obs)
         x, h, c = self._step(self.trunk(p), h, c)
-        return self._act(x, p.get(MASK_KEY)), h, c
+        return self._act(x, p.get("action_mask")), h, c
 
 
 def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> ExportedPolicy:

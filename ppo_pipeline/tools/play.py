@@ -44,7 +44,6 @@ from ..run.prepare import resolve, resolve_device
 from .video import Episode, agent_policy, default_fps, record_episode, write_mp4
 
 if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
-    from ..algo.normalize import ObsNormalizer
     from ..algo.policy import Agent
 
 
