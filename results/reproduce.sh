@@ -37,3 +37,10 @@ python -m ppo_pipeline.report runs-dmc --out results/dmc-cheetah-run --random-ep
 # (2026-11-22) Pong, 1.5M agent steps on the fast path (issue 8), run by hand in the background, 1 seed:
 python recipes/atari.py --total-steps 1500000 --run-dir runs-pong --name pong-1.5M --no-progress
 python -m ppo_pipeline.report runs-pong --out results/pong-1.5M --random-episodes 0
+# (2026-11-30) A POMDP, LSTM vs MLP (issue 20): CartPole without velocities, classic preset + entropy 0.01, 3 seeds each
+python recipes/classic_control.py --env-id tests.variant_envs:CartPoleNoVel --policy lstm,mlp --entropy-coef 0.01 \
+    --seeds 0-2 --eval-episodes 10 --torch-threads 1 --no-progress --sweep-dir ../pomdp
+python -m ppo_pipeline.report ../pomdp --out results/pomdp-lstm --random-episodes 0
+# (2026-11-30) Table 1 at the paper's full budget (issue 19): 11 rows x 7 tasks x seeds 0-2 x 1M steps, 7 packs of 33
+python recipes/mujoco.py --experiment table1 --pack 33 --sweep-dir ../t1full --no-progress
+python -m ppo_pipeline.report ../t1full --out results/table1-full --finished-only

@@ -41,6 +41,7 @@ def params(run: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(checkpoint.latest(run))["agent"]
 
 
+@pytest.mark.slow
 def test_members_are_runs_that_every_tool_reads(tmp_path):
     ms = members(tmp_path, 4)
     summaries = PackTrainer(ms, tmp_path / "packs" / "p").train()
