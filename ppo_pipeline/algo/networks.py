@@ -43,7 +43,11 @@ class NatureCNN(nn.Module):
         ).to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float() / 255.0)
+        if obs.dim() == 4:
+            return self.net(obs.float() / 255.0)
+        lead = list(obs.shape[:-3])        # [B, T, C, H, W] sequences (an LSTM's replay): fold the leading dims
+        out = self.net(obs.reshape([-1] + list(obs.shape[-3:])).float() / 255.0)
+        return out.reshape(lead + [-1])
 
 
 def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) -> nn.Sequential:
