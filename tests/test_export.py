@@ -144,6 +144,7 @@ def test_continuous_export_folds_in_frozen_normalization(tmp_path):
     assert not np.allclose(raw, got["actions"].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_atari_export_takes_uint8_frames(tmp_path):
     cfg = tiny(config.atari, tmp_path, name="pong", num_envs=1, num_steps=32, minibatch_size=32, epochs=1,
                eval_episodes=0, vector_env="sync", torch_threads=1)

@@ -165,6 +165,7 @@ def test_packs_group_runs_that_can_share():
     assert plan.group(runs, 1) == [[r["name"]] for r in runs]
 
 
+@pytest.mark.slow
 def test_pack_sweep_from_the_command_line(tmp_path):
     """A grid with --pack: the dry run prints the packs; the sweep trains them, status shows them."""
     cmd = [sys.executable, str(ROOT / "recipes" / "mujoco.py"), "--env-id", "Pendulum-v1", "--seeds", "0-2",

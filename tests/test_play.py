@@ -135,6 +135,7 @@ def read_frames(path: Path) -> list[np.ndarray]:
     return list(iio.imiter(path, plugin="FFMPEG"))
 
 
+@pytest.mark.slow
 def test_atari_video_is_the_rgb_game_screen(pong, tmp_path):
     res = run_play(pong.run_path(), "--episodes", 2, "--max-steps", 12, "--video", tmp_path / "videos")
     assert res.returncode == 0, res.stderr

@@ -44,11 +44,13 @@ def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Co
 
 def check_envs(cfg: Config) -> None:
     """Raise :class:`ConfigError` (one line) when ``cfg``'s envs cannot be built here or have spaces the agent
-    cannot handle (a Tuple, a Dict entry that is no Box, ...): the env backend's checks, then one env's spaces."""
+    cannot handle (a Tuple, a Dict entry that is no Box, ...): the env backend's checks, then one env's spaces
+    (built once per env stack)."""
     from ..algo.policy import check_spaces
 
     envs.check(cfg)
-    check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
+    if not ids.is_atari(cfg.env_id):       # Atari's stack is ours: Box frames and Discrete actions, always
+        check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
 
 
 def resolve_device(spec: str) -> str:
