@@ -23,3 +23,31 @@ def tiny(preset=config.classic, tmp: Path | None = None, **kw) -> config.Config:
 
 def replace(cfg: config.Config, **kw) -> config.Config:
     return dataclasses.replace(cfg, **kw)
+
+
+# The recipes' command line on a tiny CartPole-like budget, and its one-line refusals (test_env_ids, test_video)
+ROOT = Path(__file__).resolve().parents[1]
+TINY_ARGS = ["--num-envs", "4", "--num-steps", "32", "--minibatch-size", "64", "--epochs", "2", "--total-steps", "1024",
+             "--eval-every", "4", "--eval-episodes", "2", "--eval-max-steps", "60", "--torch-threads", "1",
+             "--no-progress"]
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    """Run the classic recipe's main on ``argv``: it must exit 2 with one ``error:`` line, which is returned."""
+    import pytest
+
+    from ppo_pipeline.run import launch
+
+    with pytest.raises(SystemExit) as e:
+        launch.main(config.classic, "t", argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def subprocess_env() -> dict:
+    """The environment of a recipe started as a user would: tests/ importable, W&B offline and quiet."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

@@ -3,43 +3,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
-
-from ppo_pipeline import config
-from ppo_pipeline.run import launch
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--num-envs", "4", "--num-steps", "32", "--minibatch-size", "64", "--epochs", "2", "--total-steps", "1024",
-        "--eval-every", "4", "--eval-episodes", "2", "--eval-max-steps", "60", "--torch-threads", "1",
-        "--no-progress"]
-
-
-def _error(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as e:
-        launch.main(config.classic, "t", argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
-
-
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-
+from helpers import ROOT, TINY_ARGS, one_line_error, subprocess_env
 
 
 def test_capture_video_and_track_offline(tmp_path):
     """Each periodic evaluation records its first episode (MP4 in <run>/videos/, a GIF in TensorBoard);
     --track logs the config, every metrics column and the videos to W&B (offline: on disk)."""
-    p = subprocess.run([sys.executable, str(ROOT / "recipes" / "classic_control.py"), *TINY, "--capture-video", "--track",
+    p = subprocess.run([sys.executable, str(ROOT / "recipes" / "classic_control.py"), *TINY_ARGS, "--capture-video", "--track",
                         "--wandb-project", "ppo-test", "--run-dir", str(tmp_path)],
-                       capture_output=True, text=True, env=_env(), timeout=300)
+                       capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "CartPole-v1__clip__s0"
     videos = sorted((run / "videos").glob("*.mp4"))
@@ -66,12 +41,12 @@ def test_track_without_wandb_is_one_line(tmp_path, capsys, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    assert "pip install -e .[wandb]" in _error(["--track", "--run-dir", str(tmp_path)], capsys)
+    assert "pip install -e .[wandb]" in one_line_error(["--track", "--run-dir", str(tmp_path)], capsys)
 
 
 
 def test_capture_video_needs_evaluation(tmp_path, capsys):
-    assert "needs eval_episodes >= 1" in _error(["--capture-video", "--eval-episodes", "0", "--run-dir", str(tmp_path)],
+    assert "needs eval_episodes >= 1" in one_line_error(["--capture-video", "--eval-episodes", "0", "--run-dir", str(tmp_path)],
                                                 capsys)
 
 

@@ -96,11 +96,10 @@ def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Ten
 # ------------------------------------------------------------------------------------------------------
 # Heads
 # ------------------------------------------------------------------------------------------------------
-class CategoricalHead(nn.Module):
-    """features -> ``{"logits": [.., n]}``; Categorical(logits); mode = argmax."""
+class LogitsHead(nn.Module):
+    """features -> ``{"logits": net(x)}``: what the Categorical, MultiDiscrete and MultiBinary heads share."""
 
     param_keys = ("logits",)
-    distribution = Categorical
     distribution_kwargs: dict = {}
 
     def __init__(self, net: nn.Module):
@@ -109,6 +108,12 @@ class CategoricalHead(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         return {"logits": self.net(x)}
+
+
+class CategoricalHead(LogitsHead):
+    """features -> ``{"logits": [.., n]}``; Categorical(logits); mode = argmax."""
+
+    distribution = Categorical
 
     @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -175,20 +180,15 @@ class GaussianHead(nn.Module):
         return loc + params["scale"] * noise
 
 
-class MultiCategoricalHead(nn.Module):
+class MultiCategoricalHead(LogitsHead):
     """features -> ``{"logits": [.., sum(nvec)]}``; independent categoricals; mode = argmax per part."""
 
-    param_keys = ("logits",)
     distribution = MultiCategorical
 
     def __init__(self, net: nn.Module, nvec: Sequence[int]):
-        super().__init__()
-        self.net = net
+        super().__init__(net)
         self.nvec: List[int] = [int(n) for n in nvec]
         self.distribution_kwargs = {"nvec": self.nvec}
-
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return {"logits": self.net(x)}
 
     @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -203,19 +203,10 @@ class MultiCategoricalHead(nn.Module):
         return torch.stack(parts, -1)
 
 
-class BernoulliHead(nn.Module):
+class BernoulliHead(LogitsHead):
     """features -> ``{"logits": [.., n]}``; independent Bernoullis; mode = logits > 0."""
 
-    param_keys = ("logits",)
     distribution = IndependentBernoulli
-    distribution_kwargs: dict = {}
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return {"logits": self.net(x)}
 
     @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:

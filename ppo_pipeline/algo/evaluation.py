@@ -101,19 +101,24 @@ def evaluate(agent: Agent, cfg: Config, obs_norm: Any, episodes: int) -> list[fl
     """Deterministic policy (argmax / mean) on ``episodes`` fresh eval envs, one episode each, at most
     ``cfg.eval_max_steps`` steps; returns each episode's real game score."""
     envs = make_vector_env(cfg, episodes, evaluation=True)
-    policy = agent_policy(agent, obs_norm.frozen_copy() if obs_norm is not None else None, envs.single_action_space)
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
     try:
-        steps = rollout(envs, policy, env_seeds(cfg.seed, episodes, evaluation=True))
-        for _, (_, reward, term, trunc, _) in zip(range(cfg.eval_max_steps), steps):
-            returns += reward * running
-            running &= ~(term | trunc)
-            if not running.any():
-                break
+        policy = agent_policy(agent, obs_norm.frozen_copy() if obs_norm is not None else None, envs.single_action_space)
+        returns = first_episode_returns(envs, policy, env_seeds(cfg.seed, episodes, evaluation=True), cfg.eval_max_steps)
     finally:
         envs.close()
     return [float(r) for r in returns]
+
+
+def first_episode_returns(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int], max_steps: int) -> np.ndarray:
+    """Each env's first episode's summed reward (from ``reset(seeds)``, at most ``max_steps`` steps)."""
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    for _, (_, reward, term, trunc, _) in zip(range(max_steps), rollout(envs, policy, seeds)):
+        returns += reward * running
+        running &= ~(term | trunc)
+        if not running.any():
+            break
+    return returns
 
 
 def random_score(cfg: Config, seed: int, episodes: int = 100, max_steps: int = 5_000_000) -> float:

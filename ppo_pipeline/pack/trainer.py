@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .. import batch as keys
 from ..algo.collect import EpisodeLog
-from ..algo.evaluation import Policy, rollout
+from ..algo.evaluation import Policy, first_episode_returns
 from ..algo.spaces import env_action, obs_tensor
 from ..config import Config
 from ..envs import make_vector_env
@@ -167,15 +167,9 @@ class PackTrainer:
                 return env_action(action.reshape(P * n, *action.shape[2:]), envs.single_action_space)
 
         policy = Members()
-        returns = np.zeros(P * n)
-        running = np.ones(P * n, dtype=bool)
         try:
             seeds = [s for m in self.members for s in env_seeds(m.seed, n, evaluation=True)]
-            for _, (_, reward, term, trunc, _) in zip(range(cfg.eval_max_steps), rollout(envs, policy, seeds)):
-                returns += reward * running
-                running &= ~(term | trunc)
-                if not running.any():
-                    break
+            returns = first_episode_returns(envs, policy, seeds, cfg.eval_max_steps)
         finally:
             envs.close()
         ppo.phase_time["eval"] += time.perf_counter() - t0
