@@ -51,6 +51,7 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5,Walker2d-v5 --seeds 0 --total-steps 100000 --dry-run": [],
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
+    "python recipes/mujoco.py --experiment table1 --pack 33 --dry-run": [],
     "python recipes/classic_control.py --env-id tests.variant_envs:CartPoleNoVel --policy lstm": ["--total-steps", "512"],
     "python recipes/classic_control.py --env-id tests.variant_envs:MaskedChain": ["--total-steps", "512"],
     "python recipes/classic_control.py --env-id tests.variant_envs:DictCartPole": ["--total-steps", "512"],
