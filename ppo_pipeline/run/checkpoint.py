@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ..config import Config
 from ..errors import UserError
 
 FORMAT = "ppo-pipeline/checkpoint/v1"
@@ -71,7 +72,7 @@ def load(path: Path) -> dict[str, Any]:
 
 # Config fields that make a run what it is: a checkpoint whose values differ is another run's. Other
 # fields (lr, total_steps, ...) may be edited in config.json before --resume: "its config.json wins".
-IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "shared_trunk",
+IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "shared_trunk", "policy", "lstm_hidden",
                    "normalize_obs", "scale_reward", "frame_stack")
 REQUIRED_KEYS = ("config", "agent", "optimizer", "loss", "rng", "collector", "logger", "update")
 
@@ -104,7 +105,8 @@ def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete (no {', '.join(missing)})")
-    theirs = state["config"] if isinstance(state["config"], dict) else {}
+    # a field the checkpoint's config predates has its default there (e.g. policy: mlp)
+    theirs = {**Config().to_dict(), **(state["config"] if isinstance(state["config"], dict) else {})}
     diffs = [k for k in IDENTITY_FIELDS if k in config and theirs.get(k) != config[k]]
     if diffs:
         k = diffs[0]
