@@ -26,6 +26,8 @@ SPACES = {   # name -> (preset, observation space, action space)
     "discrete": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.Discrete(3)),
     "box": (config.mujoco, gym.spaces.Box(-5, 5, (6,), np.float64), gym.spaces.Box(-0.4, 0.7, (2,))),
     "pixels": (config.atari, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6)),
+    "multi-discrete": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.MultiDiscrete([3, 2, 4])),
+    "multi-binary": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.MultiBinary(3)),
 }
 
 

@@ -101,6 +101,7 @@ class LogitsHead(nn.Module):
 
     param_keys = ("logits",)
     distribution_kwargs: dict = {}
+    __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -156,6 +157,7 @@ class GaussianHead(nn.Module):
     param_keys = ("loc", "scale")
     distribution = IndependentNormal
     distribution_kwargs: dict = {}
+    __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 
     def __init__(self, net: nn.Module, action_dim: int):
         super().__init__()
