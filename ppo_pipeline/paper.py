@@ -66,6 +66,11 @@ def game_of(env_id: str) -> str | None:
     return name if name in TABLE6 else None
 
 
+def is_table1_task(env_id: str) -> bool:
+    """Whether ``env_id`` is one of Table 1's 7 MuJoCo tasks (any version: the paper ran -v1, we run -v5)."""
+    return env_id.rsplit("-v", 1)[0] in {t.rsplit("-v", 1)[0] for t in TABLE1_TASKS}
+
+
 def table1_label(objective: str, param: str | None, value: float | None) -> str:
     """The report's variant label of a Table 1 row (as :func:`ppo_pipeline.report.runs.variant_of` writes it)."""
     short = {"clip_epsilon": "eps", "kl_target": "d_targ", "kl_beta": "beta"}

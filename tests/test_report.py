@@ -259,16 +259,23 @@ def test_random_score_measured_on_cartpole(tmp_path: Path) -> None:
 
 def test_paper_layouts(tmp_path: Path, capsys) -> None:
     """Table 1 rows in the paper's order with the paper's value beside ours (variants told apart by their
-    hyperparameter); Table 6 rows beside A2C / ACER / PPO; Table 2 counts. Printed, and in report.md."""
+    hyperparameter) when every task is Table 1's, the paper's column left empty otherwise; Table 6 rows
+    beside A2C / ACER / PPO; Table 2 counts. Printed, and in report.md."""
     root = tmp_path / "runs"
-    make_run(root, "h-clip1", score=100.0, env="Hopper-v5", clip_epsilon=0.1)
-    make_run(root, "h-clip3", score=60.0, env="Hopper-v5", clip_epsilon=0.3)
-    make_run(root, "h-none", score=20.0, env="Hopper-v5", objective="none")
-    make_run(root, "pong-clip", score=-20.0, head=-21.0, env="ALE/Pong-v5", clip_epsilon=0.1)
-    make_run(root, "pong-kl", score=-19.0, head=-21.0, env="ALE/Pong-v5", objective="kl_fixed", kl_beta=3.0)
+    make_run(root / "mujoco", "h-clip1", score=100.0, env="Hopper-v5", clip_epsilon=0.1)
+    make_run(root / "mujoco", "h-clip3", score=60.0, env="Hopper-v5", clip_epsilon=0.3)
+    make_run(root / "mujoco", "h-none", score=20.0, env="Hopper-v5", objective="none")
+    make_run(root / "mujoco", "h-kl3", score=55.0, env="Hopper-v5", objective="kl_fixed", kl_beta=3.0)
+    make_run(root / "atari", "pong-clip", score=-20.0, head=-21.0, env="ALE/Pong-v5", clip_epsilon=0.1)
+    make_run(root / "atari", "pong-kl", score=-19.0, head=-21.0, env="ALE/Pong-v5", objective="kl_fixed", kl_beta=3.0)
+    given = ["--random-score", "Hopper-v5=10", "--random-score", "ALE/Pong-v5=-21", "--bootstrap", "50"]
+    # Atari runs among the tasks: Table 1's normalized rows, but not beside the paper's MuJoCo numbers
+    assert report.main([str(root), "--out", str(tmp_path / "mixed"), *given]) == 0
+    printed = capsys.readouterr().out
+    assert "paper (Table 1: MuJoCo tasks only)" in printed and "-0.39" not in printed and "0.76" not in printed
+    assert "the paper's column is left empty" in (tmp_path / "mixed" / "report.md").read_text()
     out = tmp_path / "out"
-    assert report.main([str(root), "--out", str(out), "--random-score", "Hopper-v5=10",
-                        "--random-score", "ALE/Pong-v5=-21", "--bootstrap", "50"]) == 0
+    assert report.main([str(root / "mujoco"), "--out", str(out), *given]) == 0
     printed = capsys.readouterr().out
     # Hopper: random 10, best 100 -> clip 0.1: 1.0, clip 0.3: 0.56, none: 0.11 (one task each)
     table1 = {line.split("  ")[0]: line.split() for line in printed.splitlines() if line.startswith(("none", "clip", "kl"))}
@@ -277,8 +284,11 @@ def test_paper_layouts(tmp_path: Path, capsys) -> None:
     assert "kl_fixed beta=3" in printed and "0.72" in printed and "-0.39" in printed
     order = [printed.index(v) for v in ("none ", "clip eps=0.1", "clip eps=0.3", "kl_fixed beta=3")]
     assert order == sorted(order)                                   # the paper's row order
+    assert "## Table 1 in the paper's layout" in (out / "report.md").read_text()
+    assert report.main([str(root / "atari"), "--out", str(out), *given]) == 0
+    printed = capsys.readouterr().out
     assert "Pong" in printed and "19.7" in printed and "20.7" in printed
     assert "ours >= paper's PPO on 0 of 1 games" in printed
     assert "(2) last 100 episodes, ours: clip eps=0.1 0, kl_fixed beta=3 1, tie 0" in printed
     md = (out / "report.md").read_text()
-    assert "## Table 1 in the paper's layout" in md and "## Table 6 layout" in md and "## Table 2: games won" in md
+    assert "## Table 6 layout" in md and "## Table 2: games won" in md

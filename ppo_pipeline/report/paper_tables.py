@@ -22,14 +22,23 @@ def _num(x: float | None, digits: int = 2) -> str:
 def table1(rep: Report) -> Table:
     """A row per variant in the paper's order (no clipping; clip eps; adaptive KL d_targ; fixed KL beta):
     our normalized score (mean over every run of the variant, all tasks), IQM [95% CI], runs, tasks, and
-    the paper's Table 1 value for that row."""
+    the paper's Table 1 value for that row -- only when every task is one of Table 1's MuJoCo tasks (a
+    CartPole or Atari score normalized the same way is not comparable with it)."""
     envs = rep.envs
+    comparable = table1_comparable(rep)
     rows = []
     for v in rep.variants:
         t = rep.table1[v]
         rows.append([v, _num(t["mean"]), f"{_num(t['iqm'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}]",
-                     str(t["runs"]), f"{t['envs']}/{len(envs)}", _num(paper.TABLE1_BY_LABEL.get(v))])
-    return ["variant", "ours", "IQM [95% CI]", "runs", "tasks", "paper (Table 1)"], rows
+                     str(t["runs"]), f"{t['envs']}/{len(envs)}",
+                     _num(paper.TABLE1_BY_LABEL.get(v)) if comparable else "-"])
+    paper_column = "paper (Table 1)" if comparable else "paper (Table 1: MuJoCo tasks only)"
+    return ["variant", "ours", "IQM [95% CI]", "runs", "tasks", paper_column], rows
+
+
+def table1_comparable(rep: Report) -> bool:
+    """Whether the report's tasks are all Table 1's (MuJoCo), so its normalized scores sit beside the paper's."""
+    return bool(rep.envs) and all(paper.is_table1_task(e) for e in rep.envs)
 
 
 def atari_games(rep: Report) -> list[tuple[str, str]]:

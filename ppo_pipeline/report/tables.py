@@ -48,7 +48,9 @@ def write_markdown(rep: Report, path: Path, curve_files: Sequence[Path]) -> None
     L += ["", "## Table 1 in the paper's layout", "",
           "Normalized score of each variant, averaged over all its runs on all tasks (random play 0, the best "
           "compared variant on each task 1; details below), beside the paper's Table 1 (7 tasks x 3 seeds, 1M "
-          "steps). A variant run on fewer tasks or at another budget is not the paper's number: see tasks and env steps.",
+          "steps). A variant run on fewer tasks or at another budget is not the paper's number: see tasks and env steps."
+          + ("" if paper_tables.table1_comparable(rep) else
+             " These tasks are not Table 1's (its 7 MuJoCo tasks), so the paper's column is left empty."),
           ""]
     L += paper_tables.markdown(paper_tables.table1(rep))
     if paper_tables.atari_games(rep):
