@@ -80,3 +80,50 @@ def test_own_ticks_count_this_process_and_its_children():
     during = threads.own_ticks()
     child.wait()
     assert during - before >= 0.5 * os.sysconf("SC_CLK_TCK")      # the child's busy second is counted as ours
+
+
+def test_torch_threads_is_set_inside_and_set_back_after():
+    """A pack collects on one thread and learns on the run's count: the block's count, then the one before,
+    also when the block raises."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads.torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), threads.torch_threads(1):
+            raise RuntimeError("in the block")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
+    """The pack's collector switches to COLLECT_THREADS around its rollout and back after it."""
+    import gymnasium as gym
+    import numpy as np
+
+    from ppo_pipeline import config
+    from ppo_pipeline.algo.policy import Agent
+    from ppo_pipeline.pack.agent import PackAgent
+    from ppo_pipeline.pack.collect import COLLECT_THREADS, PackCollector
+
+    seen = []
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    agents = [Agent(envs.single_observation_space, envs.single_action_space, config.classic()) for _ in range(2)]
+    pack = PackAgent(agents)
+    act = pack.act
+    monkeypatch.setattr(pack, "act", lambda *a, **k: (seen.append(torch.get_num_threads()), act(*a, **k))[1])
+    collector = PackCollector(envs, pack, 4, torch.device("cpu"),
+                              generators=[torch.Generator().manual_seed(p) for p in range(2)])
+    collector.reset([0, 1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batch = collector.collect()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        envs.close()
+    assert seen == [COLLECT_THREADS] * 4 and batch.batch_size == torch.Size([2, 1, 4]) and np.all(np.isfinite(
+        batch["action_log_prob"].numpy()))

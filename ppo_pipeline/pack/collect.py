@@ -23,7 +23,10 @@ from ..algo.advantages import next_state_value
 from ..algo.collect import EpisodeLog, episode_stats
 from ..algo.normalize import ObsNormalizer, RewardScaler
 from ..algo.spaces import env_action, obs_tensor
+from ..run.threads import torch_threads
 from .agent import PackAgent
+
+COLLECT_THREADS = 1     # torch threads while collecting (see run.threads.torch_threads); the update keeps the run's
 
 
 class PackCollector:
@@ -66,8 +69,12 @@ class PackCollector:
             out[dead] = 0
         return out
 
-    @torch.no_grad()
     def collect(self) -> TensorDict:
+        with torch_threads(COLLECT_THREADS):
+            return self._collect()
+
+    @torch.no_grad()
+    def _collect(self) -> TensorDict:
         P, E, T, dev = self.P, self.E, self.T, self.device
         obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, torch.Tensor] = {}
