@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
+from ppo_pipeline.algo.distributions import GaussianHead
 from ppo_pipeline.algo.objectives import (
     make_loss,
     set_beta,
@@ -159,6 +160,30 @@ def test_pack_act_log_probs_and_values_are_the_solo_agents(case: PackCase, n: in
         # member p's draws come from its own generator: the solo head's draw with that generator
         solo_action = agent.policy_head.draw({k: out[k][p] for k in agent.param_keys}, torch.Generator().manual_seed(p))
         assert torch.equal(solo_action, out["action"][p])
+
+
+@given(case=pack_cases(), steps=st.integers(1, 5), envs=st.integers(1, 3))
+def test_rollout_noise_is_each_members_own_stream(case: PackCase, steps: int, envs: int) -> None:
+    """A Gaussian pack draws member p's noise for a rollout from generator p alone, in one call (so it does not
+    depend on P or on the other members), and a step's action is loc + scale * that step's noise."""
+    pack = PackAgent(case.agents)
+    P = len(case.agents)
+    noise = pack.rollout_noise(steps, envs, [torch.Generator().manual_seed(100 + p) for p in range(P)])
+    if not isinstance(case.agents[0].policy_head, GaussianHead):
+        assert noise is None
+        return
+    width = case.agents[0].policy_head.log_std.shape[-1]
+    assert noise.shape == (steps, P, envs, width)
+    for p in range(P):
+        assert torch.equal(noise[:, p], torch.randn((steps, envs, width), generator=torch.Generator().manual_seed(100 + p)))
+    n = min(envs, case.data.batch_size[1])
+    obs = torch.stack([case.data[p]["observation"][:n] for p in range(P)])
+    out = pack.act(obs, None, noise=noise[-1, :, :n])
+    assert torch.allclose(out["action"], out["loc"] + out["scale"] * noise[-1, :, :n])
+    for p, agent in enumerate(case.agents):
+        with torch.no_grad():
+            dist = agent.actor.get_dist(TensorDict({"observation": obs[p]}, [n]))
+            assert torch.allclose(dist.log_prob(out["action"][p]), out["action_log_prob"][p], rtol=1e-5, atol=1e-5)
 
 
 @given(seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=5, unique=True), epochs=st.integers(1, 3),

@@ -175,10 +175,13 @@ class GaussianHead(nn.Module):
         return params["loc"]
 
     @torch.jit.ignore
-    def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
-        """a = loc + scale * z, z ~ N(0, I) from ``generator`` (None: torch's global one)."""
+    def draw(self, params: Params, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        """a = loc + scale * z, z ~ N(0, I) from ``generator`` (None: torch's global one), or z = ``noise``
+        drawn ahead (a pack draws each member's z for a whole rollout at once)."""
         loc = params["loc"]
-        noise = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        if noise is None:
+            noise = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
         return loc + params["scale"] * noise
 
 

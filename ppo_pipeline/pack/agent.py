@@ -45,15 +45,27 @@ class PackAgent(nn.Module):
     def dist(self, params: distributions.Params) -> torch.distributions.Distribution:
         return distributions.build(self.policy_head, params)
 
+    def rollout_noise(self, steps: int, envs: int, generators: Sequence[torch.Generator]) -> torch.Tensor | None:
+        """Member p's N(0, I) draws for a whole rollout, from ``generators[p]`` at once: [T, P, E, A] (a Gaussian
+        head; one call per member and rollout instead of one per member and step). None for other heads."""
+        if not isinstance(self.policy_head, distributions.GaussianHead):
+            return None
+        width = self.policy_head.log_std.shape[-1]
+        dev = self.policy_head.log_std.device
+        return torch.stack([torch.randn((steps, envs, width), generator=g, device=dev) for g in generators], 1)
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generators: Sequence[torch.Generator] | None,
-            deterministic: bool = False) -> dict[str, torch.Tensor]:
+            deterministic: bool = False, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """obs [P, E, *obs] -> ``action`` [P, E(, A)], ``action_log_prob`` [P, E], ``state_value`` [P, E, 1] and
-        the parameters: member p samples with ``generators[p]`` (or takes the mode)."""
+        the parameters: member p samples with ``generators[p]``, or from ``noise`` [P, E, A] (this step's slice
+        of :meth:`rollout_noise`), or takes the mode."""
         x = self.features(obs)
         params = self.policy_head(x)
         if deterministic:
             action = self.policy_head.mode(params)
+        elif noise is not None:
+            action = self.policy_head.draw(params, noise=noise)
         else:
             action = torch.stack([self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
                                   for p, g in enumerate(generators)])

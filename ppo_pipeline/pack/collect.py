@@ -3,7 +3,8 @@
 The batched env holds the P members' E envs each, member-major (env i is member ``i // E``'s env
 ``i % E``), each seeded as its member's solo run seeds it. Per step: every member's observations through
 its own normalizer (:class:`~ppo_pipeline.algo.normalize.ObsNormalizer` with a member axis), one
-:meth:`PackAgent.act` (member p samples with its own generator), the env step, each member's rewards
+:meth:`PackAgent.act` (member p samples with its own generator; a Gaussian member's noise for the
+whole rollout is drawn at its start), the env step, each member's rewards
 through its own scaler, the V(final obs) bootstrap where a time limit cut an episode, and each member's
 episode statistics. Output: the solo collector's TensorDict with a leading member dimension, [P, E, T]
 (time last: torchrl's GAE runs on it unchanged).
@@ -83,9 +84,10 @@ class PackCollector:
         terminated = np.zeros((T, P, E, 1), dtype=bool)
         truncated = np.zeros((T, P, E, 1), dtype=bool)
         clock = time.perf_counter
+        noise = self.agent.rollout_noise(T, E, self.generators)     # [T, P, E, A] (Gaussian), or None
         for t in range(T):
             t0 = clock()
-            out = self.agent.act(obs_t, self.generators)
+            out = self.agent.act(obs_t, self.generators, noise=None if noise is None else noise[t])
             out[keys.OBSERVATION] = obs_t
             if not buf:
                 buf = {k: torch.empty((T, *v.shape), dtype=v.dtype, device=dev) for k, v in out.items()}
