@@ -104,6 +104,7 @@ def test_play_prints_episodes_and_summary_equal_to_evaluation(pendulum):
     assert returns == pytest.approx(evaluate(agent, pendulum, norm, 3), abs=0.011)
 
 
+@pytest.mark.slow
 def test_play_uses_the_checkpoints_frozen_statistics(pendulum, tmp_path):
     path = checkpoint.latest(pendulum.run_path())
     state = checkpoint.load(path)
@@ -119,6 +120,7 @@ def test_play_uses_the_checkpoints_frozen_statistics(pendulum, tmp_path):
     assert max(abs(a[0] - b[0]) for a, b in zip(base, moved)) > 1.0
 
 
+@pytest.mark.slow
 def test_stochastic_play_samples(pendulum):
     deterministic = parse(run_play(pendulum.run_path(), "--episodes", 1).stdout)[0]
     res = run_play(pendulum.run_path(), "--episodes", 1, "--stochastic")
@@ -158,6 +160,7 @@ def _mujoco_renders() -> bool:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, env=env, timeout=60).returncode == 0
 
 
+@pytest.mark.slow
 def test_mujoco_video_has_a_frame_per_step(tmp_path):
     if not _mujoco_renders():
         pytest.skip("no offscreen OpenGL (EGL) for MuJoCo on this machine")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, TINY_ARGS, one_line_error, subprocess_env
 
 
+@pytest.mark.slow
 def test_capture_video_and_track_offline(tmp_path):
     """Each periodic evaluation records its first episode (MP4 in <run>/videos/, a GIF in TensorBoard);
     --track logs the config, every metrics column and the videos to W&B (offline: on disk)."""
