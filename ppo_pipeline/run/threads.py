@@ -119,9 +119,6 @@ def torch_threads(n: int) -> Iterator[None]:
     its policy's small ops gain nothing from a parallel region, and the OpenMP workers that spin after each
     one take the cores envpool's own threads step the envs on -- measured in README, Speed: Packs)."""
     before = torch.get_num_threads()
-    if n == before:
-        yield
-        return
     torch.set_num_threads(n)
     try:
         yield
