@@ -88,7 +88,7 @@ class Config:
     anneal: bool = option(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
     max_grad_norm: float = option(0.5, "global gradient-norm clip (0 = off)")
     compile: str = option("auto", "torch.compile the update (loss + backward): on, off, or auto = on for MLP nets "
-                                  "with >= 20k minibatch steps and on CUDA (where the bench shows it pays)",
+                                  "with >= 20k minibatch steps (a pack's update: >= 5k) and on CUDA (where the bench shows it pays)",
                           choices=("auto", "on", "off"))
 
     # --- objective ----------------------------------------------------------------------------------

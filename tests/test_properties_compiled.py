@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import pytest
+import test_pack_properties as P
 import test_properties_loss as L
 import torch
 from hypothesis import given, settings
@@ -63,3 +64,35 @@ def test_compiled_reference_values(objective: str, data: st.DataObject) -> None:
 @given(case=L.loss_cases(theta_old=True, n=N))
 def test_compiled_theta_old(case: L.Case) -> None:
     L.check_theta_old(case, compiled_loss)
+
+
+# --- packs: the member-wise objective compiled (what a pack runs under --compile on) --------------------
+def compiled_objective(agent, members):
+    """The pack's objective with its forward compiled (the same object: beta, epsilon and alive stay buffers)."""
+    objective = P.MemberObjective(agent, members)
+    objective.forward = torch.compile(objective.forward)
+    return objective
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(case=P.pack_cases(max_p=3))
+def test_compiled_pack_member_terms_gradients_and_adam_step_are_the_solo_ones(case: P.PackCase) -> None:
+    P.check_pack_step(case, compiled_objective)
+
+
+@settings(max_examples=2, deadline=None)
+@given(case=P.pack_cases(max_p=3))
+def test_compiled_pack_reads_beta_epsilon_and_alive_at_each_call(case: P.PackCase) -> None:
+    """The KL rule writes beta, the schedule scales epsilon and a diverged member leaves ``alive`` between calls:
+    the compiled objective must see each new value (not the one it was traced with)."""
+    agent = P.PackAgent(case.agents)
+    eager, compiled = P.MemberObjective(agent, case.members), compiled_objective(agent, case.members)
+    for step in range(3):
+        alpha = torch.tensor([1.0, 0.5, 0.25][step])
+        a, b = eager(case.data, alpha), compiled(case.data, alpha)
+        for k in ("loss", "loss_objective", "kl", "clip_fraction"):
+            assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), (step, k)
+        for obj in (eager, compiled):
+            obj.beta.mul_(3.0).add_(0.5)
+            obj.epsilon.mul_(0.5)
+            obj.alive[0] = False

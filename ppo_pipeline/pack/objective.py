@@ -58,7 +58,7 @@ class MemberObjective(nn.Module):
         self.register_buffer("beta", torch.tensor([member_beta(c) for c in members]))
         self.register_buffer("alive", torch.ones(len(members), dtype=torch.bool))
 
-    def forward(self, mb: TensorDictBase, alpha: float = 1.0) -> TensorDict:
+    def forward(self, mb: TensorDictBase, alpha: float | torch.Tensor = 1.0) -> TensorDict:
         """``alpha`` scales epsilon (Table 5's schedule)."""
         p, m = mb.batch_size
         adv = mb[keys.ADVANTAGE]                                             # [P, M, 1]

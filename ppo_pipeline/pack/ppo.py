@@ -6,7 +6,8 @@ The same stages as a solo run (:class:`ppo_pipeline.algo.ppo.PPO`), each with a 
     gae(batch)                             # torchrl's GAE, unchanged (time is the last dim)
     for mb in sampler(batch):              # [P, M]: member p's own permutation (its own generator)
         loss = objective(mb)["loss"]       # sum over members of their own Eq. 9 (MemberObjective)
-        backward; per-member grad-norm clip; one fused Adam over the stacked weights (= P Adams)
+        backward                           # these two compiled as the solo update is (--compile)
+        per-member grad-norm clip; one fused Adam over the stacked weights (= P Adams)
     per member: schedules (alpha), KL beta rule, metrics row
 
 Per member, as its solo run: advantage standardization, the grad-norm clip (never one norm across
@@ -26,6 +27,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from .. import batch as keys
+from ..algo import compiling
 from ..algo.advantages import make_gae
 from ..algo.normalize import ObsNormalizer, RewardScaler
 from ..algo.objectives import KLController
@@ -37,6 +39,7 @@ from .collect import PackCollector
 from .objective import MemberObjective
 
 KL_CHUNK = 4096
+STEP_TERMS = ("loss_objective", "loss_critic", "entropy", "kl_approx", "clip_fraction", "total")
 
 
 class PackSampler:
@@ -97,6 +100,18 @@ class PackPPO:
         self.sampler = PackSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
         self.kl_rules = [KLController(m.kl_target) if m.objective == "kl_adaptive" else None for m in members]
         self.phase_time: dict[str, float] = defaultdict(float)
+        # the objective's forward + backward, compiled by the solo update's rule (compiling.wanted)
+        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=device, members=P,
+                                      minibatch_steps=compiling.minibatch_steps(cfg.num_updates, cfg.epochs,
+                                                                                cfg.batch_size, cfg.minibatch_size))
+        self.loss_step = compiling.MaybeCompiled(self._loss_step, compile_it, "pack update",
+                                                 before_retry=lambda: self.optimizer.zero_grad(set_to_none=True))
+
+    def _loss_step(self, mb: TensorDictBase, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mb [P, M] -> the members' terms [P] (detached), after ``loss.backward()``."""
+        out = self.objective(mb, alpha)
+        out["loss"].backward()
+        return {k: out[k].detach() for k in STEP_TERMS}
 
     @property
     def alive(self) -> np.ndarray:
@@ -142,10 +157,10 @@ class PackPPO:
         sums: dict[str, torch.Tensor] = {}
         n = 0
         bad = torch.zeros(P, dtype=torch.bool, device=self.device)
+        alpha_t = torch.tensor(alpha, dtype=torch.float32, device=self.device)   # a tensor: no recompile per update
         for mb in self.sampler(batch):
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.objective(mb, alpha)
-            out["loss"].backward()
+            out = self.loss_step(mb, alpha_t)
             bad |= ~torch.isfinite(out["total"])
             dead = ~self.objective.alive | bad
             if dead.any():           # a diverged member's gradient never reaches Adam
@@ -157,7 +172,7 @@ class PackPPO:
             terms = {"policy_loss": out["loss_objective"], "value_loss": out["loss_critic"] / max(cfg.value_coef, 1e-12),
                      "entropy": out["entropy"], "approx_kl": out["kl_approx"], "clip_fraction": out["clip_fraction"]}
             for k, v in terms.items():
-                sums[k] = sums[k] + v.detach() if k in sums else v.detach()
+                sums[k] = sums[k] + v if k in sums else v
             n += 1
         finite = torch.stack([torch.isfinite(p.detach().reshape(P, -1)).all(1) for p in self.params]).all(0)
         newly = [p for p in range(P) if self.alive[p] and (bool(bad[p]) or not bool(finite[p]))]

@@ -3,8 +3,9 @@
 Per workload (Hopper-v5 with the Table 3 preset: for P=33 the 33 runs of Table 1's Hopper column -- 11
 objectives x 3 seeds --, otherwise P seeds of the clip row; CartPole-v1 with the classic preset, P seeds),
 both sides train the same runs for the same updates, eval off. Each solo run is its own process, as a user
-starts it (so its update is compiled where ``--compile auto`` compiles it at its full budget); the pack is
-one process. A rate is taken over the steady state -- from the end of the first update to the end of the
+starts it; the pack is one process. Each side compiles (``--compile on``/``off``) as ``--compile auto``
+decides for it at the preset's full budget (:func:`full_budget_compile`), not at the bench's few updates:
+what one after the other and one pack would really run. A rate is taken over the steady state -- from the end of the first update to the end of the
 last (``metrics.csv``'s ``time_s``) -- so start-up and compilation count on neither side. Printed: total
 agent steps/s of both, the ratio, and where the pack's time goes (env stepping, policy, update).
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {"hopper": ("mujoco.py", "Hopper-v5", 2048), "cartpole": ("classic_control.py", "CartPole-v1", 256)}
+PRESETS = {"mujoco.py": "mujoco", "classic_control.py": "classic"}
 COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
 
 
@@ -35,6 +37,20 @@ def _run(cmd: list[str]) -> None:
         raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed: {p.stderr.strip()[-400:]}")
 
 
+def full_budget_compile(recipe: str, env_id: str, members: int) -> str:
+    """``on``/``off``: what ``--compile auto`` does for a run (``members`` = 1) or a pack of ``members`` of the
+    recipe's preset at its full budget, on this machine's CPU."""
+    import torch
+
+    from .. import config
+    from ..algo import compiling
+
+    cfg = getattr(config, PRESETS[recipe])(env_id=env_id)
+    steps = compiling.minibatch_steps(cfg.num_updates, cfg.epochs, cfg.batch_size, cfg.minibatch_size)
+    on = compiling.wanted("auto", minibatch_steps=steps, pixels=False, device=torch.device("cpu"), members=members)
+    return "on" if on else "off"
+
+
 def members(key: str, size: int) -> list[list[str]]:
     """The options of each of the P runs (the solo side runs them one by one)."""
     if key == "hopper" and size == 33:
@@ -48,9 +64,10 @@ def members(key: str, size: int) -> list[list[str]]:
 def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
     recipe, env_id, batch = WORKLOADS[key]
     budget = ["--env-id", env_id, "--total-steps", str(updates * batch), *COMMON]
+    compile_solo, compile_pack = full_budget_compile(recipe, env_id, 1), full_budget_compile(recipe, env_id, size)
     solo_steps, solo_s = 0, 0.0
     for i, opts in enumerate(members(key, size)):
-        _run([f"recipes/{recipe}", *budget, *opts, "--run-dir", str(tmp / f"solo-{key}-{size}"), "--name", f"r{i}"])
+        _run([f"recipes/{recipe}", *budget, "--compile", compile_solo, *opts, "--run-dir", str(tmp / f"solo-{key}-{size}"), "--name", f"r{i}"])
         n, s = steady_rate(tmp / f"solo-{key}-{size}" / f"r{i}")
         solo_steps, solo_s = solo_steps + n, solo_s + s
     sweep = tmp / f"pack-{key}-{size}"
@@ -58,13 +75,14 @@ def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
         grid = ["--experiment", "table1", "--seeds", "0-2"]
     else:
         grid = ["--seeds", f"0-{size - 1}"]
-    _run([f"recipes/{recipe}", *budget, *grid, "--pack", str(size), "--sweep-dir", str(sweep)])
+    _run([f"recipes/{recipe}", *budget, "--compile", compile_pack, *grid, "--pack", str(size), "--sweep-dir", str(sweep)])
     runs = sorted((sweep / "runs").iterdir())
     n, s = steady_rate(runs[0])
     import json
 
     timing = json.loads((runs[0] / "summary.json").read_text())["timing_s"]
-    return {"workload": key, "P": size, "updates": updates, "solo_sps": solo_steps / solo_s,
+    return {"workload": key, "P": size, "updates": updates, "compile_solo": compile_solo, "compile_pack": compile_pack,
+            "solo_sps": solo_steps / solo_s,
             "pack_sps": n * len(runs) / s, "ratio": (n * len(runs) / s) / (solo_steps / solo_s), "pack_timing_s": timing}
 
 
@@ -75,16 +93,17 @@ def run(keys: list[str], sizes: list[int], updates: int) -> list[dict]:
             for size in sizes:
                 r = bench(key, size, updates, Path(tmp))
                 out.append(r)
-                print(f"[bench] {key} P={size}: solo {r['solo_sps']:,.0f}, pack {r['pack_sps']:,.0f} agent steps/s "
+                print(f"[bench] {key} P={size}: solo (compile {r['compile_solo']}) {r['solo_sps']:,.0f}, pack (compile "
+                      f"{r['compile_pack']}) {r['pack_sps']:,.0f} agent steps/s "
                       f"= {r['ratio']:.1f}x", flush=True)
     return out
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'workload':9} {'P':>3} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time split (% of its "
-          f"phases): env policy collect-other update")
+    print(f"\n{'workload':9} {'P':>3} {'compile solo/pack':>17} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time "
+          f"split (% of its phases): env policy collect-other update")
     for r in rows:
         t = r["pack_timing_s"]
         total = sum(t[k] for k in ("env", "policy", "collect_other", "gae", "update")) or 1.0
         split = " ".join(f"{100 * t[k] / total:.0f}" for k in ("env", "policy", "collect_other", "update"))
-        print(f"{r['workload']:9} {r['P']:>3} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}")
+        print(f"{r['workload']:9} {r['P']:>3} {r['compile_solo'] + '/' + r['compile_pack']:>17} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}")
