@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tensordict import TensorDictBase
@@ -40,6 +40,12 @@ def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.dev
     if device.type == "cuda":
         return True
     return not pixels and minibatch_steps >= (MIN_MINIBATCHES if members == 1 else MIN_PACK_MINIBATCHES)
+
+
+def wanted_at_budget(cfg: Any, *, pixels: bool, device: torch.device, recurrent: bool = False, members: int = 1) -> bool:
+    """:func:`wanted` for a run (or a pack of ``members``) of config ``cfg`` at its budget."""
+    steps = minibatch_steps(cfg.num_updates, cfg.epochs, cfg.batch_size, cfg.minibatch_size)
+    return wanted(cfg.compile, minibatch_steps=steps, pixels=pixels, device=device, recurrent=recurrent, members=members)
 
 
 def loss_step(loss_module: torch.nn.Module) -> StepFn:

@@ -67,9 +67,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         self.lr = schedule(cfg.lr, anneal=cfg.anneal, num_updates=cfg.num_updates)                # Table 5: x alpha
         self.clip_epsilon = schedule(cfg.clip_epsilon, anneal=cfg.anneal, num_updates=cfg.num_updates)
-        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=device, recurrent=self.agent.recurrent,
-                                      minibatch_steps=compiling.minibatch_steps(cfg.num_updates, cfg.epochs,
-                                                                                cfg.batch_size, cfg.minibatch_size))
+        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, recurrent=self.agent.recurrent)
         # the update (loss + backward) and the collector's policy call, compiled where it pays
         self.update_step = compiling.MaybeCompiled(compiling.loss_step(self.loss), compile_it, "update",
                                                    before_retry=self.optimizer.zero_grad)

@@ -101,9 +101,7 @@ class PackPPO:
         self.kl_rules = [KLController(m.kl_target) if m.objective == "kl_adaptive" else None for m in members]
         self.phase_time: dict[str, float] = defaultdict(float)
         # the objective's forward + backward, compiled by the solo update's rule (compiling.wanted)
-        compile_it = compiling.wanted(cfg.compile, pixels=self.agent.pixels, device=device, members=P,
-                                      minibatch_steps=compiling.minibatch_steps(cfg.num_updates, cfg.epochs,
-                                                                                cfg.batch_size, cfg.minibatch_size))
+        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, members=P)
         self.loss_step = compiling.MaybeCompiled(self._loss_step, compile_it, "pack update",
                                                  before_retry=lambda: self.optimizer.zero_grad(set_to_none=True))
 

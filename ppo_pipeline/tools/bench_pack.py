@@ -5,8 +5,8 @@ objectives x 3 seeds --, otherwise P seeds of the clip row; CartPole-v1 with the
 both sides train the same runs for the same updates, eval off. Each solo run is its own process, as a user
 starts it; the pack is one process. Each side compiles (``--compile on``/``off``) as ``--compile auto``
 decides for it at the preset's full budget (:func:`full_budget_compile`), not at the bench's few updates:
-what one after the other and one pack would really run. A rate is taken over the steady state -- from the end of the first update to the end of the
-last (``metrics.csv``'s ``time_s``) -- so start-up and compilation count on neither side. Printed: total
+what one after the other and one pack would really run. A rate is taken over the steady state -- from the
+end of the first update to the end of the last (``metrics.csv``'s ``time_s``) -- so start-up and compilation count on neither side. Printed: total
 agent steps/s of both, the ratio, and where the pack's time goes (env stepping, policy, update).
 """
 
@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKLOADS = {"hopper": ("mujoco.py", "Hopper-v5", 2048), "cartpole": ("classic_control.py", "CartPole-v1", 256)}
-PRESETS = {"mujoco.py": "mujoco", "classic_control.py": "classic"}
+# key: (recipe, its preset in ppo_pipeline.config, env id, agent steps per update)
+WORKLOADS = {"hopper": ("mujoco.py", "mujoco", "Hopper-v5", 2048),
+             "cartpole": ("classic_control.py", "classic", "CartPole-v1", 256)}
 COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
 
 
@@ -37,17 +38,16 @@ def _run(cmd: list[str]) -> None:
         raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed: {p.stderr.strip()[-400:]}")
 
 
-def full_budget_compile(recipe: str, env_id: str, members: int) -> str:
+def full_budget_compile(preset: str, env_id: str, members: int) -> str:
     """``on``/``off``: what ``--compile auto`` does for a run (``members`` = 1) or a pack of ``members`` of the
-    recipe's preset at its full budget, on this machine's CPU."""
+    preset at its full budget, on this machine's CPU."""
     import torch
 
     from .. import config
     from ..algo import compiling
 
-    cfg = getattr(config, PRESETS[recipe])(env_id=env_id)
-    steps = compiling.minibatch_steps(cfg.num_updates, cfg.epochs, cfg.batch_size, cfg.minibatch_size)
-    on = compiling.wanted("auto", minibatch_steps=steps, pixels=False, device=torch.device("cpu"), members=members)
+    cfg = getattr(config, preset)(env_id=env_id, compile="auto")
+    on = compiling.wanted_at_budget(cfg, pixels=False, device=torch.device("cpu"), members=members)
     return "on" if on else "off"
 
 
@@ -62,9 +62,9 @@ def members(key: str, size: int) -> list[list[str]]:
 
 
 def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
-    recipe, env_id, batch = WORKLOADS[key]
+    recipe, preset, env_id, batch = WORKLOADS[key]
     budget = ["--env-id", env_id, "--total-steps", str(updates * batch), *COMMON]
-    compile_solo, compile_pack = full_budget_compile(recipe, env_id, 1), full_budget_compile(recipe, env_id, size)
+    compile_solo, compile_pack = full_budget_compile(preset, env_id, 1), full_budget_compile(preset, env_id, size)
     solo_steps, solo_s = 0, 0.0
     for i, opts in enumerate(members(key, size)):
         _run([f"recipes/{recipe}", *budget, "--compile", compile_solo, *opts, "--run-dir", str(tmp / f"solo-{key}-{size}"), "--name", f"r{i}"])
