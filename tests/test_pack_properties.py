@@ -30,7 +30,8 @@ from ppo_pipeline.algo.sampler import MinibatchSampler
 from ppo_pipeline.config import Config, atari, classic, mujoco
 from ppo_pipeline.pack.agent import PackAgent
 from ppo_pipeline.pack.objective import MemberObjective
-from ppo_pipeline.pack.ppo import PackSampler, clip_grad_norm_per_member
+from ppo_pipeline.pack.optim import MemberAdam, clip_grad_norm_per_member
+from ppo_pipeline.pack.ppo import PackSampler
 
 SPACES = {"gaussian": (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,))),
           "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3))}
@@ -117,19 +118,20 @@ def solo_step(case: PackCase, p: int) -> tuple[dict[str, torch.Tensor], list[tor
 
 
 def check_pack_step(case: PackCase, objective_cls: Callable[..., MemberObjective] = MemberObjective,
-                    clip: Callable[..., Any] = clip_grad_norm_per_member) -> None:
-    """The pack's objective, gradients and (per-member clipped) Adam step equal each solo member's."""
+                    clip: Callable[..., Any] = clip_grad_norm_per_member, compile: bool = False) -> None:
+    """The pack's objective, gradients and (per-member clipped) Adam step (:class:`MemberAdam`, ``compile``d or
+    not) equal each solo member's."""
     pack = PackAgent(case.agents)
     objective = objective_cls(pack, case.members)
     params = list(pack.parameters())
-    opt = torch.optim.Adam(params, lr=case.members[0].lr, eps=case.members[0].adam_eps, fused=True)
+    first = case.members[0]
+    adam = MemberAdam(params, len(case.members), lr=first.lr, eps=first.adam_eps, max_grad_norm=first.max_grad_norm,
+                      compile=compile, clip=clip)
     out = objective(case.data, case.alpha)
-    opt.zero_grad()
+    adam.zero_grad()
     out["loss"].backward()
     grads = [w.grad.clone() for w in params]
-    if case.members[0].max_grad_norm > 0:
-        clip(params, case.members[0].max_grad_norm, len(case.members))
-    opt.step()
+    adam.step(dead=torch.zeros(len(case.members), dtype=torch.bool))
     for p in range(len(case.members)):
         terms, solo_grads, solo_after = solo_step(case, p)
         for k, v in terms.items():

@@ -77,7 +77,7 @@ def compiled_objective(agent, members):
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(case=P.pack_cases(max_p=3))
 def test_compiled_pack_member_terms_gradients_and_adam_step_are_the_solo_ones(case: P.PackCase) -> None:
-    P.check_pack_step(case, compiled_objective)
+    P.check_pack_step(case, compiled_objective, compile=True)
 
 
 @settings(max_examples=2, deadline=None)
@@ -96,3 +96,46 @@ def test_compiled_pack_reads_beta_epsilon_and_alive_at_each_call(case: P.PackCas
             obj.beta.mul_(3.0).add_(0.5)
             obj.epsilon.mul_(0.5)
             obj.alive[0] = False
+
+
+@settings(max_examples=2, deadline=None)
+@given(case=P.pack_cases(max_p=3))
+def test_compiled_adam_step_follows_the_lr_schedule_and_dead_members(case: P.PackCase) -> None:
+    """Three steps of the compiled MemberAdam equal the eager one's while the schedule moves the learning rate
+    (no recompile for it) and member 0 is dead with a non-finite gradient (its weights stay finite)."""
+    first, n = case.members[0], len(case.members)
+    packs = [P.PackAgent(case.agents) for _ in range(2)]
+    adams = [P.MemberAdam(list(a.parameters()), n, lr=first.lr, eps=first.adam_eps,
+                          max_grad_norm=first.max_grad_norm, compile=c) for a, c in zip(packs, (False, True))]
+    dead = torch.zeros(n, dtype=torch.bool)
+    dead[0] = True
+    gen = torch.Generator().manual_seed(0)
+    graphs = []
+    for step, lr in enumerate([first.lr, 0.5 * first.lr, 0.1 * first.lr]):
+        grads = [torch.randn(w.shape, generator=gen) * 3 for w in adams[0].params]
+        for g in grads:
+            g[0] = float("nan")
+        for adam in adams:
+            adam.set_lr(lr)
+            for w, g in zip(adam.params, grads):
+                w.grad = g.clone()
+            adam.step(dead=dead)
+        graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+        for a, b in zip(*(adam.params for adam in adams)):
+            assert torch.isfinite(b).all(), step
+            assert torch.allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-7), step
+    assert graphs[0] == graphs[-1], f"recompiled when the learning rate moved: {graphs}"
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(case=P.pack_cases(max_p=3).filter(lambda c: isinstance(c.agents[0].policy_head, P.GaussianHead)))
+def test_compiled_pack_policy_step_is_the_eager_one(case: P.PackCase) -> None:
+    """The collector's compiled per-step call (PackAgent.sample, Gaussian packs) returns what eager act does."""
+    pack = P.PackAgent(case.agents)
+    envs = min(4, case.data.batch_size[1])
+    noise = pack.rollout_noise(1, envs, [torch.Generator().manual_seed(p) for p in range(len(case.agents))])
+    obs = torch.stack([case.data[p]["observation"][:envs] for p in range(len(case.agents))])
+    with torch.no_grad():
+        eager, compiled = pack.act(obs, None, noise=noise[0]), torch.compile(pack.sample)(obs, noise[0])
+    for k in eager:
+        assert torch.allclose(eager[k], compiled[k], rtol=1e-5, atol=1e-6), k

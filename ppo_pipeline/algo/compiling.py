@@ -82,11 +82,13 @@ def is_compile_failure(e: BaseException) -> bool:
 class MaybeCompiled:
     """``fn`` under ``torch.compile`` when ``compile``. A call that fails *to compile* warns once (one line)
     and makes it eager for good (``before_retry`` undoes what the failed call may have done); any other
-    error, at any call, propagates as it is (it is the computation's, not the compiler's)."""
+    error, at any call, propagates as it is (it is the computation's, not the compiler's). ``dynamic=False``:
+    shapes that never change in a run, traced static (no automatic dynamic shapes after a new shape)."""
 
-    def __init__(self, fn: Callable, compile: bool, what: str, before_retry: Callable[[], None] | None = None):
+    def __init__(self, fn: Callable, compile: bool, what: str, before_retry: Callable[[], None] | None = None,
+                 dynamic: bool | None = None):
         self.eager, self.what, self.before_retry = fn, what, before_retry
-        self.fn = torch.compile(fn) if compile else fn
+        self.fn = torch.compile(fn, dynamic=dynamic) if compile else fn
         self.compiled = compile
 
     def __call__(self, *args, **kwargs):

@@ -59,16 +59,26 @@ class PackAgent(nn.Module):
             deterministic: bool = False, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """obs [P, E, *obs] -> ``action`` [P, E(, A)], ``action_log_prob`` [P, E], ``state_value`` [P, E, 1] and
         the parameters: member p samples with ``generators[p]``, or from ``noise`` [P, E, A] (this step's slice
-        of :meth:`rollout_noise`), or takes the mode."""
+        of :meth:`rollout_noise`: :meth:`sample`), or takes the mode."""
+        if noise is not None and not deterministic:
+            return self.sample(obs, noise)
         x = self.features(obs)
         params = self.policy_head(x)
         if deterministic:
             action = self.policy_head.mode(params)
-        elif noise is not None:
-            action = self.policy_head.draw(params, noise=noise)
         else:
             action = torch.stack([self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
                                   for p, g in enumerate(generators)])
+        return self._outputs(x, params, action)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`act` of a Gaussian head from this step's ``noise`` [P, E, A]: tensors only, no generators, so
+        the collector can compile it (call it under ``torch.no_grad``)."""
+        x = self.features(obs)
+        params = self.policy_head(x)
+        return self._outputs(x, params, self.policy_head.draw(params, noise=noise))
+
+    def _outputs(self, x: torch.Tensor, params: distributions.Params, action: torch.Tensor) -> dict[str, torch.Tensor]:
         log_prob = self.dist(params).log_prob(action)
         return {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
 

@@ -20,6 +20,7 @@ import torch
 from tensordict import TensorDict
 
 from .. import batch as keys
+from ..algo import compiling
 from ..algo.advantages import next_state_value
 from ..algo.collect import EpisodeLog, episode_stats
 from ..algo.normalize import ObsNormalizer, RewardScaler
@@ -37,8 +38,10 @@ class PackCollector:
 
     def __init__(self, envs: Any, agent: PackAgent, num_steps: int, device: torch.device, *,
                  generators: Sequence[torch.Generator], obs_norm: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None):
+                 reward_scaler: RewardScaler | None = None, compile: bool = False):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
+        # a Gaussian pack's per-step policy call (PackAgent.sample), compiled by the pack's update rule
+        self.sample = compiling.MaybeCompiled(agent.sample, compile, "pack policy step", dynamic=False)
         self.P = agent.members
         self.E = envs.num_envs // self.P
         self.generators = generators
@@ -87,7 +90,7 @@ class PackCollector:
         noise = self.agent.rollout_noise(T, E, self.generators)     # [T, P, E, A] (Gaussian), or None
         for t in range(T):
             t0 = clock()
-            out = self.agent.act(obs_t, self.generators, noise=None if noise is None else noise[t])
+            out = self.agent.act(obs_t, self.generators) if noise is None else self.sample(obs_t, noise[t])
             out[keys.OBSERVATION] = obs_t
             if not buf:
                 buf = {k: torch.empty((T, *v.shape), dtype=v.dtype, device=dev) for k, v in out.items()}

@@ -6,8 +6,8 @@ The same stages as a solo run (:class:`ppo_pipeline.algo.ppo.PPO`), each with a 
     gae(batch)                             # torchrl's GAE, unchanged (time is the last dim)
     for mb in sampler(batch):              # [P, M]: member p's own permutation (its own generator)
         loss = objective(mb)["loss"]       # sum over members of their own Eq. 9 (MemberObjective)
-        backward                           # these two compiled as the solo update is (--compile)
-        per-member grad-norm clip; one fused Adam over the stacked weights (= P Adams)
+        backward                           # compiled by the solo rule (--compile), as are the Adam step and act
+        adam.step(dead)                    # per-member grad-norm clip, one fused Adam (= P Adams): MemberAdam
     per member: schedules (alpha), KL beta rule, metrics row
 
 Per member, as its solo run: advantage standardization, the grad-norm clip (never one norm across
@@ -37,6 +37,7 @@ from ..config import Config
 from .agent import PackAgent
 from .collect import PackCollector
 from .objective import MemberObjective
+from .optim import MemberAdam
 
 KL_CHUNK = 4096
 STEP_TERMS = ("loss_objective", "loss_critic", "entropy", "kl_approx", "clip_fraction", "total")
@@ -59,17 +60,6 @@ class PackSampler:
             yield from flat[rows, perm].split(self.minibatch_size, dim=1)
 
 
-def clip_grad_norm_per_member(params: Sequence[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
-    """torch's ``clip_grad_norm_`` for each member's slice of the stacked gradients; returns the norms [P]."""
-    sq = sum(p.grad.detach().pow(2).reshape(members, -1).sum(1) for p in params if p.grad is not None)
-    norm = sq.sqrt()
-    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for p in params:
-        if p.grad is not None:
-            p.grad.mul_(coef.view(members, *([1] * (p.grad.dim() - 1))))
-    return norm
-
-
 class PackPPO:
     """The stages of a pack of ``members`` (configs that share everything but seed and objective) over the
     batched env ``envs`` (``P x num_envs`` envs, member-major)."""
@@ -90,20 +80,22 @@ class PackPPO:
         self.objective = MemberObjective(self.agent, members).to(device)
         self.gae = make_gae(cfg).to(device)
         self.params = list(self.agent.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        # the objective's forward + backward, the Adam step and the policy's per-step call, compiled by the
+        # solo update's rule (compiling.wanted)
+        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, members=P)
+        self.adam = MemberAdam(self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm,
+                               compile=compile_it)
         self.lr = schedule(cfg.lr, anneal=cfg.anneal, num_updates=cfg.num_updates)
         self.alpha = schedule(1.0, anneal=cfg.anneal, num_updates=cfg.num_updates)
         self.action_generators = [torch.Generator().manual_seed(m.seed) for m in members]
         self.sampler_generators = [torch.Generator().manual_seed(m.seed) for m in members]
         self.collector = PackCollector(envs, self.agent, cfg.num_steps, device, generators=self.action_generators,
-                                       obs_norm=self.obs_norm, reward_scaler=self.reward_scaler)
+                                       obs_norm=self.obs_norm, reward_scaler=self.reward_scaler, compile=compile_it)
         self.sampler = PackSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
         self.kl_rules = [KLController(m.kl_target) if m.objective == "kl_adaptive" else None for m in members]
         self.phase_time: dict[str, float] = defaultdict(float)
-        # the objective's forward + backward, compiled by the solo update's rule (compiling.wanted)
-        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, members=P)
         self.loss_step = compiling.MaybeCompiled(self._loss_step, compile_it, "pack update",
-                                                 before_retry=lambda: self.optimizer.zero_grad(set_to_none=True))
+                                                 before_retry=self.adam.zero_grad)
 
     def _loss_step(self, mb: TensorDictBase, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         """mb [P, M] -> the members' terms [P] (detached), after ``loss.backward()``."""
@@ -119,8 +111,7 @@ class PackPPO:
         """Iteration ``update`` of Algorithm 1 for every member: (a metrics row per member, the members that
         diverged in it)."""
         lr, alpha = self.lr(update), self.alpha(update)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.adam.set_lr(lr)
         t0 = time.perf_counter()
         batch = self.collector.collect()                   # [P, E, T]
         t1 = time.perf_counter()
@@ -157,16 +148,10 @@ class PackPPO:
         bad = torch.zeros(P, dtype=torch.bool, device=self.device)
         alpha_t = torch.tensor(alpha, dtype=torch.float32, device=self.device)   # a tensor: no recompile per update
         for mb in self.sampler(batch):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.adam.zero_grad()
             out = self.loss_step(mb, alpha_t)
             bad |= ~torch.isfinite(out["total"])
-            dead = ~self.objective.alive | bad
-            if dead.any():           # a diverged member's gradient never reaches Adam
-                for p in self.params:
-                    p.grad[dead] = 0
-            if cfg.max_grad_norm > 0:
-                clip_grad_norm_per_member(self.params, cfg.max_grad_norm, P)
-            self.optimizer.step()
+            self.adam.step(dead=~self.objective.alive | bad)     # a diverged member's gradient never reaches Adam
             terms = {"policy_loss": out["loss_objective"], "value_loss": out["loss_critic"] / max(cfg.value_coef, 1e-12),
                      "entropy": out["entropy"], "approx_kl": out["kl_approx"], "clip_fraction": out["clip_fraction"]}
             for k, v in terms.items():
@@ -201,7 +186,7 @@ class PackPPO:
 
     # --- checkpoint state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"agent": self.agent.state_dict(), "optimizer": self.adam.state_dict(),
                 "objective": self.objective.state_dict(),
                 "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
                 "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
@@ -210,7 +195,7 @@ class PackPPO:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.agent.load_state_dict(s["agent"])
-        self.optimizer.load_state_dict(s["optimizer"])
+        self.adam.load_state_dict(s["optimizer"])
         self.objective.load_state_dict(s["objective"])
         self.collector.alive[:] = self.objective.alive.cpu().numpy()
         if self.obs_norm is not None:

@@ -1,0 +1,82 @@
+"""The pack's optimizer step: P members' Adams over the stacked parameters, each with its own gradient clip.
+
+After ``loss.backward()`` (the gradient of the sum of the members' losses: member p's slice is its own
+gradient), one :meth:`MemberAdam.step`:
+
+    g_p <- 0                                  for a member that diverged (dead): its weights stay as they are
+    g_p <- g_p * min(1, c / (||g_p|| + 1e-6))  torch's clip_grad_norm_, per member (c = max_grad_norm; never
+                                              one norm across members)
+    Adam(g)                                   elementwise over the stacked weights: P independent Adams
+
+One torch Adam (fused) does the last line; with ``compile`` the three lines run as one compiled function
+(``torch.compile`` of the optimizer step, the torch way: the learning rate is a tensor so that the
+schedule's new value each update is not a recompile). Measured on a 33-member CartPole pack: 0.33 ms
+eager, 0.19 ms compiled per minibatch step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..algo import compiling
+
+
+def clip_grad_norm_per_member(params: Sequence[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
+    """torch's ``clip_grad_norm_`` for each member's slice of the stacked gradients; returns the norms [P]."""
+    sq = sum(p.grad.detach().pow(2).reshape(members, -1).sum(1) for p in params if p.grad is not None)
+    norm = sq.sqrt()
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_(coef.view(members, *([1] * (p.grad.dim() - 1))))
+    return norm
+
+
+class MemberAdam:
+    """Zero a dead member's gradient, clip each member's gradient norm, one Adam step (module docstring).
+
+    ``params``: stacked parameters, member axis first. ``clip`` is the per-member clip (a test swaps in a
+    global one to see it caught)."""
+
+    def __init__(self, params: Sequence[torch.Tensor], members: int, *, lr: float, eps: float, max_grad_norm: float,
+                 compile: bool = False, clip: Callable[..., Any] = clip_grad_norm_per_member):
+        self.params, self.members, self.max_grad_norm, self.clip = list(params), members, max_grad_norm, clip
+        lr_t = torch.tensor(float(lr), device=self.params[0].device)    # on the weights' device (fused CUDA reads it)
+        self.optimizer = torch.optim.Adam(self.params, lr=lr_t, eps=eps, fused=True)
+        # static shapes: the stacked weights never change shape (dynamo's dynamic-shape trace of the optimizer
+        # fails, "sources must not be empty", when a second MemberAdam of other shapes compiles in one process)
+        self._step = compiling.MaybeCompiled(self._apply, compile, "pack Adam step", dynamic=False)
+
+    def set_lr(self, lr: float) -> None:
+        """The schedule's learning rate, written into the tensor the (compiled) step reads."""
+        for group in self.optimizer.param_groups:
+            group["lr"].fill_(lr)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self, dead: torch.Tensor) -> None:
+        """One step of every member; ``dead`` [P] bool: members whose gradient must not reach Adam."""
+        self._step(dead)
+
+    def _apply(self, dead: torch.Tensor) -> None:
+        for p in self.params:
+            p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0)
+        if self.max_grad_norm > 0:
+            self.clip(self.params, self.max_grad_norm, self.members)
+        self.optimizer.step()
+
+    # --- checkpoint state (torch's Adam state_dict, the learning rate as a float: the format solo runs read) --
+    def state_dict(self) -> dict[str, Any]:
+        state = self.optimizer.state_dict()
+        state["param_groups"] = [{**g, "lr": float(g["lr"])} for g in state["param_groups"]]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load, keeping the learning-rate tensors the compiled step was traced with (no recompile on resume)."""
+        tensors = [g["lr"] for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        for group, t in zip(self.optimizer.param_groups, tensors):
+            group["lr"] = t.fill_(float(group["lr"]))
