@@ -55,6 +55,10 @@ def test_members_are_runs_that_every_tool_reads(tmp_path):
         assert not np.isnan(rows[-1]["eval_return_mean"])
         summary = json.loads((run / "summary.json").read_text())
         assert summary["checkpoint"] == "checkpoint-00000006.pt"           # relative to the run directory
+    # the pack's time split (what the bench prints): updates 2-6 are the whole less the first update
+    pack = json.loads((tmp_path / "packs" / "p" / "pack.json").read_text())
+    total, steady = pack["timing_s"], pack["timing_steady_s"]
+    assert 0 < steady["update"] < total["update"] and 0 < steady["env"] < total["env"]
     kl = read_rows(ms[1].run_path() / "metrics.csv")
     assert not np.isnan(kl[0]["kl_beta"]) and np.isnan(kl[0]["clip_fraction"])   # a KL member logs beta, not clipping
     assert not np.isnan(read_rows(ms[0].run_path() / "metrics.csv")[0]["clip_fraction"])

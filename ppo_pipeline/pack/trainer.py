@@ -76,6 +76,7 @@ class PackTrainer:
         cfg, ppo = self.cfg, self.ppo
         loggers: list[RunLogger] = []
         bar = None
+        first_update: dict[str, float] | None = None
         try:
             with DeferredSignals(self.stop_signals, self.on_signal) as signals:
                 loggers = self._start(resume_from)
@@ -89,6 +90,8 @@ class PackTrainer:
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
                     rows, diverged = ppo.update(update)
                     self.updates_done = update
+                    if first_update is None:
+                        first_update = self.timing()     # this process's first update (compiles): see _write_timing
                     for p in diverged:
                         self._fail(p, update)
                     last = update == cfg.num_updates
@@ -126,6 +129,7 @@ class PackTrainer:
             for logger in loggers:
                 logger.close()
             ppo.envs.close()
+        self._write_timing(first_update)
         summaries = [self.summary(p) for p in range(len(self.members))]
         if self.updates_done == cfg.num_updates:
             for p, m in enumerate(self.members):
@@ -196,12 +200,26 @@ class PackTrainer:
     def elapsed_now(self) -> float:
         return self.elapsed + (time.perf_counter() - self._t_start if self._t_start is not None else 0.0)
 
+    def timing(self) -> dict[str, float]:
+        """Seconds of this process in each phase (:func:`timing_split`)."""
+        c = self.ppo.collector
+        return timing_split(self.ppo.phase_time, c.time_env, c.time_policy)
+
+    def _write_timing(self, first_update: dict[str, float] | None) -> None:
+        """The pack's time split into ``pack.json``: ``timing_s`` (this process) and ``timing_steady_s``, the same
+        without its first update, which compiles (the split of the steady state; the bench prints it)."""
+        if first_update is None:
+            return
+        total = self.timing()
+        path = self.pack_dir / member_files.PACK
+        rundir.write_json(path, {**rundir.read_json(path), "timing_s": total,
+                                 "timing_steady_s": {k: round(total[k] - first_update[k], 3) for k in total}})
+
     def summary(self, p: int) -> dict[str, Any]:
         c = self.ppo.collector
         return run_summary(self.members[p], updates=self.rows[p], total_steps=c.global_step,
                            returns=c.episodes[p].returns, last_eval=self.last_eval[p], wall_time_s=self.elapsed_now(),
-                           checkpoint=checkpoint.latest(self.members[p].run_path()),
-                           timing=timing_split(self.ppo.phase_time, c.time_env, c.time_policy))
+                           checkpoint=checkpoint.latest(self.members[p].run_path()), timing=self.timing())
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ppo.collector

@@ -6,8 +6,9 @@ both sides train the same runs for the same updates, eval off. Each solo run is 
 starts it; the pack is one process. Each side compiles (``--compile on``/``off``) as ``--compile auto``
 decides for it at the preset's full budget (:func:`full_budget_compile`), not at the bench's few updates:
 what one after the other and one pack would really run. A rate is taken over the steady state -- from the
-end of the first update to the end of the last (``metrics.csv``'s ``time_s``) -- so start-up and compilation count on neither side. Printed: total
-agent steps/s of both, the ratio, and where the pack's time goes (env stepping, policy, update).
+end of the first update to the end of the last (``metrics.csv``'s ``time_s``) -- so start-up and compilation
+count on neither side. Printed: total agent steps/s of both, the ratio, and where the pack's time goes (env
+stepping, policy, update) over the same updates (``pack.json``'s ``timing_steady_s``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
     n, s = steady_rate(runs[0])
     import json
 
-    timing = json.loads((runs[0] / "summary.json").read_text())["timing_s"]
+    pack_json = json.loads(next((sweep / "packs").glob("*/pack.json")).read_text())
+    timing = pack_json["timing_steady_s"]      # updates 2..N: the first compiles
     return {"workload": key, "P": size, "updates": updates, "compile_solo": compile_solo, "compile_pack": compile_pack,
             "solo_sps": solo_steps / solo_s,
             "pack_sps": n * len(runs) / s, "ratio": (n * len(runs) / s) / (solo_steps / solo_s), "pack_timing_s": timing}
@@ -101,7 +103,7 @@ def run(keys: list[str], sizes: list[int], updates: int) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'workload':9} {'P':>3} {'compile solo/pack':>17} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time "
-          f"split (% of its phases): env policy collect-other update")
+          f"split (% of its phases, updates 2-N): env policy collect-other update")
     for r in rows:
         t = r["pack_timing_s"]
         total = sum(t[k] for k in ("env", "policy", "collect_other", "gae", "update")) or 1.0
