@@ -71,3 +71,12 @@ def member_checkpoint(trainer: Any, p: int) -> dict[str, Any]:
         "envs": None, "logger": {"metrics_rows": trainer.rows[p], "episodes_rows": trainer.episodes_logged[p]},
         "elapsed": trainer.elapsed_now(), "last_eval": trainer.last_eval[p], "pack": str(trainer.pack_dir),
     }
+
+
+def write_timing(pack_dir: Path, total: dict[str, float], first_update: dict[str, float]) -> None:
+    """The pack's time split into its ``pack.json``: ``timing_s`` (this process's seconds per phase) and
+    ``timing_steady_s``, the same without its first update, which compiles (the steady state's split; the pack
+    bench prints it)."""
+    path = pack_dir / PACK
+    rundir.write_json(path, {**rundir.read_json(path), "timing_s": total,
+                             "timing_steady_s": {k: round(total[k] - first_update[k], 3) for k in total}})

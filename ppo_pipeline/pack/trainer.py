@@ -91,7 +91,7 @@ class PackTrainer:
                     rows, diverged = ppo.update(update)
                     self.updates_done = update
                     if first_update is None:
-                        first_update = self.timing()     # this process's first update (compiles): see _write_timing
+                        first_update = self.timing()     # this process's first update (compiles)
                     for p in diverged:
                         self._fail(p, update)
                     last = update == cfg.num_updates
@@ -129,7 +129,8 @@ class PackTrainer:
             for logger in loggers:
                 logger.close()
             ppo.envs.close()
-        self._write_timing(first_update)
+        if first_update is not None:
+            member_files.write_timing(self.pack_dir, self.timing(), first_update)
         summaries = [self.summary(p) for p in range(len(self.members))]
         if self.updates_done == cfg.num_updates:
             for p, m in enumerate(self.members):
@@ -202,18 +203,7 @@ class PackTrainer:
 
     def timing(self) -> dict[str, float]:
         """Seconds of this process in each phase (:func:`timing_split`)."""
-        c = self.ppo.collector
-        return timing_split(self.ppo.phase_time, c.time_env, c.time_policy)
-
-    def _write_timing(self, first_update: dict[str, float] | None) -> None:
-        """The pack's time split into ``pack.json``: ``timing_s`` (this process) and ``timing_steady_s``, the same
-        without its first update, which compiles (the split of the steady state; the bench prints it)."""
-        if first_update is None:
-            return
-        total = self.timing()
-        path = self.pack_dir / member_files.PACK
-        rundir.write_json(path, {**rundir.read_json(path), "timing_s": total,
-                                 "timing_steady_s": {k: round(total[k] - first_update[k], 3) for k in total}})
+        return timing_split(self.ppo.phase_time, self.ppo.collector.time_env, self.ppo.collector.time_policy)
 
     def summary(self, p: int) -> dict[str, Any]:
         c = self.ppo.collector
