@@ -3,15 +3,16 @@
 After ``loss.backward()`` (the gradient of the sum of the members' losses: member p's slice is its own
 gradient), one :meth:`MemberAdam.step`:
 
-    g_p <- 0                                  for a member that diverged (dead): its weights stay as they are
+    g_p <- 0                                  for a member that diverged (dead): its non-finite gradient
+                                              never reaches Adam
     g_p <- g_p * min(1, c / (||g_p|| + 1e-6))  torch's clip_grad_norm_, per member (c = max_grad_norm; never
                                               one norm across members)
     Adam(g)                                   elementwise over the stacked weights: P independent Adams
 
 One torch Adam (fused) does the last line; with ``compile`` the three lines run as one compiled function
 (``torch.compile`` of the optimizer step, the torch way: the learning rate is a tensor so that the
-schedule's new value each update is not a recompile). Measured on a 33-member CartPole pack: 0.33 ms
-eager, 0.19 ms compiled per minibatch step.
+schedule's new value each update is not a recompile). In a running pack of 33 (minibatch step):
+CartPole 0.47 ms eager, 0.33 ms compiled; Hopper 0.37 ms, 0.25 ms.
 """
 
 from __future__ import annotations
