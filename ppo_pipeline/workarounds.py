@@ -12,10 +12,17 @@
    pixel observations can only come at dm_control's default 240x320. :func:`dmc_pixels_env` loads the
    task itself and gives it to ``DMControlWrapper``, whose ``render_kwargs`` do reach the renderer.
    Shown by ``tests/test_workarounds.py::test_dmcontrolenv_drops_render_kwargs_into_the_task``.
+3. torch 2.13's dynamo logs a WARNING, "Profiler record function <class ...record_function> will be
+   ignored", when it traces ``torch.optim.Optimizer.step`` (whose profiling hook opens a
+   ``record_function``): every pack that compiles its Adam step (:mod:`ppo_pipeline.pack.optim`) printed
+   that line on stderr, though nothing is wrong (only the profiler's label is left out of the compiled
+   graph). :func:`apply` drops that one message (a filter on the logger that emits it); every other dynamo
+   warning still shows. Shown by ``tests/test_workarounds.py::test_dynamo_warns_when_it_compiles_optimizer_step``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -38,7 +45,16 @@ def apply() -> None:
 
     from_any.__doc__ = original.__doc__
     TensorDictBase.from_any = classmethod(from_any)  # type: ignore[method-assign]
+    logging.getLogger(DYNAMO_CTX_LOGGER).addFilter(_not_record_function_notice)
     _applied = True
+
+
+DYNAMO_CTX_LOGGER = "torch._dynamo.variables.ctx_manager"
+
+
+def _not_record_function_notice(record: logging.LogRecord) -> bool:
+    """False for dynamo's "Profiler record function ... will be ignored" (workaround 3)."""
+    return not str(record.msg).startswith("Profiler record function")
 
 
 def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:

@@ -62,3 +62,31 @@ def test_dmcontrolenv_drops_render_kwargs_into_the_task():
         assert tuple(env.reset()["pixels"].shape) == (84, 84, 3)
     finally:
         env.close()
+
+
+OPTIMIZER_STEP_COMPILED = """
+import sys, torch
+if sys.argv[1] == "with":
+    from ppo_pipeline import workarounds
+    workarounds.apply()
+w = torch.nn.Parameter(torch.randn(4, 3))
+opt = torch.optim.Adam([w], lr=torch.tensor(1e-3), fused=True)
+w.grad = torch.randn(4, 3)
+torch.compile(lambda: opt.step())()
+"""
+
+
+def test_dynamo_warns_when_it_compiles_optimizer_step():
+    """Upstream: compiling a function that calls optimizer.step() logs dynamo's "Profiler record function ...
+    will be ignored" warning (a fresh process each: dynamo warns once per process); the workaround drops it."""
+    import subprocess
+    import sys
+
+    def stderr(mode: str) -> str:
+        p = subprocess.run([sys.executable, "-c", OPTIMIZER_STEP_COMPILED, mode], capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return p.stderr
+
+    assert "Profiler record function" in stderr("without")     # the upstream noise
+    assert "Profiler record function" not in stderr("with")
