@@ -147,6 +147,20 @@ def test_local_sweep_interrupted_then_resumed(tmp_path, capsys, monkeypatch):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_sweep_resume_no_progress_overrides_the_runs_setting(tmp_path, monkeypatch):
+    """``sweep resume --no-progress`` runs the unfinished runs without progress bars this time; plain ``resume``
+    keeps each run's own ``--progress`` (the manifest is not changed)."""
+    sdir = tmp_path / "sweep"
+    runs = sweep.plan(classic(total_steps=256), ["CartPole-v1"], [{}], [0], sdir)
+    sweep.create(sdir, runs, launcher="local", cluster=None, max_parallel=None, argv=[])
+    seen = []
+    monkeypatch.setattr(sweep, "run_unit", lambda spec, signals: seen.append(spec["progress"]))
+    assert sweep.main(["resume", str(sdir), "--no-progress"]) == 0
+    assert sweep.main(["resume", str(sdir)]) == 0
+    assert seen == [False, True]
+    assert json.loads((sdir / "manifest.json").read_text())["runs"][0]["config"]["progress"] is True
+
+
 def test_sweep_resume_refuses_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     sdir = tmp_path / "sweep"
     learn = PPO.learn

@@ -124,11 +124,13 @@ def units(manifest: dict[str, Any], names: Sequence[str]) -> list[tuple[str | No
     return out
 
 
-def _spec(sweep_dir: Path, pack: str | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a job gets: a run's config, or a pack's directory and its members' configs."""
+def _spec(sweep_dir: Path, pack: str | None, runs: list[dict[str, Any]], **override: Any) -> dict[str, Any]:
+    """What a job gets: a run's config, or a pack's directory and its members' configs (``override``: config
+    fields set for this submission only, e.g. ``progress``)."""
     if pack is None:
-        return _with_run_dir(sweep_dir, runs[0])
-    return {"pack_dir": str((sweep_dir / "packs" / pack).resolve()), "members": [_with_run_dir(sweep_dir, r) for r in runs]}
+        return {**_with_run_dir(sweep_dir, runs[0]), **override}
+    return {"pack_dir": str((sweep_dir / "packs" / pack).resolve()),
+            "members": [{**_with_run_dir(sweep_dir, r), **override} for r in runs]}
 
 
 def load_manifest(sweep_dir: Path) -> dict[str, Any]:
@@ -191,8 +193,9 @@ def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]
     return ids
 
 
-def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -> int:
-    """Run ``names`` one after the other in this process. SIGTERM / Ctrl-C checkpoint and stop the sweep.
+def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], **override: Any) -> int:
+    """Run ``names`` one after the other in this process (``override``: config fields for this time only).
+    SIGTERM / Ctrl-C checkpoint and stop the sweep.
 
     Returns 0 when every run finished, 1 when one failed, 130 when interrupted.
     """
@@ -208,7 +211,7 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]) -
         rundir.write_json(sweep_dir / MANIFEST, manifest)
         print(f"[sweep] {pack + f' ({len(runs)} runs)' if pack else runs[0]['name']}", flush=True)
         try:
-            run_unit(_spec(sweep_dir, pack, runs), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
+            run_unit(_spec(sweep_dir, pack, runs, **override), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
             failed += sum(rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED"
                           for r in runs)      # a pack's member that diverged
         except TrainingInterrupted as e:
@@ -302,8 +305,9 @@ def format_table(rows: list[RunStatus]) -> str:
 # ------------------------------------------------------------------------------------------------------
 # resume / cancel
 # ------------------------------------------------------------------------------------------------------
-def resume(sweep_dir: Path) -> int:
-    """Resubmit (or, for a local sweep, run) every run that is neither finished nor queued/running."""
+def resume(sweep_dir: Path, progress: bool | None = None) -> int:
+    """Resubmit (or, for a local sweep, run) every run that is neither finished nor queued/running;
+    ``progress`` False: no progress bars this time (None: each run's own setting)."""
     manifest = load_manifest(sweep_dir)
     rows = status(sweep_dir)
     todo = [r.run for r in rows if r.state != FINISHED and r.state not in ACTIVE_STATES
@@ -321,7 +325,7 @@ def resume(sweep_dir: Path) -> int:
         print(f"resubmitted {len(ids)} job(s): " + ", ".join(f"{pack or runs[0]['name']} -> {j}"
                                                              for (pack, runs), j in zip(todo_units, ids)))
         return 0
-    return run_local(sweep_dir, manifest, todo)
+    return run_local(sweep_dir, manifest, todo, **({} if progress is None else {"progress": progress}))
 
 
 def cancel(sweep_dir: Path) -> int:
@@ -378,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="first wait up to S seconds until no run is queued or running")
     p = sub.add_parser("resume", help="resubmit only the unfinished or failed runs", formatter_class=fmt)
     p.add_argument("dir", type=Path, help=dir_help)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars for a local sweep's runs this time (default: each run's own --progress)")
     p = sub.add_parser("cancel", help="cancel the sweep's queued and running jobs", formatter_class=fmt)
     p.add_argument("dir", type=Path, help=dir_help)
     ns = parser.parse_args(argv)
@@ -390,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(format_table(rows))
             return 0
         if ns.command == "resume":
-            return resume(ns.dir)
+            return resume(ns.dir, progress=False if ns.no_progress else None)
         return cancel(ns.dir)
     except UserError as e:
         fail(str(e))
