@@ -128,9 +128,9 @@ def _spec(sweep_dir: Path, pack: str | None, runs: list[dict[str, Any]], **overr
     """What a job gets: a run's config, or a pack's directory and its members' configs (``override``: config
     fields set for this submission only, e.g. ``progress``)."""
     if pack is None:
-        return {**_with_run_dir(sweep_dir, runs[0]), **override}
+        return _with_run_dir(sweep_dir, runs[0], **override)
     return {"pack_dir": str((sweep_dir / "packs" / pack).resolve()),
-            "members": [{**_with_run_dir(sweep_dir, r), **override} for r in runs]}
+            "members": [_with_run_dir(sweep_dir, r, **override) for r in runs]}
 
 
 def load_manifest(sweep_dir: Path) -> dict[str, Any]:
@@ -154,9 +154,10 @@ def _run_path(sweep_dir: Path, run: dict[str, Any]) -> Path:
     return sweep_dir / "runs" / run["name"]
 
 
-def _with_run_dir(sweep_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """The run's config with run_dir pointing into this sweep directory (wherever it now lives)."""
-    return {**run["config"], "run_dir": str((sweep_dir / "runs").resolve()), "name": run["name"]}
+def _with_run_dir(sweep_dir: Path, run: dict[str, Any], **override: Any) -> dict[str, Any]:
+    """The run's config with run_dir pointing into this sweep directory (wherever it now lives), and
+    ``override``'s fields."""
+    return {**run["config"], "run_dir": str((sweep_dir / "runs").resolve()), "name": run["name"], **override}
 
 
 def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
