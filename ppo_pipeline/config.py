@@ -11,6 +11,9 @@ Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
 * :func:`mujoco` -- Table 3 (MuJoCo): 1 actor, T=2048, 10 epochs, minibatch 64, Adam 3e-4,
   epsilon=0.2 (Table 1's best), gamma=0.99, lambda=0.95, no entropy bonus, separate 64-64 tanh
   actor and critic, 1M steps (Sec. 6.1).
+* :func:`roboschool` -- Table 4 (the humanoids of Sec. 6.3): 32 actors (128 for flagrun), T=512, 15 epochs,
+  minibatch 4096, the Adam step size adapted to the KL after each update, gamma=0.99, lambda=0.95, the
+  log stdev LinearAnneal(-0.7, -1.6), 50M steps (Figure 4); the values Table 4 leaves out are cited there.
 * :func:`classic` -- small vector envs (CartPole & co.). The paper has no classic-control table; the
   values are rl-baselines3-zoo's tuned CartPole-v1 PPO hyperparameters, which solve CartPole
   within 100k steps.
@@ -27,6 +30,8 @@ from typing import Any
 from .errors import ConfigError
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
+LR_SCHEDULES = ("alpha", "kl_adaptive")
+LOG_STD_MODES = ("learned", "anneal")
 MAX_THREADS = 1024   # torch.set_num_threads(100000) crashes the process
 
 
@@ -86,6 +91,13 @@ class Config:
     lr: float = option(2.5e-4, "Adam step size (times alpha when anneal is on)")
     adam_eps: float = option(1e-5, "Adam epsilon (37 details: 1e-5, not torch's 1e-8)")
     anneal: bool = option(True, "anneal alpha linearly 1 -> 0 over training (scales lr and clip_epsilon)")
+    lr_schedule: str = option("alpha", "Adam step size per update: alpha (lr, times alpha when anneal is on; Tables 3, "
+                                       "5) or kl_adaptive (Table 4: after each update / 1.5 when the mean KL > 2 "
+                                       "lr_kl_target, x 1.5 when < lr_kl_target / 2, kept in [lr_min, lr_max]; "
+                                       "starts at lr)", choices=LR_SCHEDULES)
+    lr_kl_target: float = option(0.01, "d_targ of the KL-adaptive step size (--lr-schedule kl_adaptive)")
+    lr_min: float = option(1e-5, "lower bound of the KL-adaptive step size")
+    lr_max: float = option(1e-2, "upper bound of the KL-adaptive step size")
     max_grad_norm: float = option(0.5, "global gradient-norm clip (0 = off)")
     compile: str = option("auto", "torch.compile the update (loss + backward): on, off, or auto = on for MLP nets "
                                   "with >= 20k minibatch steps (a pack's update: >= 5k) and on CUDA (where the bench shows it pays)",
@@ -111,6 +123,11 @@ class Config:
                                 "are whole env trajectories, the loss recomputes them from the stored state)",
                          choices=("mlp", "lstm"))
     lstm_hidden: int = option(128, "LSTM hidden units (--policy lstm)")
+    log_std: str = option("learned", "Box actions: the Gaussian's state-independent log stdev is learned (from "
+                                     "log_std_init) or a schedule, anneal: linear from log_std_init to "
+                                     "log_std_final over the run (Table 4)", choices=LOG_STD_MODES)
+    log_std_init: float = option(0.0, "initial log stdev of a Box action's Gaussian")
+    log_std_final: float = option(0.0, "log stdev at the end of the run (--log-std anneal)")
 
     # --- run ----------------------------------------------------------------------------------------
     seed: int = option(0, "seed; per-env seeds are derived from it without overlap across seeds")
@@ -193,7 +210,13 @@ def validate(cfg: Config) -> None:
             raise ConfigError(msg)
 
     need(cfg.objective in OBJECTIVES, f"objective {cfg.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
-    for name in ("lr", "clip_epsilon", "kl_target", "kl_beta", "adam_eps"):
+    need(cfg.lr_schedule in LR_SCHEDULES,
+         f"lr_schedule {cfg.lr_schedule!r} is unknown; allowed: {', '.join(LR_SCHEDULES)}")
+    need(cfg.log_std in LOG_STD_MODES, f"log_std {cfg.log_std!r} is unknown; allowed: {', '.join(LOG_STD_MODES)}")
+    for name in ("log_std_init", "log_std_final"):
+        v = getattr(cfg, name)
+        need(math.isfinite(v) and -20.0 <= v <= 2.0, f"{name}={v} must be in [-20, 2] (a log stdev)")
+    for name in ("lr", "clip_epsilon", "kl_target", "kl_beta", "adam_eps", "lr_kl_target", "lr_min", "lr_max"):
         v = getattr(cfg, name)
         need(math.isfinite(v) and v > 0, f"{name}={v} must be > 0")
     for name in ("gamma", "gae_lambda"):
@@ -209,6 +232,10 @@ def validate(cfg: Config) -> None:
     for name in ("seed", "noop_max", "eval_every", "torch_threads", "eval_episodes"):
         v = getattr(cfg, name)
         need(v >= 0, f"{name}={v} must be >= 0")
+    need(cfg.lr_min <= cfg.lr_max, f"lr_min={cfg.lr_min} must be <= lr_max={cfg.lr_max}")
+    if cfg.lr_schedule == "kl_adaptive":
+        need(cfg.lr_min <= cfg.lr <= cfg.lr_max,
+             f"lr={cfg.lr} must be in [lr_min={cfg.lr_min}, lr_max={cfg.lr_max}] (where the KL-adaptive step size starts)")
     need(cfg.collector_workers >= 1, f"collector_workers={cfg.collector_workers} must be >= 1")
     if cfg.collector_workers > 1:
         need(cfg.collector == "torchrl",
@@ -257,7 +284,8 @@ def check_device_spec(spec: str) -> None:
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                "list": "a list of integers"}
 _FLOATS = {"clip_obs", "clip_reward", "lr", "adam_eps", "max_grad_norm", "clip_epsilon", "kl_target", "kl_beta",
-           "gamma", "gae_lambda", "value_coef", "entropy_coef", "clip_value"}
+           "gamma", "gae_lambda", "value_coef", "entropy_coef", "clip_value", "lr_kl_target", "lr_min", "lr_max",
+           "log_std_init", "log_std_final"}
 
 
 def _has_type(value: Any, type_name: str) -> bool:
@@ -353,4 +381,42 @@ def classic(**overrides: Any) -> Config:
     return dataclasses.replace(c, **overrides)
 
 
-PRESETS = {"atari": atari, "mujoco": mujoco, "classic": classic}
+def roboschool(**overrides: Any) -> Config:
+    """Paper Table 4 (the Roboschool humanoids of Sec. 6.3) on their Bullet ports; 50M steps (Figure 4).
+
+    Table 4 gives no network, no clipping parameter and no d_targ for the step size: the choices beside the
+    values say where they come from. Flagrun tasks take 128 actors (Table 4): ``--num-envs 128``, or
+    ``--experiment figure4``, which sets each task's actors and budget."""
+    c = Config(
+        env_id="HumanoidBulletEnv-v0",   # RoboschoolHumanoid-v0's Bullet port (pybullet-envs-gymnasium 0.6.0)
+        num_envs=32,           # Table 4: number of actors 32 (locomotion); 128 for flagrun
+        num_steps=512,         # Table 4: horizon T 512
+        epochs=15,             # Table 4: num. epochs 15
+        minibatch_size=4096,   # Table 4: minibatch size 4096
+        lr_schedule="kl_adaptive",  # Table 4: Adam stepsize "*", adjusted to the target value of the KL
+        lr=3e-4,               # where the step size starts: Table 3's Adam stepsize (Table 4 gives none)
+        lr_kl_target=0.01,     # d_targ: not in the paper; rsl_rl's desired_kl 0.01 and Table 1's middle d_targ
+        lr_min=1e-5,           # bounds of the adapted step size: rsl_rl's (1e-5, 1e-2)
+        lr_max=1e-2,
+        anneal=False,          # no alpha schedule in Table 4
+        clip_epsilon=0.2,      # not in Table 4: Table 1's best, and baselines ppo1 run_humanoid's clip_param
+        gamma=0.99,            # Table 4: discount 0.99
+        gae_lambda=0.95,       # Table 4: GAE lambda 0.95
+        log_std="anneal",      # Table 4: log stdev. of action distribution LinearAnneal(-0.7, -1.6)
+        log_std_init=-0.7,
+        log_std_final=-1.6,
+        entropy_coef=0.0,      # a scheduled stdev has a constant entropy: no bonus (as Sec. 6.1)
+        value_coef=0.25,       # as the MuJoCo preset (separate networks, one Adam, one grad-norm clip)
+        hidden_sizes=[64, 64],  # not in Sec. 6.3: Sec. 6.1's 64-64 tanh (baselines ppo1 run_humanoid: hid_size 64 x 2)
+        shared_trunk=False,    # Sec. 6.1: no parameter sharing
+        normalize_obs=True,    # as the MuJoCo preset (37 details; baselines' ppo1 normalizes observations)
+        scale_reward=True,
+        total_steps=50_000_000,  # Figure 4: RoboschoolHumanoid-v0's axis runs to 50M (flagruns: 100M)
+        eval_episodes=10,
+        eval_every=25,
+        checkpoint_every=10,
+    )
+    return dataclasses.replace(c, **overrides)
+
+
+PRESETS = {"atari": atari, "mujoco": mujoco, "classic": classic, "roboschool": roboschool}

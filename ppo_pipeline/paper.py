@@ -5,6 +5,8 @@
 * Table 2: number of the 49 Atari games "won" by A2C, ACER and PPO (3 seeds averaged), on
   (1) average episode reward over all of training and (2) over the last 100 episodes.
 * Table 6: mean final score (last 100 episodes) after 40M frames (10M timesteps) of A2C, ACER, PPO.
+* Figure 4 (Sec. 6.3): learning curves of the Roboschool humanoids with Table 4's settings; no table, so the
+  budgets and final returns below are read off the figure's axes and curves (approximate).
 """
 
 from __future__ import annotations
@@ -78,3 +80,20 @@ def table1_label(objective: str, param: str | None, value: float | None) -> str:
 
 
 TABLE1_BY_LABEL = {table1_label(o, p, v): score for o, p, v, score in TABLE1}
+
+
+# Figure 4's tasks as their Bullet ports (pybullet-envs-gymnasium 0.6.0; Roboschool no longer installs), and
+# MuJoCo's humanoid beside them (not in the figure: the same forward-locomotion task on another simulator).
+FIGURE4_TASKS = ("HumanoidBulletEnv-v0", "HumanoidFlagrunBulletEnv-v0", "HumanoidFlagrunHarderBulletEnv-v0",
+                 "Humanoid-v5")
+# Per task: Table 4's number of actors, and the budget Figure 4's axis runs to.
+FIGURE4_SETTINGS = {
+    "HumanoidBulletEnv-v0": {"num_envs": 32, "total_steps": 50_000_000},
+    "HumanoidFlagrunBulletEnv-v0": {"num_envs": 128, "total_steps": 100_000_000},
+    "HumanoidFlagrunHarderBulletEnv-v0": {"num_envs": 128, "total_steps": 100_000_000},
+    "Humanoid-v5": {"num_envs": 32, "total_steps": 50_000_000},
+}
+# Figure 4's final returns, read off the curves: RoboschoolHumanoid-v0 ~4,000 at 50M, Flagrun ~2,500 and
+# FlagrunHarder ~3,000 at 100M (Roboschool's simulator, not Bullet's ports: compare with care).
+FIGURE4_RETURNS = {"HumanoidBulletEnv-v0": 4000.0, "HumanoidFlagrunBulletEnv-v0": 2500.0,
+                   "HumanoidFlagrunHarderBulletEnv-v0": 3000.0}

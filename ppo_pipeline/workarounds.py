@@ -18,12 +18,23 @@
    that line on stderr, though nothing is wrong (only the profiler's label is left out of the compiled
    graph). :func:`apply` drops that one message (a filter on the logger that emits it); every other dynamo
    warning still shows. Shown by ``tests/test_workarounds.py::test_dynamo_warns_when_it_compiles_optimizer_step``.
+4. pybullet 3.2.7 prints from C: ``pybullet build time: ...`` when it is imported (on stdout, or stderr once
+   torch is loaded) and ``argv[0]=`` each time an env connects its physics server (its first reset), i.e. 33
+   lines for a run of 32 Bullet envs and its evaluation, in the user's terminal and in anything that reads a
+   command's output. :func:`c_output_silenced` sends file descriptors 1 and 2 to ``/dev/null`` around those two
+   calls (the import in
+   :func:`ppo_pipeline.envs.ids.register_bullet`, the reset in :class:`ppo_pipeline.envs.gymnasium.QuietReset`).
+   Shown by ``tests/test_workarounds.py::test_pybullet_prints_on_import_and_connect``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
-from typing import Any
+import os
+import sys
+from typing import Any, Iterator
 
 import torch
 from tensordict import TensorDictBase
@@ -65,3 +76,27 @@ def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:
 
     return DMControlWrapper(suite.load(domain, task), from_pixels=True, pixels_only=True,
                             render_kwargs={"height": height, "width": width, "camera_id": 0})
+
+
+@contextlib.contextmanager
+def c_output_silenced() -> Iterator[None]:
+    """File descriptors 1 and 2 go to ``/dev/null`` inside (workaround 4): what C code prints is dropped (Python
+    exceptions still propagate); Python's ``sys.stdout``/``sys.stderr`` are flushed first, so nothing of ours is
+    lost or reordered."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    libc = ctypes.CDLL(None)
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            libc.fflush(None)              # what the C code buffered goes to /dev/null too
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)

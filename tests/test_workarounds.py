@@ -90,3 +90,33 @@ def test_dynamo_warns_when_it_compiles_optimizer_step():
 
     assert "Profiler record function" in stderr("without")     # the upstream noise
     assert "Profiler record function" not in stderr("with")
+
+
+PYBULLET_NOISE = """
+import sys, torch
+sys.path[0] = {root!r}
+quiet = {quiet}
+from ppo_pipeline import workarounds
+import contextlib
+ctx = workarounds.c_output_silenced if quiet else contextlib.nullcontext
+with ctx():
+    import pybullet_envs_gymnasium, pybullet, gymnasium as gym
+    env = gym.make("HumanoidBulletEnv-v0")
+    env.reset(seed=0)
+print("done")
+"""
+
+
+def test_pybullet_prints_on_import_and_connect():
+    """Upstream: pybullet prints 'pybullet build time' on import and 'argv[0]=' when an env connects; silenced."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    for quiet in (False, True):
+        out = subprocess.run([sys.executable, "-c", PYBULLET_NOISE.format(root=root, quiet=quiet)],
+                             capture_output=True, text=True, timeout=120)
+        both = out.stdout + out.stderr
+        assert out.returncode == 0 and "done" in out.stdout, both
+        assert ("pybullet build time" in both and "argv[0]=" in both) != quiet, both

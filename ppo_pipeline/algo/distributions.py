@@ -19,8 +19,9 @@ action space              head                         parameters (``param_keys`
 ``MultiBinary(n)``        :class:`BernoulliHead`       ``logits`` [.., n]              :class:`IndependentBernoulli`          ``logits > 0``
 ========================  ===========================  ==============================  =====================================  ==================
 
-The Gaussian's standard deviation is a state-independent learned parameter (37 details, continuous #2):
-``scale = exp(log_std)`` broadcast to ``loc``. A masked action (mask 0) has probability 0: it is never drawn,
+The Gaussian's standard deviation is state-independent (37 details, continuous #2): ``scale = exp(log_std)``
+broadcast to ``loc``, ``log_std`` a learned parameter (initialized at ``--log-std-init``) or a schedule's value
+(``--log-std anneal``, Table 4's LinearAnneal(-0.7, -1.6)). A masked action (mask 0) has probability 0: it is never drawn,
 never the mode, and log-probabilities and entropy are over the allowed actions. MultiDiscrete and
 MultiBinary are independent parts: log-probability and entropy summed over the parts. (torchrl's composite
 distributions split an action into TensorDict entries; the env takes one integer vector, so these two small
@@ -159,10 +160,20 @@ class GaussianHead(nn.Module):
     distribution_kwargs: dict = {}
     __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 
-    def __init__(self, net: nn.Module, action_dim: int):
+    def __init__(self, net: nn.Module, action_dim: int, log_std_init: float = 0.0, learned: bool = True):
         super().__init__()
         self.net = net
-        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        log_std = torch.full((action_dim,), float(log_std_init))
+        if learned:
+            self.log_std = nn.Parameter(log_std)
+        else:      # a schedule's value (Table 4's LinearAnneal), written by the run before each update
+            self.register_buffer("log_std", log_std)
+
+    @torch.jit.ignore
+    def set_log_std(self, value: float) -> None:
+        """Write a scheduled log stdev (the head was built with ``learned=False``)."""
+        with torch.no_grad():
+            self.log_std.fill_(value)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         loc = self.net(x)
@@ -237,16 +248,18 @@ def head_outputs(action_space: gym.Space) -> int:
     raise TypeError(f"unsupported action space {action_space}")
 
 
-def make_head(action_space: gym.Space, net: nn.Module, *, masked: bool = False) -> Head:
+def make_head(action_space: gym.Space, net: nn.Module, *, masked: bool = False, log_std_init: float = 0.0,
+              log_std_learned: bool = True) -> Head:
     """The head for ``action_space`` on top of ``net`` (whose output width is :func:`head_outputs`);
-    ``masked``: a Discrete space whose observations carry an ``action_mask``."""
+    ``masked``: a Discrete space whose observations carry an ``action_mask``; ``log_std_*``: a Box space's
+    Gaussian (its initial log stdev, learned or scheduled)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return MaskedCategoricalHead(net) if masked else CategoricalHead(net)
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         return MultiCategoricalHead(net, action_space.nvec.reshape(-1).tolist())
     if isinstance(action_space, gym.spaces.MultiBinary):
         return BernoulliHead(net)
-    return GaussianHead(net, head_outputs(action_space))
+    return GaussianHead(net, head_outputs(action_space), log_std_init, log_std_learned)
 
 
 def build(head: Head, params: Params) -> Distribution:

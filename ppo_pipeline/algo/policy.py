@@ -96,6 +96,7 @@ class Agent(nn.Module):
         check_spaces(observation_space, action_space)
         n_out = distributions.head_outputs(action_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.gaussian = isinstance(action_space, gym.spaces.Box)
         self.dict_obs = isinstance(observation_space, gym.spaces.Dict)
         self.masked = self.dict_obs and MASK_KEY in observation_space.spaces
         self.pixels = is_image(observation_space) or (self.dict_obs and any(
@@ -129,7 +130,9 @@ class Agent(nn.Module):
         self.value_net: nn.Module = (layer_init(nn.Linear(width, 1), std=1.0) if not hidden
                                      else mlp(width, hidden, 1, out_std=1.0))
         policy_net = layer_init(nn.Linear(width, n_out), std=0.01) if not hidden else mlp(width, hidden, n_out, 0.01)
-        self.policy_head = distributions.make_head(action_space, policy_net, masked=self.masked)
+        self.policy_head = distributions.make_head(action_space, policy_net, masked=self.masked,
+                                                   log_std_init=cfg.log_std_init,
+                                                   log_std_learned=cfg.log_std == "learned")
         self.param_keys: tuple[str, ...] = self.policy_head.param_keys
         self._build_operators()
 

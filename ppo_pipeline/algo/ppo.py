@@ -39,7 +39,7 @@ from .objectives import (
 )
 from .policy import Agent
 from .sampler import MinibatchSampler, SequenceSampler
-from .schedules import schedule
+from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
 
 
 class Diverged(RuntimeError):
@@ -65,8 +65,9 @@ class PPO:
         self.params = list(self.agent.parameters())
         # Adam eps 1e-5 (37 details #3); the fused kernel (one call for all parameters, CPU and CUDA)
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
-        self.lr = schedule(cfg.lr, anneal=cfg.anneal, num_updates=cfg.num_updates)                # Table 5: x alpha
+        self.lr = step_size(cfg)        # Table 5: x alpha; Table 4: adapted to the KL after each update
         self.clip_epsilon = schedule(cfg.clip_epsilon, anneal=cfg.anneal, num_updates=cfg.num_updates)
+        self.log_std = log_std(cfg) if self.agent.gaussian else None      # Table 4: LinearAnneal(-0.7, -1.6)
         compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, recurrent=self.agent.recurrent)
         # the update (loss + backward) and the collector's policy call, compiled where it pays
         self.update_step = compiling.MaybeCompiled(compiling.loss_step(self.loss), compile_it, "update",
@@ -94,6 +95,8 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         set_clip_epsilon(self.loss, eps)
+        if self.log_std is not None:
+            self.agent.policy_head.set_log_std(self.log_std(update))
 
         t0 = time.perf_counter()
         batch = self.collector.collect()                  # TensorDict [N, T]
@@ -108,9 +111,15 @@ class PPO:
 
         row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lr,
                                "clip_epsilon": eps if cfg.objective == "clip" else None, **stats}
-        if cfg.objective in ("kl_adaptive", "kl_fixed"):
+        if self.log_std is not None:
+            row["log_std"] = self.log_std(update)
+        adaptive_lr = isinstance(self.lr, KLAdaptiveStepSize)
+        if cfg.objective in ("kl_adaptive", "kl_fixed") or adaptive_lr:
             d = mean_kl(self.agent, batch)
             row["kl"] = d
+            if adaptive_lr:                                # Table 4: the next update's step size
+                self.lr.adapt(d)
+        if cfg.objective in ("kl_adaptive", "kl_fixed"):
             row["kl_beta"] = get_beta(self.loss)           # the beta this update was trained with
             if self.kl_controller is not None:             # Sec. 4: adapt beta after the update
                 set_beta(self.loss, self.kl_controller.next_beta(get_beta(self.loss), d))
@@ -148,7 +157,8 @@ class PPO:
         return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "loss": self.loss.state_dict(),
                 "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
-                "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None}
+                "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+                "step_size": self.lr.state_dict() if isinstance(self.lr, KLAdaptiveStepSize) else None}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.agent.load_state_dict(s["agent"])
@@ -158,3 +168,5 @@ class PPO:
             self.obs_norm.load_state_dict(s["obs_norm"])
         if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(s["reward_scaler"])
+        if isinstance(self.lr, KLAdaptiveStepSize):
+            self.lr.load_state_dict(s["step_size"])

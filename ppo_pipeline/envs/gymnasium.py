@@ -41,7 +41,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
-from .ids import import_env_module, is_atari, is_entry_point, registered
+from .ids import import_env_module, is_atari, is_bullet, is_entry_point, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -138,6 +138,17 @@ def has_action_masks(env: gym.Env) -> bool:
     return isinstance(env.action_space, gym.spaces.Discrete) and callable(getattr(env.unwrapped, "action_masks", None))
 
 
+class QuietReset(gym.Wrapper):
+    """A Bullet env whose reset (where pybullet connects its physics server and prints ``argv[0]=`` to the C
+    stdout) runs with that stdout silenced (:func:`ppo_pipeline.workarounds.c_output_silenced`, workaround 4)."""
+
+    def reset(self, **kwargs: Any):
+        from ..workarounds import c_output_silenced
+
+        with c_output_silenced():
+            return self.env.reset(**kwargs)
+
+
 def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
     """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics (and an
     env's ``action_masks()`` moved into its observation)."""
@@ -145,6 +156,8 @@ def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -
     if is_entry_point(cfg.env_id):
         env_id = EnvSpec(id=cfg.env_id.rpartition(":")[2], entry_point=cfg.env_id)
     env = gym.make(env_id, render_mode="rgb_array" if render else None)
+    if is_bullet(cfg.env_id):
+        env = QuietReset(env)
     if has_action_masks(env):
         env = ActionMasksInObservation(env)
     return gym.wrappers.RecordEpisodeStatistics(env)

@@ -26,9 +26,42 @@ def _register_ale() -> None:
     gym.register_envs(ale_py)
 
 
+BULLET_SUFFIX = "BulletEnv-v0"    # pybullet-envs-gymnasium's ids: HumanoidBulletEnv-v0, HumanoidFlagrunBulletEnv-v0, ...
+BULLET_INSTALL = 'pip install -e ".[bullet]"'
+
+
+def is_bullet(env_id: str) -> bool:
+    """An id of the Bullet ports of Roboschool's tasks (``pybullet-envs-gymnasium``; Sec. 6.3's humanoids)."""
+    return env_id.endswith(BULLET_SUFFIX) and ":" not in env_id
+
+
+@functools.cache
+def _register_bullet() -> bool:
+    """Import ``pybullet_envs_gymnasium`` (it registers its ids; pybullet's banner kept off stdout): False where
+    the extra is not installed."""
+    from ..workarounds import c_output_silenced
+
+    try:
+        with c_output_silenced():      # (pybullet itself prints its banner; the envs import it when made)
+            import pybullet  # noqa: F401
+            import pybullet_envs_gymnasium  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def register_bullet(env_id: str) -> None:
+    """Make a Bullet id known (:func:`is_bullet`), or raise :class:`ConfigError` naming the install command."""
+    if not _register_bullet():
+        raise ConfigError(f"env_id {env_id!r} is a Bullet task: install the bullet extra first ({BULLET_INSTALL}: "
+                          f"pybullet, pybullet-envs-gymnasium)")
+
+
 def registered() -> list[str]:
-    """Every gymnasium id, the ALE games included (ale-py registers them on import)."""
+    """Every gymnasium id, the ALE games included (ale-py registers them on import), and the Bullet ports where
+    the ``bullet`` extra is installed."""
     _register_ale()
+    _register_bullet()
     return sorted(gym.envs.registry.keys())
 
 
@@ -96,6 +129,8 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
     if is_entry_point(env_id):
         env_class(env_id)
         return env_id
+    if is_bullet(env_id):
+        register_bullet(env_id)
     ids = registered()
     if env_id in ids:
         return env_id

@@ -38,6 +38,8 @@ def why_solo(cfg: Config, observation_space: Any = None) -> str | None:
         return "it uses torchrl's collector (packs step their envs with their own)"
     if cfg.capture_video:
         return "--capture-video records a solo run's evaluation"
+    if cfg.lr_schedule != "alpha" or cfg.log_std != "learned":
+        return "its step size or log stdev follows a schedule of Table 4 (packs train alpha schedules only)"
     return None
 
 

@@ -74,10 +74,11 @@ _SECTIONS = {
                     "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
                     "env_backend", "pixels", "collector", "collector_workers"),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
-    "optimisation": ("lr", "adam_eps", "anneal", "max_grad_norm", "compile"),
+    "optimisation": ("lr", "adam_eps", "anneal", "lr_schedule", "lr_kl_target", "lr_min", "lr_max", "max_grad_norm",
+                     "compile"),
     "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
                   "entropy_coef", "clip_value", "normalize_advantage"),
-    "model": ("hidden_sizes", "shared_trunk", "policy", "lstm_hidden"),
+    "model": ("hidden_sizes", "shared_trunk", "policy", "lstm_hidden", "log_std", "log_std_init", "log_std_final"),
     "outputs and tracking": ("tensorboard", "progress", "capture_video", "track", "wandb_project", "wandb_entity",
                              "wandb_group"),
 }

@@ -242,13 +242,16 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
             seeds = parse_seeds(ns.seeds) if ns.seeds is not None else list(exp.seeds)
             if "total_steps" not in given:
                 base = dataclasses.replace(base, total_steps=exp.total_steps)
+            env_overrides = {e: {k: v for k, v in exp.env_overrides(envs.resolve_id(e, base.env_module)).items()
+                                 if k not in given} for e in env_list}     # what the command line gives wins
         else:
             variants = experiments.grid(axes)
             seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
+            env_overrides = {}
         experiments.check_size(len(env_list) * len(variants) * len(seeds))
         profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only)
+        runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides)
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None,
                            spaces_of=envs.spaces)
         if ns.dry_run:

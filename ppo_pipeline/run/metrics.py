@@ -22,7 +22,7 @@ METRIC_COLUMNS = [
     "episode_return_mean", "episode_return_min", "episode_return_max", "episode_length_mean", "episodes",
     "return_mean_100",
     "policy_loss", "value_loss", "entropy", "approx_kl", "kl", "clip_fraction", "explained_variance",
-    "lr", "clip_epsilon", "kl_beta",
+    "lr", "clip_epsilon", "kl_beta", "log_std",
     "eval_return_mean",
     "sps", "time_s",
 ]

@@ -34,6 +34,11 @@ class Experiment:
     variants: tuple[dict, ...]       # config overrides, one per row of the paper's table
     seeds: tuple[int, ...]
     total_steps: int
+    per_env: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()   # env id -> its own config overrides
+
+    def env_overrides(self, env_id: str) -> dict[str, Any]:
+        """The config overrides of ``env_id`` in this experiment (e.g. Table 4's 128 actors for flagrun)."""
+        return dict(dict(self.per_env).get(env_id, ()))
 
 
 def _table1_variants() -> tuple[dict, ...]:
@@ -46,6 +51,11 @@ EXPERIMENTS = {
     "table6": Experiment("table6", "atari", "Table 6: the paper's 49 Atari games x seeds 0-2, 10M steps (40M frames), "
                          "Table 5 preset", tuple(paper.atari_id(g) for g in paper.TABLE6), ({"objective": "clip"},),
                          (0, 1, 2), 10_000_000),
+    "figure4": Experiment("figure4", "roboschool", "Figure 4 (Sec. 6.3): the three Roboschool humanoids as Bullet "
+                          "ports, 32 / 128 actors, 50M / 100M steps (read off the figure's axes), Table 4 preset; "
+                          "beside them MuJoCo's Humanoid-v5 at RoboschoolHumanoid's settings, seed 0",
+                          paper.FIGURE4_TASKS, ({"objective": "clip"},), (0,), 50_000_000,
+                          tuple((env, tuple(o.items())) for env, o in paper.FIGURE4_SETTINGS.items())),
 }
 
 

@@ -61,14 +61,18 @@ class SweepError(UserError):
 # Planning and submitting
 # ------------------------------------------------------------------------------------------------------
 def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]], seeds: Sequence[int],
-         sweep_dir: Path, *, atari_only: bool = False) -> list[dict[str, Any]]:
+         sweep_dir: Path, *, atari_only: bool = False,
+         env_overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One validated run entry per (env, variant, seed): ``variants`` are config overrides (a grid's points
-    or an experiment's rows). Raises ConfigError/SweepError on bad input."""
+    or an experiment's rows), ``env_overrides`` an env's own (an experiment's per-task settings). Raises
+    ConfigError/SweepError on bad input."""
     runs: list[dict[str, Any]] = []
     for env_id in env_ids:
+        own = (env_overrides or {}).get(env_id, {})
         for varied in variants:
             for seed in seeds:
-                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / "runs"), **varied)
+                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / "runs"),
+                                          **{**own, **varied})
                 cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
                 check_envs(cfg)
                 cfg.name = experiments.run_name(cfg.env_id, cfg.objective, varied, seed)
