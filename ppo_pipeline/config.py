@@ -137,6 +137,8 @@ class Config:
     eval_episodes: int = option(10, "episodes per evaluation (0 = no evaluation)")
     eval_max_steps: int = option(27_000, "cap on an evaluation episode's agent steps")
     checkpoint_every: int = option(10, "write a checkpoint every N updates (and at the end)")
+    callbacks: str = option("", "hooks after each update and evaluation, module:Name[,module:Name] (a Callback "
+                                "class or a function making one; see ppo_pipeline.run.callbacks)")
     run_dir: str = option("runs", "parent folder of run directories")
     name: str = option("", "run name (default: <env>__<objective>__s<seed>)")
     tensorboard: bool = option(True, "write TensorBoard events")

@@ -11,7 +11,8 @@ import pytest
 from helpers import ROOT, TINY_ARGS, one_line_error, subprocess_env
 
 from ppo_pipeline import config
-from ppo_pipeline.run import launch, rundir
+from ppo_pipeline import rundir
+from ppo_pipeline.run import launch
 
 
 def test_own_env_class_trains_in_a_real_process(tmp_path):

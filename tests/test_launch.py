@@ -15,7 +15,8 @@ import torch
 
 from ppo_pipeline import config
 from ppo_pipeline.config import ConfigError
-from ppo_pipeline.run import checkpoint, launch, rundir
+from ppo_pipeline import rundir
+from ppo_pipeline.run import checkpoint, launch
 from ppo_pipeline.run.cli import parse_seeds
 from ppo_pipeline.run.metrics import TIMING_COLUMNS
 from ppo_pipeline.sweeps import sweep
@@ -96,7 +97,7 @@ def test_log_truncation_is_atomic(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("killed")
 
-    monkeypatch.setattr("ppo_pipeline.run.rundir.os.replace", crash)
+    monkeypatch.setattr("ppo_pipeline.rundir.os.replace", crash)
     with pytest.raises(OSError):
         log.truncate(2)
     assert (tmp_path / "metrics.csv").read_text() == before

@@ -20,10 +20,11 @@ from helpers import tiny
 
 from ppo_pipeline import config
 from ppo_pipeline.pack import plan
-from ppo_pipeline.pack.ppo import PackPPO
-from ppo_pipeline.pack.trainer import PackTrainer
-from ppo_pipeline.run import checkpoint, launch
-from ppo_pipeline.run.rundir import read_rows
+from ppo_pipeline.algo.ppo import PPO
+from ppo_pipeline.run import checkpoint, launch, training_state
+from ppo_pipeline.run.callbacks import Callback
+from ppo_pipeline.run.trainer import Trainer
+from ppo_pipeline.rundir import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = [{"objective": "clip", "clip_epsilon": 0.2}, {"objective": "kl_adaptive", "kl_target": 0.01},
@@ -44,7 +45,7 @@ def params(run: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_members_are_runs_that_every_tool_reads(tmp_path):
     ms = members(tmp_path, 4)
-    summaries = PackTrainer(ms, tmp_path / "packs" / "p").train()
+    summaries = Trainer(ms, pack_dir=tmp_path / "packs" / "p").train()
     assert [s["status"] for s in summaries] == ["finished"] * 4
     for m in ms:
         run = m.run_path()
@@ -75,17 +76,17 @@ def test_members_are_runs_that_every_tool_reads(tmp_path):
 
 def test_a_diverging_member_stops_alone(tmp_path, monkeypatch, capsys):
     ms = members(tmp_path, 3)
-    learn = PackPPO.learn
+    learn = PPO.learn
 
-    def poisoned(self, batch, alpha):
+    def poisoned(self, batch):
         if self.collector.global_step >= 3 * 128:      # from update 3 on, member 1's weights are NaN
             with torch.no_grad():
                 for p in self.params:
                     p[1] = float("nan")
-        return learn(self, batch, alpha)
+        return learn(self, batch)
 
-    monkeypatch.setattr(PackPPO, "learn", poisoned)
-    summaries = PackTrainer(ms, tmp_path / "packs" / "p").train()
+    monkeypatch.setattr(PPO, "learn", poisoned)
+    summaries = Trainer(ms, pack_dir=tmp_path / "packs" / "p").train()
     err = capsys.readouterr().err
     line = next(x for x in err.splitlines() if "m1" in x)
     assert line.startswith("error: run m1: non-finite loss in update 3") and "last good checkpoint kept" in line
@@ -104,13 +105,14 @@ def test_stopped_pack_resumes_exactly_on_any_core_count(tmp_path, k):
     pack ends: metrics (but wall-clock columns), episodes and weights of every member (CPU, gymnasium's
     in-process envs)."""
     whole = members(tmp_path / "whole", 3, env_backend="gymnasium")
-    PackTrainer(whole, tmp_path / "whole" / "pack").train()
+    Trainer(whole, pack_dir=tmp_path / "whole" / "pack").train()
     parts = members(tmp_path / "parts", 3, env_backend="gymnasium")
-    PackTrainer(parts, tmp_path / "parts" / "pack").train(stop_after=k)
+    Trainer(parts, pack_dir=tmp_path / "parts" / "pack").train(stop_after=k)
     cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cores)})
     try:
-        PackTrainer(parts, tmp_path / "parts" / "pack").train(resume_from=checkpoint.latest(tmp_path / "parts" / "pack"))
+        paths, _ = training_state.pack_resume_points(tmp_path / "parts" / "pack", parts)
+        Trainer(parts, pack_dir=tmp_path / "parts" / "pack").train(resume_from=paths)
     finally:
         os.sched_setaffinity(0, cores)
     def rows(run: Path) -> list[dict[str, str]]:
@@ -124,12 +126,46 @@ def test_stopped_pack_resumes_exactly_on_any_core_count(tmp_path, k):
         assert all(torch.equal(pa[n], pb[n]) for n in pa)
 
 
+def test_a_member_resumes_alone_to_its_budget(tmp_path):
+    """A pack stopped after update 2: its member's directory resumes as a solo run (its checkpoint is a solo one)
+    and ends where the whole pack's member ends (in-process envs: exact), its summary written."""
+    whole = members(tmp_path / "whole", 2, env_backend="gymnasium")
+    Trainer(whole, pack_dir=tmp_path / "whole" / "pack").train()
+    parts = members(tmp_path / "parts", 2, env_backend="gymnasium")
+    Trainer(parts, pack_dir=tmp_path / "parts" / "pack").train(stop_after=2)
+    alone = Trainer(parts[1]).train(resume_from=checkpoint.latest(parts[1].run_path()))
+    assert alone["status"] == "finished" and (parts[1].run_path() / "summary.json").is_file()
+    a, b = read_rows(whole[1].run_path() / "metrics.csv"), read_rows(parts[1].run_path() / "metrics.csv")
+    assert [r["update"] for r in b] == list(range(1, 7))
+    assert np.allclose([r["policy_loss"] for r in a], [r["policy_loss"] for r in b], rtol=1e-4, atol=1e-6)
+    pa, pb = params(whole[1].run_path()), params(parts[1].run_path())
+    assert all(torch.allclose(pa[n], pb[n], rtol=1e-4, atol=1e-5) for n in pa)
+
+
+def test_callbacks_reach_every_member(tmp_path):
+    seen: list[tuple[str, int]] = []
+    evaluated: list[str] = []
+
+    class Record(Callback):
+        def on_update(self, run, row):
+            seen.append((run.cfg.name, row["update"]))
+
+        def on_evaluation(self, run, update, returns):
+            evaluated.append(run.cfg.name)
+            assert len(returns) == 2 and run.agent.policy_head is not None
+
+    ms = members(tmp_path, 3)
+    Trainer(ms, [Record()], pack_dir=tmp_path / "packs" / "p").train()
+    assert sorted(seen) == sorted((f"m{p}", u) for p in range(3) for u in range(1, 7))
+    assert sorted(evaluated) == sorted(["m0", "m1", "m2"] * 2)
+
+
 @pytest.mark.slow
 def test_cartpole_seeds_learn_in_a_pack(tmp_path):
     """Every member of a pack of 4 CartPole seeds reaches a last-100 mean of 475 within the classic budget
     (100k steps), as the solo runs do (tests/test_learning.py)."""
     ms = [tiny(config.classic, tmp_path, name=f"s{s}", seed=s, total_steps=100_000, eval_episodes=0) for s in range(4)]
-    summaries = PackTrainer(ms, tmp_path / "pack").train()
+    summaries = Trainer(ms, pack_dir=tmp_path / "pack").train()
     scores = [s["last100_return_mean"] for s in summaries]
     assert all(x >= 475 for x in scores), scores
 

@@ -30,8 +30,8 @@ from ppo_pipeline.algo.sampler import MinibatchSampler
 from ppo_pipeline.config import Config, atari, classic, mujoco
 from ppo_pipeline.pack.agent import PackAgent
 from ppo_pipeline.pack.objective import MemberObjective
-from ppo_pipeline.pack.optim import MemberAdam, clip_grad_norm_per_member
-from ppo_pipeline.pack.ppo import PackSampler
+from ppo_pipeline.algo.optim import MemberAdam, clip_grad_norm_per_member
+from ppo_pipeline.algo.sampler import MemberSampler
 
 SPACES = {"gaussian": (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,))),
           "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3))}
@@ -194,7 +194,7 @@ def test_member_permutations_are_the_solo_samplers(seeds: list[int], epochs: int
     check_permutations(seeds, epochs, blocks)
 
 
-def check_permutations(seeds: list[int], epochs: int, blocks: int, sampler_cls: Any = PackSampler) -> None:
+def check_permutations(seeds: list[int], epochs: int, blocks: int, sampler_cls: Any = MemberSampler) -> None:
     n, m = 8 * blocks, 8
     batch = TensorDict({"i": torch.arange(n).repeat(len(seeds), 1)}, [len(seeds), n])
     pack = list(sampler_cls(epochs, m, [torch.Generator().manual_seed(s) for s in seeds])(batch))
@@ -239,7 +239,7 @@ class RolledHyperparameters(MemberObjective):
             self.epsilon, self.beta = eps, beta
 
 
-class SharedPermutation(PackSampler):
+class SharedPermutation(MemberSampler):
     def __init__(self, epochs: int, minibatch_size: int, generators: list[torch.Generator]):
         super().__init__(epochs, minibatch_size, [generators[0]] * len(generators))
 

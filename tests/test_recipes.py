@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ppo_pipeline.run import checkpoint, rundir
+from ppo_pipeline import rundir
+from ppo_pipeline.run import checkpoint
 
 pytestmark = pytest.mark.slow   # minutes: the full suite's tier (README: Tests)
 

@@ -1,4 +1,4 @@
-"""torch threads from the cores the machine's other processes leave free (ppo_pipeline.run.threads)."""
+"""torch threads from the cores the machine's other processes leave free (ppo_pipeline.threads)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from ppo_pipeline.run import threads
+from ppo_pipeline import threads
 
 
 class FakeMachine:

@@ -73,7 +73,7 @@ def test_torchrl_collector_batch_equals_lean(case):
         assert any(bool((x["next", "truncated"] & ~x["next", "terminated"]).any()) for x in lean)
     if case == "pendulum-normalized":      # raw samples outside [-2, 2] are kept, not clipped
         assert any(bool((x["action"].abs() > 2).any()) for x in lean)
-    assert vars(lean_eps) == vars(trl_eps) and len(lean_eps.returns) > 0
+    assert vars(lean_eps[0]) == vars(trl_eps[0]) and len(lean_eps[0].returns) > 0
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -41,8 +41,10 @@ def make_gae(cfg: Config) -> GAE:
     return GAE(gamma=cfg.gamma, lmbda=cfg.gae_lambda, value_network=None, average_gae=False)
 
 
-def explained_variance(batch: TensorDictBase) -> float:
-    """1 - Var[V_targ - V] / Var[V_targ] over the batch (a diagnostic of the critic; NaN if Var[V_targ] = 0)."""
-    value, target = batch[keys.STATE_VALUE], batch[keys.VALUE_TARGET]
-    var = torch.var(target)
-    return float(1 - torch.var(target - value) / var) if var > 0 else float("nan")
+def explained_variance(batch: TensorDictBase, members: int = 1) -> torch.Tensor:
+    """1 - Var[V_targ - V] / Var[V_targ] per member [P] over the batch (a diagnostic of the critic; NaN where
+    Var[V_targ] = 0)."""
+    value = batch[keys.STATE_VALUE].reshape(members, -1)
+    target = batch[keys.VALUE_TARGET].reshape(members, -1)
+    var = target.var(1)
+    return torch.where(var > 0, 1 - (target - value).var(1) / var, torch.full_like(var, float("nan")))

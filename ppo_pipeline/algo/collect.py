@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -33,10 +33,11 @@ import torch
 from tensordict import TensorDict
 
 from .. import batch as keys
+from ..threads import torch_threads
+from . import compiling
 from .advantages import next_state_value
-from .normalize import ObsNormalizer, RewardScaler
-from .policy import Agent
-from .spaces import env_action, obs_tensor, stack_obs
+from .normalize import ObsNormalizer, RewardScaler, normalize_members
+from .spaces import env_action, obs_tensor, stack_obs, with_rows
 
 
 @dataclass
@@ -63,19 +64,36 @@ def episode_stats(info: dict) -> list[tuple[int, float, int]]:
 
 
 class Collector:
-    """Collect T steps from each of ``envs.num_envs`` envs with ``agent.act``."""
+    """Collect T steps from each of the ``members x E`` envs of ``envs`` with ``agent.act``.
+
+    ``members`` (P) runs share the batched env, member-major: env i is member ``i // E``'s env ``i % E``, each
+    seeded as its member's run seeds it (a solo run is P = 1). Per step: each member's observations through its
+    own normalizer (statistics per member, :mod:`.normalize`), one ``agent.act`` for every env (member p samples
+    with ``generators[p]``: a Gaussian member's noise for the whole rollout is drawn at its start), the env step,
+    each member's rewards through its own scaler, the V(final obs) bootstrap where a time limit cut an episode,
+    and each member's episode statistics (:attr:`episodes`, one log per member). ``collect_threads``: torch
+    threads while collecting (a pack's per-step policy call is small: one thread, :mod:`ppo_pipeline.threads`);
+    None keeps the run's.
+    """
 
     exact_resume = True    # a checkpoint may snapshot the envs (in-process ones) for a bit-exact resume
 
-    def __init__(self, envs: gym.vector.VectorEnv, agent: Agent, num_steps: int, device: torch.device, *,
-                 obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None):
+    def __init__(self, envs: gym.vector.VectorEnv, agent: Any, num_steps: int, device: torch.device, *,
+                 members: int = 1, generators: Sequence[torch.Generator | None] = (),
+                 obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
+                 compile: bool = False, collect_threads: int | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
-        self.obs_norm, self.reward_scaler = obs_norm, reward_scaler
+        self.P, self.E = members, envs.num_envs // members
+        self.generators = list(generators) or [None] * members
+        self.obs_norm, self.reward_scaler, self.collect_threads = obs_norm, reward_scaler, collect_threads
+        # a Gaussian policy's per-step call from noise drawn ahead: tensors only, compiled by the update's rule
+        self.sample = compiling.MaybeCompiled(agent.sample, compile, "policy step", dynamic=False)
+        self.alive = np.ones(members, dtype=bool)       # members still training (a diverged one idles)
         self.obs: np.ndarray | dict[str, np.ndarray] | None = None
-        self.global_step = 0
+        self.global_step = 0     # agent steps of each member
         self.time_env = 0.0      # seconds in VectorEnv.step + normalization (for the bench's split)
         self.time_policy = 0.0   # seconds in the policy/value forward passes
-        self.episodes = EpisodeLog()
+        self.episodes = [EpisodeLog() for _ in range(members)]
         # --policy lstm: the LSTM's state the envs' episodes carry, and which envs just started an episode
         self.state = agent.initial_state(envs.num_envs, self.device)
         self.is_init = np.ones(envs.num_envs, dtype=bool)
@@ -89,7 +107,12 @@ class Collector:
         """Nothing to stop (the trainer closes the envs); torchrl's collectors stop their workers here."""
 
     def _norm(self, obs: Any, update: bool = True) -> Any:
-        return self.obs_norm(obs, update) if self.obs_norm is not None else obs
+        return obs if self.obs_norm is None else normalize_members(self.obs_norm, obs, self.P, update)
+
+    def _scale(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if self.P == 1:
+            return self.reward_scaler(reward, done)
+        return self.reward_scaler(reward.reshape(self.P, self.E), done.reshape(self.P, self.E)).reshape(-1)
 
     def _fresh_state(self) -> dict[str, torch.Tensor] | None:
         """The carried LSTM state, zero where an episode starts (torchrl's is_init rule)."""
@@ -98,20 +121,38 @@ class Collector:
         init = torch.from_numpy(self.is_init).to(self.device).view(-1, 1, 1)
         return {k: torch.where(init, torch.zeros_like(v), v) for k, v in self.state.items()}
 
-    @torch.no_grad()
+    def _env_actions(self, action: torch.Tensor) -> np.ndarray:
+        out = env_action(action, self.envs.single_action_space)
+        if not self.alive.all():     # a diverged member's envs idle on a neutral action
+            out[np.repeat(~self.alive, self.E)] = 0
+        return out
+
     def collect(self) -> TensorDict:
-        E, T, dev = self.envs.num_envs, self.T, self.device
+        """T steps of every env: a TensorDict [P x E, T] (member-major envs, time last; keys: :mod:`ppo_pipeline.batch`)."""
+        with torch_threads(self.collect_threads):
+            return self._collect()
+
+    @torch.no_grad()
+    def _collect(self) -> TensorDict:
+        N, T, dev = self.envs.num_envs, self.T, self.device
         obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, Any] = {}
-        final_value = torch.zeros(T, E, 1, device=dev)   # V(final observation) where a time limit cut
-        reward = np.zeros((T, E, 1), dtype=np.float32)   # numpy per step, one tensor per batch
-        terminated = np.zeros((T, E, 1), dtype=bool)
-        truncated = np.zeros((T, E, 1), dtype=bool)
+        final_value = torch.zeros(T, N, 1, device=dev)   # V(final observation) where a time limit cut
+        reward = np.zeros((T, N, 1), dtype=np.float32)   # numpy per step, one tensor per batch
+        terminated = np.zeros((T, N, 1), dtype=bool)
+        truncated = np.zeros((T, N, 1), dtype=bool)
         clock = time.perf_counter
+        t_start = clock()
+        noise = self.agent.rollout_noise(T, self.E, self.generators)     # [T, N, A] (a Gaussian policy), or None
+        policy_s = clock() - t_start
         for t in range(T):
             t0 = clock()
             state = self._fresh_state()
-            out = self.agent.act(obs_t, state=state) if state is not None else self.agent.act(obs_t)
+            if noise is not None and state is None:
+                out = self.sample(obs_t, noise[t])
+            else:
+                out = self.agent.act(obs_t, state=state, generators=self.generators,
+                                     noise=None if noise is None else noise[t])
             out[keys.OBSERVATION] = obs_t
             if state is not None:      # the batch keeps the state before the step; the envs carry the one after
                 self.state = {k: out.pop(f"next_{k}") for k in state}
@@ -121,29 +162,30 @@ class Collector:
                 buf = {k: empty_like_steps(v, T) for k, v in out.items()}
             for k, v in out.items():
                 buf[k][t] = v
-            action = env_action(out[keys.ACTION], self.envs.single_action_space)
+            action = self._env_actions(out[keys.ACTION])
             t1 = clock()
             next_obs, r, term, trunc, info = self.envs.step(action)
-            self.global_step += E
+            self.global_step += self.E
             for i, ret, length in episode_stats(info):
-                self.episodes.add(self.global_step, ret, length)
+                self.episodes[i // self.E].add(self.global_step, ret, length)
             done = term | trunc
             if self.reward_scaler is not None:
-                r = self.reward_scaler(r, done)
+                r = self._scale(r, done)
             reward[t, :, 0] = r
             terminated[t, :, 0] = term
             truncated[t, :, 0] = trunc
             boot = np.flatnonzero(trunc & ~term)
             if len(boot):  # bootstrap a time limit from V(final observation) (with the LSTM's state after the step)
-                final = stack_obs([info["final_obs"][i] for i in boot])
-                after = None if self.state is None else {k: v[boot] for k, v in self.state.items()}
-                final_value[t, boot] = self.agent.state_value(obs_tensor(self._norm(final, update=False), dev), after)
+                final = with_rows(next_obs, boot, stack_obs([info["final_obs"][i] for i in boot]))
+                values = self.agent.state_value(obs_tensor(self._norm(final, update=False), dev), self.state)
+                final_value[t, boot] = values[boot]
             self.obs = self._norm(next_obs)
             self.is_init = np.asarray(done, dtype=bool).copy()
             obs_t = obs_tensor(self.obs, dev)
             t2 = clock()
-            self.time_policy += t1 - t0
+            policy_s += t1 - t0
             self.time_env += t2 - t1
+        self.time_policy += policy_s
         reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward, terminated, truncated))
         last_value = self.agent.state_value(obs_t, self._fresh_state())
         next_value = next_state_value(buf[keys.STATE_VALUE], last_value, final_value, terminated, truncated)
@@ -152,7 +194,7 @@ class Collector:
         td[keys.NEXT] = {keys.REWARD: reward.transpose(0, 1), keys.TERMINATED: terminated.transpose(0, 1),
                          keys.TRUNCATED: truncated.transpose(0, 1), keys.DONE: done.transpose(0, 1),
                          keys.STATE_VALUE: next_value.transpose(0, 1)}
-        return TensorDict(td, batch_size=[E, T], device=dev)
+        return TensorDict(td, batch_size=[N, T], device=dev)
 
 
 def empty_like_steps(v: torch.Tensor | TensorDict, steps: int) -> torch.Tensor | TensorDict:

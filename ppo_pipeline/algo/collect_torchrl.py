@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -133,10 +133,12 @@ class AgentPolicy(nn.Module):
         super().__init__()
         self.agent = agent
         self.time = 0.0
+        self.generators: list[torch.Generator | None] | None = None   # the run's own (lean collector's) draws
+        self.noise: list[torch.Tensor] = []     # a Gaussian's draws of this rollout, one per step (as the lean one)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         t0 = time.perf_counter()
-        out = self.agent.act(obs)
+        out = self.agent.act(obs, generators=self.generators, noise=self.noise.pop(0) if self.noise else None)
         self.time += time.perf_counter() - t0
         return tuple(out[k] for k in self.out_keys(self.agent))
 
@@ -169,15 +171,18 @@ class TorchRLCollector:
     is_init = None
 
     def __init__(self, envs: Any, agent: Agent, num_steps: int, device: torch.device, *,
-                 obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
-                 workers: int = 1, make_envs: Callable[[int], Any] | None = None):
+                 generators: Sequence[torch.Generator | None] = (), obs_norm: ObsNormalizer | None = None,
+                 reward_scaler: RewardScaler | None = None, workers: int = 1,
+                 make_envs: Callable[[int], Any] | None = None):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.obs_norm, self.reward_scaler, self.workers, self.make_envs = obs_norm, reward_scaler, workers, make_envs
+        self.generators = list(generators) or [None]
         self.policy = policy_module(agent)
+        self.policy.module.generators = self.generators
         self.global_step = 0
         self.time_env = 0.0
         self.time_policy = 0.0
-        self.episodes = EpisodeLog()
+        self.episodes = [EpisodeLog()]      # one member (the lean collector keeps one log per member)
         self.obs: np.ndarray | None = None     # (checkpoint field of the lean collector; unused here)
         self._collector: Any = None
         self._iter: Any = None
@@ -200,7 +205,7 @@ class TorchRLCollector:
             assert self.make_envs is not None
             worker_agent = copy.deepcopy(self.agent)
             worker_agent.__dict__.pop("act", None)          # the eager act (a compiled one does not pickle)
-            self.policy = policy_module(worker_agent)
+            self.policy = policy_module(worker_agent)      # (draws from each worker's global generator)
             makers = [functools.partial(_worker_env, self.make_envs, per, seeds[w * per:(w + 1) * per])
                       for w in range(self.workers)]
             self._collector = MultiSyncCollector(makers, self.policy, frames_per_batch=E * T, total_frames=-1,
@@ -214,9 +219,12 @@ class TorchRLCollector:
         E, T, dev = self.envs.num_envs, self.T, self.device
         t0 = time.perf_counter()
         policy_t0 = self.policy.module.time
-        if self.workers > 1:    # this update's weights to the workers
+        if self.workers > 1:    # this update's weights to the workers (their draws are their own)
             self.policy.module.agent.load_state_dict(self.agent.state_dict())
             self._collector.update_policy_weights_()
+        else:                   # the lean collector's draws: a Gaussian's noise for the rollout at its start
+            noise = self.agent.rollout_noise(T, E, self.generators)
+            self.policy.module.noise = list(noise.unbind(0)) if noise is not None else []
         batch = next(self._iter)
         wall = time.perf_counter() - t0
         policy_s = self.policy.module.time - policy_t0
@@ -230,7 +238,7 @@ class TorchRLCollector:
         end = nxt["episode_end"].transpose(0, 1).cpu().numpy()
         ret, length = (nxt[k].transpose(0, 1).cpu().numpy() for k in ("episode_return", "episode_length"))
         for t, i in zip(*np.nonzero(end)):
-            self.episodes.add(self.global_step + (int(t) + 1) * E, float(ret[t, i]), int(length[t, i]))
+            self.episodes[0].add(self.global_step + (int(t) + 1) * E, float(ret[t, i]), int(length[t, i]))
         self.global_step += E * T
         value = batch[keys.STATE_VALUE].transpose(0, 1)                       # [T, E, 1]
         term, trunc = nxt[keys.TERMINATED].transpose(0, 1), nxt[keys.TRUNCATED].transpose(0, 1)

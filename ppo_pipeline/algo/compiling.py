@@ -17,16 +17,10 @@ import sys
 from typing import Any, Callable
 
 import torch
-from tensordict import TensorDictBase
 
-from .objectives import total_loss
 
 MIN_MINIBATCHES = 20_000     # below this, compiling (~30 s cold on 2 CPU cores) costs more than it saves
 MIN_PACK_MINIBATCHES = 5_000  # a pack's: compiled, CartPole's 33-member step 12.2 -> 7.0 ms (Hopper's 2.8 -> 1.8)
-TERMS = ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx", "clip_fraction")
-
-StepFn = Callable[[TensorDictBase], dict[str, torch.Tensor]]
-
 
 def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device, recurrent: bool = False,
            members: int = 1) -> bool:
@@ -46,19 +40,6 @@ def wanted_at_budget(cfg: Any, *, pixels: bool, device: torch.device, recurrent:
     """:func:`wanted` for a run (or a pack of ``members``) of config ``cfg`` at its budget."""
     steps = minibatch_steps(cfg.num_updates, cfg.epochs, cfg.batch_size, cfg.minibatch_size)
     return wanted(cfg.compile, minibatch_steps=steps, pixels=pixels, device=device, recurrent=recurrent, members=members)
-
-
-def loss_step(loss_module: torch.nn.Module) -> StepFn:
-    """mb -> the loss terms (detached) and ``loss`` = -L^{CLIP+VF+S}, after ``loss.backward()``."""
-    def step(mb: TensorDictBase) -> dict[str, torch.Tensor]:
-        out = loss_module(mb)
-        loss = total_loss(out)
-        loss.backward()
-        terms = {k: out[k].detach() for k in TERMS if k in out.keys()}
-        terms["loss"] = loss.detach()
-        return terms
-
-    return step
 
 
 def is_compile_failure(e: BaseException) -> bool:

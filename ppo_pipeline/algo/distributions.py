@@ -267,8 +267,23 @@ def build(head: Head, params: Params) -> Distribution:
     return head.distribution(**{k: params[k] for k in head.param_keys}, **head.distribution_kwargs)
 
 
-def sample(head: Head, params: Params, deterministic: bool = False,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(action, log pi(action)) from ``params``: the head's draw (from ``generator``), or its mode."""
-    action = head.mode(params) if deterministic else head.draw(params, generator)
+def sample(head: Head, params: Params, deterministic: bool = False, generator: torch.Generator | None = None,
+           noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(action, log pi(action)) from ``params``: the head's draw (from ``generator``, or a Gaussian's from ``noise``
+    drawn ahead), or its mode."""
+    if deterministic:
+        action = head.mode(params)
+    elif noise is not None:
+        action = head.draw(params, noise=noise)
+    else:
+        action = head.draw(params, generator)
     return action, build(head, params).log_prob(action)
+
+
+def gaussian_noise(head: GaussianHead, steps: int, envs: int,
+                   generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """N(0, I) draws [steps, len(generators) x envs, A]: member p's [steps, envs, A] from ``generators[p]`` at once,
+    members side by side (member-major envs, as the collector holds them)."""
+    width, dev = head.log_std.shape[-1], head.log_std.device
+    draws = [torch.randn((steps, envs, width), generator=g, device=dev) for g in generators]
+    return draws[0] if len(draws) == 1 else torch.cat(draws, 1)

@@ -7,7 +7,7 @@ real game score), and observe through a *frozen* copy of the training normalizat
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +18,7 @@ from ..config import Config
 from ..envs import make_vector_env
 from ..envs.seeds import env_seeds
 from .collect import episode_stats
-from .policy import Agent
+from .normalize import normalize_members
 from .spaces import env_action, obs_tensor
 
 Step = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]
@@ -65,17 +65,21 @@ class AgentPolicy(Policy):
     """The agent as evaluation plays it: raw observations (as the env gives them) through ``obs_norm`` (the run's
     statistics with ``update=False``: pass a frozen copy) -> the agent's action (``deterministic``: argmax of the
     logits or the Gaussian mean; otherwise a sample from torch's global generator) -> the env's action (Box:
-    clipped to the bounds). With an LSTM it carries each env's state, reset where an episode ended."""
+    clipped to the bounds). With an LSTM it carries each env's state, reset where an episode ended. ``members``:
+    a pack's agent over P members' envs, member-major (each member's rows through its own statistics)."""
 
-    def __init__(self, agent: Agent, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True):
+    def __init__(self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True,
+                 members: int = 1):
         self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
+        self.members = members
         self.device = next(agent.parameters()).device
         self.state: dict[str, torch.Tensor] | None = None
         self.starts: np.ndarray | None = None
 
     def __call__(self, obs: Any) -> np.ndarray:
-        x = obs_tensor(self.obs_norm(obs, update=False) if self.obs_norm is not None else obs, self.device)
-        if not self.agent.recurrent:
+        norm = obs if self.obs_norm is None else normalize_members(self.obs_norm, obs, self.members, update=False)
+        x = obs_tensor(norm, self.device)
+        if not getattr(self.agent, "recurrent", False):
             return env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION], self.action_space)
         n = x.shape[0]
         if self.state is None or self.state[keys.STATE_H].shape[0] != n:
@@ -87,26 +91,32 @@ class AgentPolicy(Policy):
         return env_action(out[keys.ACTION], self.action_space)
 
     def ended(self, done: np.ndarray) -> None:
-        if self.agent.recurrent:
+        if getattr(self.agent, "recurrent", False):
             self.starts = np.asarray(done, dtype=bool).copy()
 
 
-def agent_policy(agent: Agent, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True) -> AgentPolicy:
+def agent_policy(agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True,
+                 members: int = 1) -> AgentPolicy:
     """:class:`AgentPolicy` (numpy observations ``[B, *obs_shape]`` -> numpy actions ``[B(, A)]``)."""
-    return AgentPolicy(agent, obs_norm, action_space, deterministic=deterministic)
+    return AgentPolicy(agent, obs_norm, action_space, deterministic=deterministic, members=members)
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, cfg: Config, obs_norm: Any, episodes: int) -> list[float]:
-    """Deterministic policy (argmax / mean) on ``episodes`` fresh eval envs, one episode each, at most
-    ``cfg.eval_max_steps`` steps; returns each episode's real game score."""
-    envs = make_vector_env(cfg, episodes, evaluation=True)
+def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int) -> list[list[float]]:
+    """Deterministic policy (argmax / mean) of each member (one config: a solo run) on ``episodes`` fresh eval envs
+    of its own seeds, one episode each, at most ``eval_max_steps`` steps, observed through a frozen copy of its
+    statistics; each member's episodes' real game scores (all members' envs stepped as one batch)."""
+    members = [members] if isinstance(members, Config) else list(members)
+    cfg, P = members[0], len(members)
+    envs = make_vector_env(cfg, P * episodes, evaluation=True, pack=P > 1)
     try:
-        policy = agent_policy(agent, obs_norm.frozen_copy() if obs_norm is not None else None, envs.single_action_space)
-        returns = first_episode_returns(envs, policy, env_seeds(cfg.seed, episodes, evaluation=True), cfg.eval_max_steps)
+        frozen = obs_norm.frozen_copy() if obs_norm is not None else None
+        policy = agent_policy(agent, frozen, envs.single_action_space, members=P)
+        seeds = [s for m in members for s in env_seeds(m.seed, episodes, evaluation=True)]
+        returns = first_episode_returns(envs, policy, seeds, cfg.eval_max_steps)
     finally:
         envs.close()
-    return [float(r) for r in returns]
+    return [[float(r) for r in returns[p * episodes:(p + 1) * episodes]] for p in range(P)]
 
 
 def first_episode_returns(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int], max_steps: int) -> np.ndarray:

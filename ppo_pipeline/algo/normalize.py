@@ -131,3 +131,16 @@ def make_obs_normalizer(space: Any, clip: float, members: int | None = None) -> 
     if isinstance(space, gym.spaces.Dict):
         return DictObsNormalizer(space, clip, members=members)
     return ObsNormalizer(space.shape, clip, members=members)
+
+
+def normalize_members(obs_norm: Any, obs: Any, members: int, update: bool = True) -> Any:
+    """``obs_norm`` on a batch of P members' envs, member-major ``[P x E, ...]`` (a ``Dict``'s dict of such arrays):
+    each member's rows through its own statistics (``members=P``, axis ``[P, E, ...]``); P = 1 as it is."""
+    if members == 1:
+        return obs_norm(obs, update)
+
+    def each(fn: Any, x: Any) -> Any:
+        return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
+
+    split = each(lambda x: x.reshape(members, -1, *x.shape[1:]), obs)
+    return each(lambda x: x.reshape(-1, *x.shape[2:]), obs_norm(split, update))

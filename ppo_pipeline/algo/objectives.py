@@ -39,13 +39,57 @@ per-minibatch behaviour this avoids.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
 import torch
 from tensordict import TensorDictBase
 from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 from .. import batch as keys
-from ..config import Config
+from ..config import OBJECTIVES, Config
+from . import compiling
 from .policy import Agent
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One of the paper's surrogate objectives: its equation, whether it clips r_t (epsilon) and penalizes the KL
+    (beta), whether beta follows the adaptive rule, and the torchrl loss that trains it."""
+
+    name: str
+    equation: str
+    clipped: bool
+    penalized: bool
+    adaptive_beta: bool
+    loss: type
+
+
+# The one table of objectives (solo runs build its torchrl loss; packs its member-wise epsilon and beta).
+OBJECTIVE_TABLE: dict[str, Objective] = {o.name: o for o in (
+    Objective("none", "Eq. 6 (L^CPI)", clipped=False, penalized=False, adaptive_beta=False, loss=PPOLoss),
+    Objective("clip", "Eq. 7 (L^CLIP)", clipped=True, penalized=False, adaptive_beta=False, loss=ClipPPOLoss),
+    Objective("kl_fixed", "Eq. 8 (L^KLPEN), beta constant", clipped=False, penalized=True, adaptive_beta=False,
+              loss=KLPENPPOLoss),
+    Objective("kl_adaptive", "Eq. 8 (L^KLPEN), beta adapted (Sec. 4)", clipped=False, penalized=True,
+              adaptive_beta=True, loss=KLPENPPOLoss),
+)}
+assert tuple(OBJECTIVE_TABLE) == tuple(sorted(OBJECTIVES, key=("none", "clip", "kl_fixed", "kl_adaptive").index))
+
+
+def objective_of(cfg: Config) -> Objective:
+    return OBJECTIVE_TABLE[cfg.objective]
+
+
+def epsilon_of(cfg: Config) -> float:
+    """epsilon of the run's clip (inf where its objective has none)."""
+    return cfg.clip_epsilon if objective_of(cfg).clipped else math.inf
+
+
+def beta_of(cfg: Config) -> float:
+    """beta of the run's KL penalty (0 where its objective has none)."""
+    return cfg.kl_beta if objective_of(cfg).penalized else 0.0
 
 
 def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
@@ -66,14 +110,12 @@ def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
         functional=False,                 # plain modules: no per-call parameter swapping overhead
         log_explained_variance=False,     # the trainer computes it once over the whole batch instead
     )
-    if cfg.objective == "clip":
-        return ClipPPOLoss(agent.actor, agent.critic, clip_epsilon=cfg.clip_epsilon, **common)
-    if cfg.objective in ("kl_adaptive", "kl_fixed"):
-        return KLPENPPOLoss(agent.actor, agent.critic, dtarg=cfg.kl_target, beta=cfg.kl_beta,
-                            increment=1.0, decrement=1.0, **common)
-    if cfg.objective == "none":
-        return PPOLoss(agent.actor, agent.critic, **common)
-    raise ValueError(f"unknown objective {cfg.objective!r}")
+    spec = objective_of(cfg)
+    if spec.clipped:
+        common["clip_epsilon"] = cfg.clip_epsilon
+    if spec.penalized:
+        common.update(dtarg=cfg.kl_target, beta=cfg.kl_beta, increment=1.0, decrement=1.0)
+    return spec.loss(agent.actor, agent.critic, **common)
 
 
 class KLController:
@@ -93,8 +135,11 @@ class KLController:
         return beta
 
 
+KL_CHUNK = 4096     # rows per forward pass of the KL after an update (solo and pack)
+
+
 @torch.no_grad()
-def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = 4096) -> float:
+def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = KL_CHUNK) -> float:
     """d = E_t[KL[pi_old(.|s_t), pi(.|s_t)]] over a batch [N, T] holding the old dist params (a recurrent
     policy's sequences are replayed whole: chunks of envs, not of steps)."""
     total, n = 0.0, 0
@@ -163,3 +208,72 @@ def get_beta(loss: PPOLoss) -> float | None:
 def set_beta(loss: PPOLoss, value: float) -> None:
     if isinstance(loss, KLPENPPOLoss):
         loss.beta.fill_(value)
+
+
+LOSS_TERMS = ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_approx", "clip_fraction")
+
+
+def loss_step(loss_module: torch.nn.Module) -> Callable[[TensorDictBase], dict[str, torch.Tensor]]:
+    """mb -> the loss terms (detached) and ``loss`` = -L^{CLIP+VF+S}, after ``loss.backward()``."""
+    def step(mb: TensorDictBase) -> dict[str, torch.Tensor]:
+        out = loss_module(mb)
+        loss = total_loss(out)
+        loss.backward()
+        terms = {k: out[k].detach() for k in LOSS_TERMS if k in out.keys()}
+        terms["loss"] = loss.detach()
+        return terms
+
+    return step
+
+
+
+STEP_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "loss")
+
+
+class TorchRLObjective:
+    """The objective stage of a solo run (one member): torchrl's loss for ``cfg.objective`` (:func:`make_loss`),
+    its forward and backward in one step, compiled where that pays (:mod:`.compiling`).
+
+    The stage's interface, shared with the pack's member-wise objective (:class:`ppo_pipeline.pack.objective.MemberObjective`):
+    :meth:`step` (a minibatch -> the terms, one value per member [P], after the backward), :meth:`mean_kl`,
+    :meth:`set_epsilon`, :attr:`beta` / :meth:`set_beta`, ``state_dict``.
+    """
+
+    def __init__(self, cfg: Config, agent: Agent, *, compile: bool = False,
+                 before_retry: Callable[[], None] | None = None):
+        self.cfg, self.agent = cfg, agent
+        self.loss = make_loss(cfg, agent).to(next(agent.parameters()).device)
+        self._step = compiling.MaybeCompiled(loss_step(self.loss), compile, "update", before_retry=before_retry)
+
+    def step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
+        """mb [M] -> ``STEP_TERMS`` [1] each (detached; ``value_loss`` without c1, ``loss`` Eq. 9's total), after
+        ``loss.backward()``."""
+        out = self._step(mb)
+        terms = {"policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"], "entropy": out["entropy"],
+                 "loss": out["loss"]}
+        if "loss_critic" in out:
+            terms["value_loss"] = out["loss_critic"] / max(self.cfg.value_coef, 1e-12)
+        if "clip_fraction" in out:
+            terms["clip_fraction"] = out["clip_fraction"]
+        return {k: v.reshape(1) for k, v in terms.items()}
+
+    def mean_kl(self, batch: TensorDictBase) -> torch.Tensor:
+        """d [1]: :func:`mean_kl` over the batch [N, T]."""
+        return torch.tensor([mean_kl(self.agent, batch)])
+
+    def set_epsilon(self, values: Sequence[float]) -> None:
+        set_clip_epsilon(self.loss, values[0])
+
+    @property
+    def beta(self) -> list[float]:
+        b = get_beta(self.loss)
+        return [0.0 if b is None else b]
+
+    def set_beta(self, values: Sequence[float]) -> None:
+        set_beta(self.loss, values[0])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loss.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.load_state_dict(state)

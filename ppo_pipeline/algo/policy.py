@@ -37,7 +37,7 @@ steps one time step with the state the collector carries.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import torch
@@ -173,20 +173,35 @@ class Agent(nn.Module):
         return out.squeeze(1), {keys.STATE_H: h.transpose(0, 1), keys.STATE_C: c.transpose(0, 1)}
 
     @torch.no_grad()
-    def act(self, obs: Any, deterministic: bool = False,
-            state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def act(self, obs: Any, deterministic: bool = False, state: dict[str, torch.Tensor] | None = None,
+            generators: Sequence[torch.Generator | None] | None = None,
+            noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """obs [B, *obs] (a TensorDict for ``Dict`` spaces) -> ``action`` [B(, A)], ``action_log_prob`` [B],
-        ``state_value`` [B, 1] and the distribution's parameters: a sample of pi(.|s) (``deterministic``: its
-        mode) and log pi(a|s), from the head (:func:`.distributions.sample`), with V(s). With an LSTM, ``state``
-        is its state before the step (zeros where an episode starts); the output adds the state after it
+        ``state_value`` [B, 1] and the distribution's parameters: a sample of pi(.|s) drawn with ``generators[0]``
+        (the run's own generator; None: torch's global one) or, for a Gaussian, from ``noise`` [B, A] drawn ahead
+        (:meth:`rollout_noise`); ``deterministic``: its mode. log pi(a|s) and V(s) beside it. With an LSTM,
+        ``state`` is its state before the step (zeros where an episode starts); the output adds the state after it
         under ``("next", ...)`` keys: ``next_recurrent_state_h``/``_c``."""
         x, after = self._features(obs, state)
         params = self.policy_head(x, obs[MASK_KEY] if self.masked else None)
-        action, log_prob = distributions.sample(self.policy_head, params, deterministic)
+        action, log_prob = distributions.sample(self.policy_head, params, deterministic,
+                                                generators[0] if generators else None, noise)
         out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
         if after is not None:
             out.update({f"next_{k}": v for k, v in after.items()})
         return out
+
+    def sample(self, obs: Any, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`act` of a Gaussian policy from this step's ``noise``: tensors only (the collector compiles it)."""
+        return self.act(obs, noise=noise)
+
+    def rollout_noise(self, steps: int, envs: int, generators: Sequence[torch.Generator | None]) -> torch.Tensor | None:
+        """A Gaussian policy's N(0, I) draws for a whole rollout of ``steps`` over ``envs`` envs, from its generator
+        at once (one call per rollout, not per step): [T, E, A]; None for other heads (they draw per step) and an
+        LSTM (its collector step carries the state)."""
+        if not isinstance(self.policy_head, distributions.GaussianHead) or self.recurrent:
+            return None
+        return distributions.gaussian_noise(self.policy_head, steps, envs, generators)
 
     @torch.no_grad()
     def state_value(self, obs: Any, state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -1,14 +1,30 @@
-"""Algorithm 1 of the paper: the stages of one run and one iteration of them.
+"""Algorithm 1 of the paper: the stages of one run (or of a pack of P runs) and one iteration of them.
 
     for iteration = 1, 2, ...:
         batch = collector.collect()             # N actors x T steps       -> TensorDict [N, T]
         gae(batch)                              # A_1..A_T (Eq. 11)        -> + advantage, value_target
         for mb in sampler(batch):               # K epochs, minibatch M <= NT
             loss = total_loss(objective(mb))    # -L^{CLIP+VF+S} (Eq. 9); one Adam step
-        schedules (alpha), KL beta rule
+        schedules (alpha, the KL-adaptive step size), KL beta rule
 
 One iteration is :meth:`PPO.update`. What happens around it (logging, evaluation cadence, checkpoints,
 signals, hooks) is the run's: :class:`ppo_pipeline.run.trainer.Trainer`.
+
+**P members, one implementation.** A pack trains P runs that share everything but the seed and the objective's
+hyperparameters as one computation (a solo run is P = 1): its envs are the P members' E envs each, member-major
+(the batch [P x E, T]); each member has its own random generators (actions, minibatch order), normalization
+statistics, epsilon, beta, step size and episodes. What differs with P is the stage objects alone:
+
+===============  ======================================  ==========================================================
+stage            one member (P = 1)                      P members (``stacking``: :mod:`ppo_pipeline.pack`)
+===============  ======================================  ==========================================================
+agent            :class:`~.policy.Agent`                 the members' agents stacked (``PackAgent``)
+objective        torchrl's loss (:class:`~.objectives.TorchRLObjective`)  the member-wise Eqs. 6-9 (``MemberObjective``)
+sampler          :class:`~.sampler.MinibatchSampler`     :class:`~.sampler.MemberSampler` ([P, M] minibatches)
+===============  ======================================  ==========================================================
+
+The collector, GAE, the Adam step (:class:`~.optim.MemberAdam`), the schedules and the KL rules are the same
+objects at every P.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -28,18 +44,13 @@ from . import compiling
 from .advantages import explained_variance, make_gae
 from .collect import Collector
 from .normalize import RewardScaler, make_obs_normalizer
-from .objectives import (
-    KLController,
-    LossTotals,
-    get_beta,
-    make_loss,
-    mean_kl,
-    set_beta,
-    set_clip_epsilon,
-)
+from .objectives import KLController, TorchRLObjective, objective_of
+from .optim import MemberAdam
 from .policy import Agent
-from .sampler import MinibatchSampler, SequenceSampler
+from .sampler import MemberSampler, MinibatchSampler, SequenceSampler
 from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
+
+PACK_COLLECT_THREADS = 1     # a pack collects on one torch thread (ppo_pipeline.threads.torch_threads)
 
 
 class Diverged(RuntimeError):
@@ -51,122 +62,200 @@ class Diverged(RuntimeError):
         super().__init__(f"non-finite {what} in update {update} (step {step})")
 
 
-class PPO:
-    """The stages of one run (built from ``cfg`` over the batched env ``envs``) and Algorithm 1's iteration."""
+class Stacking(Protocol):
+    """How P members' stages become one (:data:`ppo_pipeline.pack.STACKING`)."""
 
-    def __init__(self, cfg: Config, envs: Any, device: torch.device):
-        self.cfg, self.envs, self.device = cfg, envs, device
+    def agent(self, agents: Sequence[Agent]) -> Any: ...
+
+    def objective(self, agent: Any, members: Sequence[Config], *, compile: bool, before_retry: Any) -> Any: ...
+
+    def member_state(self, ppo: "PPO", p: int) -> dict[str, Any]: ...
+
+    def load_members(self, ppo: "PPO", states: Sequence[dict[str, Any]]) -> None: ...
+
+
+class PPO:
+    """The stages of a run of ``members`` (one config, or P configs that can share: :mod:`ppo_pipeline.pack.plan`)
+    over the batched env ``envs`` (P x num_envs envs, member-major) and Algorithm 1's iteration."""
+
+    def __init__(self, members: Config | Sequence[Config], envs: Any, device: torch.device,
+                 stacking: Stacking | None = None):
+        self.members = [members] if isinstance(members, Config) else list(members)
+        self.envs, self.device, self.stacking = envs, device, stacking
+        cfg = self.cfg = self.members[0]
+        P = self.P = len(self.members)
+        if P > 1 and stacking is None:
+            raise ValueError("a pack of several members needs their stacking (ppo_pipeline.pack.STACKING)")
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
-        self.obs_norm = make_obs_normalizer(obs_space, cfg.clip_obs) if cfg.normalize_obs else None
-        self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward) if cfg.scale_reward else None
-        self.agent = Agent(obs_space, act_space, cfg).to(device)
-        self.loss = make_loss(cfg, self.agent).to(device)
-        self.gae = make_gae(cfg).to(device)
+        axis = None if P == 1 else P      # statistics per member (a member axis first) in a pack
+        self.obs_norm = make_obs_normalizer(obs_space, cfg.clip_obs, members=axis) if cfg.normalize_obs else None
+        self.reward_scaler = (RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward, members=axis)
+                              if cfg.scale_reward else None)
+        solo = []
+        for m in self.members:                 # each member's initial weights are its solo run's
+            torch.manual_seed(m.seed)
+            solo.append(Agent(obs_space, act_space, m))
+        self.agent = (solo[0] if P == 1 else stacking.agent(solo)).to(device)
         self.params = list(self.agent.parameters())
-        # Adam eps 1e-5 (37 details #3); the fused kernel (one call for all parameters, CPU and CUDA)
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
-        self.lr = step_size(cfg)        # Table 5: x alpha; Table 4: adapted to the KL after each update
-        self.clip_epsilon = schedule(cfg.clip_epsilon, anneal=cfg.anneal, num_updates=cfg.num_updates)
-        self.log_std = log_std(cfg) if self.agent.gaussian else None      # Table 4: LinearAnneal(-0.7, -1.6)
-        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device, recurrent=self.agent.recurrent)
-        # the update (loss + backward) and the collector's policy call, compiled where it pays
-        self.update_step = compiling.MaybeCompiled(compiling.loss_step(self.loss), compile_it, "update",
-                                                   before_retry=self.optimizer.zero_grad)
-        self.agent.act = compiling.MaybeCompiled(self.agent.act, compile_it, "policy")
-        if cfg.collector == "torchrl":   # torchrl's Collector / MultiSyncCollector, the same batch
+        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device,
+                                                recurrent=solo[0].recurrent, members=P)
+        # Adam eps 1e-5 (37 details #3), one fused kernel; a pack's step (mask, per-member clip) compiles with its update
+        self.adam = MemberAdam(self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm,
+                               compile=compile_it and P > 1)
+        if P == 1:
+            self.objective: Any = TorchRLObjective(cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad)
+        else:
+            self.objective = stacking.objective(self.agent, self.members, compile=compile_it,
+                                                before_retry=self.adam.zero_grad)
+        self.gae = make_gae(cfg).to(device)
+        self.lr = [step_size(m) for m in self.members]      # Table 5: x alpha; Table 4: adapted to the KL
+        self.clip_epsilon = [schedule(m.clip_epsilon, anneal=m.anneal, num_updates=m.num_updates) for m in self.members]
+        self.log_std = log_std(cfg) if solo[0].gaussian else None     # Table 4: LinearAnneal(-0.7, -1.6)
+        self.action_generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        self.sampler_generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
+        if cfg.collector == "torchrl":   # torchrl's Collector / MultiSyncCollector, the same batch (solo runs)
             from .collect_torchrl import TorchRLCollector
 
-            self.collector: Collector | TorchRLCollector = TorchRLCollector(
-                envs, self.agent, cfg.num_steps, device, obs_norm=self.obs_norm, reward_scaler=self.reward_scaler,
+            self.collector: Any = TorchRLCollector(
+                envs, self.agent, cfg.num_steps, device, generators=self.action_generators, obs_norm=self.obs_norm,
+                reward_scaler=self.reward_scaler,
                 workers=cfg.collector_workers, make_envs=functools.partial(make_vector_env, cfg))
         else:
-            self.collector = Collector(envs, self.agent, cfg.num_steps, device, obs_norm=self.obs_norm,
-                                       reward_scaler=self.reward_scaler)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        sampler = SequenceSampler if self.agent.recurrent else MinibatchSampler   # whole trajectories for an LSTM
-        self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.generator)
-        self.kl_controller = KLController(cfg.kl_target) if cfg.objective == "kl_adaptive" else None
+            self.collector = Collector(envs, self.agent, cfg.num_steps, device, members=P,
+                                       generators=self.action_generators, obs_norm=self.obs_norm,
+                                       reward_scaler=self.reward_scaler, compile=compile_it,
+                                       collect_threads=PACK_COLLECT_THREADS if P > 1 else None)
+        if P > 1:
+            self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
+        else:                             # whole trajectories for an LSTM
+            sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
+            self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
+        self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
+        self.alive = np.ones(P, dtype=bool)      # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)   # seconds per phase, this process
 
-    def update(self, update: int) -> dict[str, Any]:
-        """Iteration ``update`` (1-based) of Algorithm 1; returns its metrics row (losses, KL, schedules)."""
-        cfg = self.cfg
-        lr, eps = self.lr(update), self.clip_epsilon(update)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        set_clip_epsilon(self.loss, eps)
+    def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """Iteration ``update`` (1-based) of Algorithm 1 for every member: (a metrics row per member: losses, KL,
+        schedules; the members whose loss or weights went non-finite in it)."""
+        lrs, eps = [s(update) for s in self.lr], [s(update) for s in self.clip_epsilon]
+        self.adam.set_lr(lrs)
+        self.objective.set_epsilon(eps)
         if self.log_std is not None:
             self.agent.policy_head.set_log_std(self.log_std(update))
 
         t0 = time.perf_counter()
-        batch = self.collector.collect()                  # TensorDict [N, T]
+        batch = self.collector.collect()                   # TensorDict [P x E, T]
         t1 = time.perf_counter()
         self.gae(batch)                                    # + advantage, value_target
         t2 = time.perf_counter()
-        stats = self.learn(batch, update)                  # K epochs x minibatches of Adam
+        members = batch if self.P == 1 else batch.reshape(self.P, -1, batch.batch_size[-1])   # [P, E, T]
+        stats, diverged = self.learn(members)              # K epochs x minibatches of Adam
         t3 = time.perf_counter()
         self.phase_time["collect"] += t1 - t0
         self.phase_time["gae"] += t2 - t1
         self.phase_time["update"] += t3 - t2
 
-        row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lr,
-                               "clip_epsilon": eps if cfg.objective == "clip" else None, **stats}
-        if self.log_std is not None:
-            row["log_std"] = self.log_std(update)
-        adaptive_lr = isinstance(self.lr, KLAdaptiveStepSize)
-        if cfg.objective in ("kl_adaptive", "kl_fixed") or adaptive_lr:
-            d = mean_kl(self.agent, batch)
-            row["kl"] = d
-            if adaptive_lr:                                # Table 4: the next update's step size
-                self.lr.adapt(d)
-        if cfg.objective in ("kl_adaptive", "kl_fixed"):
-            row["kl_beta"] = get_beta(self.loss)           # the beta this update was trained with
-            if self.kl_controller is not None:             # Sec. 4: adapt beta after the update
-                set_beta(self.loss, self.kl_controller.next_beta(get_beta(self.loss), d))
-        row["explained_variance"] = explained_variance(batch)
-        return row
+        kl_wanted = [objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)]
+        kl = self.objective.mean_kl(members).tolist() if any(kl_wanted) else None
+        ev = explained_variance(members, self.P)
+        beta = [float(b) for b in self.objective.beta]
+        rows = []
+        for p, m in enumerate(self.members):
+            spec = objective_of(m)
+            row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lrs[p],
+                                   "clip_epsilon": eps[p] if spec.clipped else None,
+                                   **{k: float(v[p]) for k, v in stats.items() if k != "clip_fraction" or spec.clipped}}
+            if self.log_std is not None:
+                row["log_std"] = self.log_std(update)
+            if kl_wanted[p]:
+                row["kl"] = kl[p]
+                if isinstance(self.lr[p], KLAdaptiveStepSize):    # Table 4: the next update's step size
+                    self.lr[p].adapt(kl[p])
+            if spec.penalized:
+                row["kl_beta"] = beta[p]                        # the beta this update was trained with
+                if self.kl_rules[p] is not None:                # Sec. 4: adapt beta after the update
+                    beta[p] = self.kl_rules[p].next_beta(beta[p], kl[p])
+            row["explained_variance"] = float(ev[p])
+            rows.append(row)
+        self.objective.set_beta(beta)
+        return rows, diverged
 
-    def learn(self, batch: TensorDict, update: int) -> dict[str, float]:
-        """K epochs of minibatch Adam steps on -L^{CLIP+VF+S}; the update's mean loss terms. Raises
-        :class:`Diverged` when the loss or the parameters go non-finite."""
-        cfg = self.cfg
-        totals = LossTotals(cfg.value_coef)
+    def learn(self, batch: TensorDict) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """K epochs of minibatch Adam steps on every live member's -L^{CLIP+VF+S} (batch [N, T], a pack's
+        [P, E, T]): the update's mean terms per member [P], and the members that went non-finite in it (a pack
+        drops them from its loss and steps from then on; a solo run stops)."""
+        P = self.P
+        sums: dict[str, torch.Tensor] = {}
+        n = 0
+        bad = torch.zeros(P, dtype=torch.bool, device=self.device)
+        dead = None if P == 1 else torch.from_numpy(~self.alive).to(self.device)
         try:
             for mb in self.sampler(batch):
-                self.optimizer.zero_grad(set_to_none=True)
-                terms = self.update_step(mb)              # -L^{CLIP+VF+S} (Eq. 9), and its backward
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-                self.optimizer.step()
-                totals.add(terms)
-            stats = totals.means()    # one device sync per update
+                self.adam.zero_grad()
+                terms = self.objective.step(mb)          # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
+                if P > 1:      # a diverged member's gradient never reaches Adam (one sync per update, below)
+                    bad |= ~torch.isfinite(terms["loss"])
+                    self.adam.step(dead | bad)
+                else:
+                    self.adam.step()
+                for k, v in terms.items():
+                    sums[k] = sums[k] + v if k in sums else v
+                n += 1
         except (RuntimeError, ValueError):   # e.g. a distribution of NaN parameters refuses to sample
-            if self.finite_parameters():
+            if self.finite_members().all():
                 raise
-            stats = {"loss": float("nan")}
-        if not np.isfinite(stats["loss"]) or not self.finite_parameters():
-            raise Diverged(stats["loss"], update, self.collector.global_step)
-        stats.pop("loss")
-        return stats
+            sums, n = {"loss": torch.full((P,), float("nan"))}, 1
+        means = {k: v / n for k, v in sums.items()}
+        finite = self.finite_members() & torch.isfinite(means["loss"]).cpu() & ~bad.cpu()
+        newly = [p for p in range(P) if self.alive[p] and not bool(finite[p])]
+        for p in newly:
+            self.alive[p] = False
+        if P > 1:
+            self.collector.alive[:] = self.alive
+            self.objective.alive.copy_(torch.from_numpy(self.alive))
+        self.last_loss = means.pop("loss")     # each member's mean Eq. 9 total (the NaN stop's line names it)
+        return means, newly
 
-    def finite_parameters(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.params)
+    def finite_members(self) -> torch.Tensor:
+        """[P] bool: each member's weights are all finite."""
+        return torch.stack([torch.isfinite(p.detach().reshape(self.P, -1)).all(1) for p in self.params]).all(0).cpu()
 
-    # --- what a checkpoint keeps of the algorithm (the run adds envs, logs, clocks: run/training_state.py) --
-    def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "loss": self.loss.state_dict(),
-                "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
-                "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
-                "step_size": self.lr.state_dict() if isinstance(self.lr, KLAdaptiveStepSize) else None}
 
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.agent.load_state_dict(s["agent"])
-        self.optimizer.load_state_dict(s["optimizer"])
-        self.loss.load_state_dict(s["loss"])
-        if self.obs_norm is not None:
-            self.obs_norm.load_state_dict(s["obs_norm"])
-        if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict(s["reward_scaler"])
-        if isinstance(self.lr, KLAdaptiveStepSize):
-            self.lr.load_state_dict(s["step_size"])
+    # --- what a checkpoint keeps of the algorithm, member by member (the run adds envs, logs, clocks:
+    # ppo_pipeline.run.training_state); every member's in the solo format, so a member is a run -----------------
+    def member_state(self, p: int) -> dict[str, Any]:
+        """Member p's algorithm state as a solo run's: agent, optimizer (Adam's moments), loss (beta), normalization
+        statistics, step size, random generators."""
+        if self.P == 1:
+            state = {"agent": self.agent.state_dict(), "optimizer": self.adam.state_dict(),
+                     "loss": self.objective.state_dict(),
+                     "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
+                     "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None}
+        else:
+            state = self.stacking.member_state(self, p)
+        rule = self.lr[p]
+        state["step_size"] = rule.state_dict() if isinstance(rule, KLAdaptiveStepSize) else None
+        state["generators"] = {"action": self.action_generators[p].get_state(),
+                               "sampler": self.sampler_generators[p].get_state()}
+        return state
+
+    def load_member_states(self, states: Sequence[dict[str, Any]]) -> None:
+        """Inverse of :meth:`member_state`, for every member (checkpoints of earlier versions: what they hold)."""
+        if self.P == 1:
+            s = states[0]
+            self.agent.load_state_dict(s["agent"])
+            self.adam.load_state_dict(s["optimizer"])
+            self.objective.load_state_dict(s["loss"])
+            if self.obs_norm is not None:
+                self.obs_norm.load_state_dict(s["obs_norm"])
+            if self.reward_scaler is not None:
+                self.reward_scaler.load_state_dict(s["reward_scaler"])
+        else:
+            self.stacking.load_members(self, states)
+        for p, s in enumerate(states):
+            if isinstance(self.lr[p], KLAdaptiveStepSize):
+                self.lr[p].load_state_dict(s["step_size"])
+            generators = s.get("generators") or {"sampler": s.get("rng", {}).get("sampler")}
+            for g, key in ((self.action_generators[p], "action"), (self.sampler_generators[p], "sampler")):
+                if generators.get(key) is not None:
+                    g.set_state(generators[key])

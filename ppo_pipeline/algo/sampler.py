@@ -7,7 +7,7 @@ epochs and minibatch size M <= NT"). No replay buffer: the batch is dropped afte
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -58,3 +58,24 @@ class SequenceSampler(MinibatchSampler):
         for _ in range(self.epochs):
             perm = torch.randperm(envs, generator=self.generator).to(batch.device)
             yield from batch[perm].split(per, dim=0)
+
+
+class MemberSampler:
+    """For a pack of P members: K epochs of [P, M] minibatches, member p's rows in the order of its own permutation
+    drawn from ``generators[p]`` each epoch (the draws of its solo run's :class:`MinibatchSampler`), so a member's
+    minibatches do not depend on P.
+
+    In: a TensorDict [P, E, T]. Out: TensorDicts [P, minibatch_size].
+    """
+
+    def __init__(self, epochs: int, minibatch_size: int, generators: Sequence[torch.Generator]):
+        self.epochs, self.minibatch_size, self.generators = epochs, minibatch_size, generators
+
+    def __call__(self, batch: TensorDictBase) -> Iterator[TensorDictBase]:
+        p = batch.batch_size[0]
+        flat = batch.reshape(p, -1)
+        n = flat.batch_size[1]
+        rows = torch.arange(p, device=flat.device).unsqueeze(1)
+        for _ in range(self.epochs):
+            perm = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(flat.device)
+            yield from flat[rows, perm].split(self.minibatch_size, dim=1)

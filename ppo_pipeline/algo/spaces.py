@@ -53,6 +53,11 @@ def stack_obs(observations: list[Any]) -> np.ndarray | dict[str, np.ndarray]:
     return np.stack(observations)
 
 
-def take(obs: np.ndarray | dict[str, np.ndarray], index: Any) -> np.ndarray | dict[str, np.ndarray]:
-    """``obs[index]`` for an array or each entry of a dict of arrays."""
-    return {k: v[index] for k, v in obs.items()} if isinstance(obs, dict) else obs[index]
+def with_rows(obs: np.ndarray | dict[str, np.ndarray], index: np.ndarray,
+              rows: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    """A copy of the batch ``obs`` with its rows ``index`` replaced by ``rows`` (each entry of a ``Dict``'s dict)."""
+    if isinstance(obs, dict):
+        return {k: with_rows(v, index, rows[k]) for k, v in obs.items()}
+    out = obs.copy()
+    out[index] = rows
+    return out

@@ -46,45 +46,61 @@ class PackAgent(nn.Module):
         return distributions.build(self.policy_head, params)
 
     def rollout_noise(self, steps: int, envs: int, generators: Sequence[torch.Generator]) -> torch.Tensor | None:
-        """Member p's N(0, I) draws for a whole rollout, from ``generators[p]`` at once: [T, P, E, A] (a Gaussian
-        head; one call per member and rollout instead of one per member and step). None for other heads."""
+        """Member p's N(0, I) draws for a whole rollout over its ``envs`` envs, from ``generators[p]`` at once:
+        [T, P x E, A] (a Gaussian head; one call per member and rollout instead of one per member and step)."""
         if not isinstance(self.policy_head, distributions.GaussianHead):
             return None
-        width = self.policy_head.log_std.shape[-1]
-        dev = self.policy_head.log_std.device
-        return torch.stack([torch.randn((steps, envs, width), generator=g, device=dev) for g in generators], 1)
+        return distributions.gaussian_noise(self.policy_head, steps, envs, generators)
+
+    def initial_state(self, batch: int, device: object = "cpu") -> None:
+        """No recurrent state (packs stack feed-forward policies)."""
+        return None
+
+    def _members(self, x: torch.Tensor) -> torch.Tensor:
+        """[P x E, ...] (member-major, as the collector holds envs) -> [P, E, ...]."""
+        return x.reshape(self.members, -1, *x.shape[1:])
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, generators: Sequence[torch.Generator] | None,
-            deterministic: bool = False, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """obs [P, E, *obs] -> ``action`` [P, E(, A)], ``action_log_prob`` [P, E], ``state_value`` [P, E, 1] and
-        the parameters: member p samples with ``generators[p]``, or from ``noise`` [P, E, A] (this step's slice
-        of :meth:`rollout_noise`: :meth:`sample`), or takes the mode."""
-        if noise is not None and not deterministic:
-            return self.sample(obs, noise)
-        x = self.features(obs)
+    def act(self, obs: torch.Tensor, deterministic: bool = False, state: None = None,
+            generators: Sequence[torch.Generator | None] | None = None,
+            noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The solo :meth:`Agent.act <ppo_pipeline.algo.policy.Agent.act>` of every member on its own envs: obs
+        [P x E, *obs] (member-major) -> ``action`` [P x E(, A)], ``action_log_prob`` [P x E], ``state_value``
+        [P x E, 1] and the parameters. Member p samples with ``generators[p]``, or from ``noise`` [P x E, A] (this
+        step's slice of :meth:`rollout_noise`), or takes the mode."""
+        x = self.features(self._members(obs))
         params = self.policy_head(x)
         if deterministic:
             action = self.policy_head.mode(params)
+        elif noise is not None:
+            action = self.policy_head.draw(params, noise=self._members(noise))
         else:
             action = torch.stack([self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
-                                  for p, g in enumerate(generators)])
-        return self._outputs(x, params, action)
+                                  for p, g in enumerate(generators or [None] * self.members)])
+        log_prob = self.dist(params).log_prob(action)
+        out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
 
     def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`act` of a Gaussian head from this step's ``noise`` [P, E, A]: tensors only, no generators, so
-        the collector can compile it (call it under ``torch.no_grad``)."""
-        x = self.features(obs)
-        params = self.policy_head(x)
-        return self._outputs(x, params, self.policy_head.draw(params, noise=noise))
-
-    def _outputs(self, x: torch.Tensor, params: distributions.Params, action: torch.Tensor) -> dict[str, torch.Tensor]:
-        log_prob = self.dist(params).log_prob(action)
-        return {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
+        """:meth:`act` of a Gaussian head from this step's ``noise``: tensors only, so the collector can compile it
+        (call it under ``torch.no_grad``)."""
+        return self.act(obs, noise=noise)
 
     @torch.no_grad()
-    def state_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value_net(self.features(obs))
+    def state_value(self, obs: torch.Tensor, state: None = None) -> torch.Tensor:
+        """V(s) [P x E, 1] of every member on its own envs' observations [P x E, *obs]."""
+        return self.value_net(self.features(self._members(obs))).reshape(-1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def load_member(self, p: int, state: dict[str, torch.Tensor], stacked: dict[str, torch.Tensor]) -> None:
+        """Write member p's solo ``state`` (an :class:`Agent`'s state_dict) into its slice of ``stacked`` (this
+        module's state_dict, updated in place)."""
+        for name in ("trunk", "value_net", "policy_head"):
+            for k in member_state(getattr(self, name), p):
+                stacked[f"{name}.{k}"][p].copy_(state[f"{name}.{k}"])
 
     def member_agent(self, p: int) -> Agent:
         """Member p as a solo :class:`Agent` (a copy on the CPU, for its checkpoint, evaluation tools, tests)."""

@@ -21,42 +21,38 @@ from GAE). Out: per-member terms [P] (``loss_objective``, ``loss_critic``, ``los
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from .. import batch as keys
+from ..algo import compiling
+from ..algo.objectives import KL_CHUNK, beta_of, epsilon_of
 from ..config import Config
 from .agent import PackAgent
 
+
 ADVANTAGE_EPS = torch.finfo(torch.float).resolution   # torchrl's advantage standardization clamps std here
-
-
-def member_epsilon(cfg: Config) -> float:
-    """epsilon of a member's clip (inf where its objective has none)."""
-    return cfg.clip_epsilon if cfg.objective == "clip" else math.inf
-
-
-def member_beta(cfg: Config) -> float:
-    """beta of a member's KL penalty (0 where its objective has none)."""
-    return cfg.kl_beta if cfg.objective in ("kl_adaptive", "kl_fixed") else 0.0
 
 
 class MemberObjective(nn.Module):
     """-L_p + c1 L^VF_p - c2 S_p for every member p (see the module docstring)."""
 
-    def __init__(self, agent: PackAgent, members: Sequence[Config]):
+    def __init__(self, agent: PackAgent, members: Sequence[Config], *, compile: bool = False,
+                 before_retry: Callable[[], None] | None = None):
         super().__init__()
         first = members[0]
         self.agent = agent
         self.value_coef, self.entropy_coef = first.value_coef, first.entropy_coef
         self.clip_value = first.clip_value
         self.normalize_advantage = first.normalize_advantage
-        self.register_buffer("epsilon", torch.tensor([member_epsilon(c) for c in members]))   # before alpha
-        self.register_buffer("beta", torch.tensor([member_beta(c) for c in members]))
+        self.register_buffer("epsilon", torch.tensor([epsilon_of(c) for c in members]))   # x alpha: set_epsilon
+        self.register_buffer("beta", torch.tensor([beta_of(c) for c in members]))
         self.register_buffer("alive", torch.ones(len(members), dtype=torch.bool))
+        self.members = len(members)
+        self._step = compiling.MaybeCompiled(self._loss_step, compile, "pack update", before_retry=before_retry)
 
     def forward(self, mb: TensorDictBase, alpha: float | torch.Tensor = 1.0) -> TensorDict:
         """``alpha`` scales epsilon (Table 5's schedule)."""
@@ -98,3 +94,34 @@ class MemberObjective(nn.Module):
         out["loss"] = torch.where(self.alive, total, torch.zeros_like(total)).sum()
         out["total"] = total.detach()
         return TensorDict(out, [])
+
+    # --- the objective stage's interface (as ppo_pipeline.algo.objectives.TorchRLObjective's) ------------------
+    def _loss_step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
+        out = self(mb)
+        out["loss"].backward()
+        return {"policy_loss": out["loss_objective"].detach(), "value_loss": out["loss_critic"].detach() /
+                max(self.value_coef, 1e-12), "entropy": out["entropy"], "approx_kl": out["kl_approx"],
+                "clip_fraction": out["clip_fraction"], "loss": out["total"]}
+
+    def step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
+        """mb [P, M] -> the members' terms [P] (``loss``: each member's Eq. 9 total), after the backward of their
+        sum over the live members."""
+        return self._step(mb)
+
+    @torch.no_grad()
+    def mean_kl(self, batch: TensorDictBase) -> torch.Tensor:
+        """d_p = E_t[KL[pi_old(.|s_t), pi(.|s_t)]] per member [P], over the batch [P, E, T] (after the update)."""
+        flat = batch.reshape(self.members, -1)
+        total = torch.zeros(self.members, device=self.epsilon.device)
+        for part in flat.split(KL_CHUNK, dim=1):
+            old = self.agent.dist({k: part[k] for k in self.agent.param_keys})
+            new = self.agent.dist(self.agent.params(part[keys.OBSERVATION]))
+            total += torch.distributions.kl_divergence(old, new).sum(1)
+        return total.cpu() / flat.batch_size[1]
+
+    def set_epsilon(self, values: Sequence[float]) -> None:
+        """epsilon_p x alpha of this update (inf where a member does not clip), written in place (no recompile)."""
+        self.epsilon.copy_(torch.tensor(values, dtype=self.epsilon.dtype))
+
+    def set_beta(self, values: Sequence[float]) -> None:
+        self.beta.copy_(torch.tensor(values, dtype=self.beta.dtype))

@@ -80,11 +80,3 @@ def _has_own_layers(module: nn.Module) -> bool:
 def member_state(stacked: nn.Module, p: int) -> dict[str, torch.Tensor]:
     """Member p's solo ``state_dict`` (the same keys as the solo module's)."""
     return {k: v[p].clone() for k, v in stacked.state_dict().items()}
-
-
-def load_member(stacked: nn.Module, p: int, state: dict[str, torch.Tensor]) -> None:
-    """Write a solo ``state_dict`` into member p's slice."""
-    own = stacked.state_dict()
-    with torch.no_grad():
-        for k, v in state.items():
-            own[k][p].copy_(v)

@@ -2,7 +2,7 @@
 
 A run is any folder holding a ``config.json`` (a sweep folder is searched recursively); one holding
 ``metrics.csv`` or ``episodes.csv`` without a readable config is a broken run. Tables are read
-through :func:`ppo_pipeline.run.rundir.read_table`, the one reader of a run directory.
+through :func:`ppo_pipeline.rundir.read_table`, the one reader of a run directory.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..run.metrics import EPISODE_COLUMNS
-from ..run.rundir import (
+from ..rundir import (
     CONFIG,
     EPISODES,
     JOB_STATE,

@@ -125,28 +125,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def capture_rng(generator: torch.Generator) -> dict[str, Any]:
-    """The state of every generator a run draws from: torch (CPU and CUDA), numpy, Python, and the
-    sampler's own ``generator``."""
+def capture_rng() -> dict[str, Any]:
+    """The state of the process's global generators: torch (CPU and CUDA), numpy, Python (a run's own draws
+    come from its generators, kept beside: :meth:`ppo_pipeline.algo.ppo.PPO.member_state`)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "sampler": generator.get_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Inverse of :func:`capture_rng`."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    generator.set_state(state["sampler"])
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (the generators a checkpoint holds: a pack member's of earlier versions
+    held none of the global ones)."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "python" in state:
+        random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def snapshot_envs(envs: gym.vector.VectorEnv) -> dict[str, Any] | None:
-    """The in-process env state, for an exact resume; None where it can't be taken (subprocess envs).
+def snapshot_envs(envs: gym.vector.VectorEnv, start: int = 0, stop: int | None = None) -> dict[str, Any] | None:
+    """The state of the in-process envs ``start:stop`` of ``envs`` (a pack member's share), for an exact resume;
+    None where it can't be taken (subprocess envs, envpool).
 
-    The vector env is pickled whole (wrappers keep their counters: time limits, episode statistics,
+    The sub-envs are pickled whole (wrappers keep their counters: time limits, episode statistics,
     lives). Pickling is not enough for envs that pickle by their constructor arguments (gymnasium's
     ``EzPickle``: MuJoCo envs come back at their initial pose, unseeded), so each sub-env's random
     generator and, for MuJoCo, the simulator's full integration state (time, qpos, qvel, act, warm
@@ -154,23 +157,33 @@ def snapshot_envs(envs: gym.vector.VectorEnv) -> dict[str, Any] | None:
     """
     if not isinstance(envs, gym.vector.SyncVectorEnv):
         return None
+    sub = list(envs.envs[start:stop])
     try:
         import cloudpickle
 
-        blob = cloudpickle.dumps(envs)
+        blob = cloudpickle.dumps(sub)
     except Exception:
         return None
-    return {"pickle": blob, "sims": [_sim_state(e.unwrapped) for e in envs.envs]}
+    return {"envs": blob, "sims": [_sim_state(e.unwrapped) for e in sub]}
 
 
-def restore_envs(snapshot: Any) -> gym.vector.VectorEnv:
-    """Inverse of :func:`snapshot_envs`."""
-    if isinstance(snapshot, bytes):            # checkpoints written before the simulator state was kept
-        return pickle.loads(snapshot)
-    envs = pickle.loads(snapshot["pickle"])
-    for env, state in zip(envs.envs, snapshot["sims"]):
-        _set_sim_state(env.unwrapped, state)
-    return envs
+def restore_envs(snapshots: list[Any]) -> gym.vector.VectorEnv:
+    """Inverse of :func:`snapshot_envs`: one vector env of the snapshots' envs, in order (checkpoints of earlier
+    versions: a pickled vector env, or its bytes)."""
+    sub: list[gym.Env] = []
+    for snapshot in snapshots:
+        if isinstance(snapshot, bytes):            # checkpoints written before the simulator state was kept
+            return pickle.loads(snapshot)
+        if "pickle" in snapshot:                   # before members: the vector env whole
+            envs = pickle.loads(snapshot["pickle"])
+            for env, state in zip(envs.envs, snapshot["sims"]):
+                _set_sim_state(env.unwrapped, state)
+            return envs
+        restored = pickle.loads(snapshot["envs"])
+        for env, state in zip(restored, snapshot["sims"]):
+            _set_sim_state(env.unwrapped, state)
+        sub.extend(restored)
+    return gym.vector.SyncVectorEnv([(lambda e=e: e) for e in sub], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 def _sim_state(env: gym.Env) -> dict[str, Any]:

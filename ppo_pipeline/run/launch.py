@@ -35,7 +35,7 @@ from ..config import PRESETS, Config, ConfigError
 from ..errors import UserError
 from ..pack.plan import describe, plan_packs
 from ..sweeps import experiments
-from . import rundir
+from .. import rundir
 from .cli import (
     allow_grids,
     build_parser,

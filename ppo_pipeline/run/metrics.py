@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from . import rundir
+from .. import rundir
 
 METRIC_COLUMNS = [
     "update", "step",
@@ -131,17 +131,19 @@ class RunLogger:
             self.tracker.finish()
 
 
-def progress_bar(cfg: Any, initial: int) -> tqdm:
-    """The run's tqdm bar over agent steps (off with ``--no-progress``; a line per 30 s into a log file)."""
-    return tqdm(total=cfg.steps_run, initial=initial, disable=not cfg.progress, unit="step", dynamic_ncols=True,
-                desc=cfg.run_name(), mininterval=0.5 if sys.stderr.isatty() else 30.0)
+def progress_bar(cfg: Any, initial: int, *, members: int = 1, desc: str | None = None) -> tqdm:
+    """The run's tqdm bar over agent steps, of every member of a pack (off with ``--no-progress``; a line per 30 s
+    into a log file)."""
+    return tqdm(total=cfg.steps_run * members, initial=initial * members, disable=not cfg.progress, unit="step",
+                dynamic_ncols=True, desc=desc or cfg.run_name(), mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
 
-def show_progress(bar: tqdm, row: dict[str, Any]) -> None:
-    """Move the bar to the row's step; show steps/s and the last-100 return."""
-    bar.update(row["step"] - bar.n)
-    ret = row["return_mean_100"]
-    bar.set_postfix(sps=f"{row['sps']:.0f}", ret100="-" if ret is None else f"{ret:.1f}")
+def show_progress(bar: tqdm, row: dict[str, Any] | None, steps: int) -> None:
+    """Move the bar to ``steps``; with a (solo run's) ``row``, show its steps/s and last-100 return."""
+    bar.update(steps - bar.n)
+    if row is not None:
+        ret = row["return_mean_100"]
+        bar.set_postfix(sps=f"{row['sps']:.0f}", ret100="-" if ret is None else f"{ret:.1f}")
 
 
 def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:

@@ -1,21 +1,25 @@
 """The run around Algorithm 1: logging, the evaluation cadence, checkpoints, signals and hooks.
 
 :class:`~ppo_pipeline.algo.ppo.PPO` is the algorithm (collect, GAE, K epochs of Adam, schedules, the KL
-rule); :class:`Trainer` runs its iterations and does what a run needs around them:
+rule); :class:`Trainer` runs its iterations and does what a run needs around them, for a solo run or a pack of
+P members alike (each member a run with its own directory):
 
     for update in 1..K:
-        row = ppo.update(update)                  # Algorithm 1, one iteration
-        + new episodes; evaluate every eval_every updates and at the end
-        hooks (callbacks) see the row; log it (metrics.csv, TensorBoard, W&B)
+        rows, diverged = ppo.update(update)       # Algorithm 1, one iteration (every member's)
+        per member: new episodes; evaluate every eval_every updates and at the end
+        hooks (callbacks) see each member's row; log it (metrics.csv, TensorBoard, W&B)
         checkpoint every checkpoint_every updates, at the end, and when a signal or a hook stops the run
 
+A solo run whose loss goes non-finite stops with one line naming the last good checkpoint; a pack member
+that does stops alone with that line (on stderr and in its ``job.json``) while the others go on.
 Checkpoint contents: :mod:`.training_state`; signals: :mod:`.preemption`; evaluation:
-:mod:`ppo_pipeline.algo.evaluation`; what is written: :mod:`.metrics`.
+:mod:`ppo_pipeline.algo.evaluation`; what is written: :mod:`.metrics`; a pack's directory: :mod:`ppo_pipeline.pack.members`.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,16 +27,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .. import rundir
 from ..algo.evaluation import evaluate
 from ..algo.ppo import PPO, Diverged
 from ..config import Config
 from ..envs import make_vector_env
 from ..envs.seeds import env_seeds
-from . import checkpoint, rundir, training_state
-from .callbacks import Callback, StopAfter
+from ..pack import STACKING
+from ..pack import members as pack_files
+from ..threads import Threads
+from . import checkpoint, training_state
+from .callbacks import Callback, Member, StopAfter, load_callbacks
 from .metrics import RunLogger, progress_bar, run_summary, show_progress, timing_split
 from .preemption import DeferredSignals, TrainingInterrupted
-from .threads import Threads
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "run_training"]
 
@@ -42,36 +49,51 @@ class TrainingError(RuntimeError):
 
 
 class Trainer:
-    """One run: its directory, its algorithm (:attr:`ppo`), and the state a checkpoint needs."""
+    """One run, or a pack of P runs (``members``; ``pack_dir`` for P > 1): their directories, the algorithm
+    (:attr:`ppo`), and the state a checkpoint needs."""
 
-    def __init__(self, cfg: Config, callbacks: Sequence[Callback] = ()):
-        self.cfg = cfg
+    def __init__(self, members: Config | Sequence[Config], callbacks: Sequence[Callback] = (),
+                 pack_dir: Path | None = None):
+        self.members = [members] if isinstance(members, Config) else list(members)
+        self._one = isinstance(members, Config)      # train() returns its summary (a list: one per member)
+        cfg = self.cfg = self.members[0]
+        P = self.P = len(self.members)
         self.run_path = cfg.run_path()
-        self.run_path.mkdir(parents=True, exist_ok=True)
-        rundir.write_config(self.run_path, cfg)   # first: from here on the folder is a run that --resume takes
+        self.pack_dir = Path(pack_dir) if pack_dir is not None else None
+        if P > 1 and self.pack_dir is None:
+            raise ValueError("a pack of several members needs its directory (pack_dir)")
+        for m in self.members:     # first: from here on each folder is a run that --resume takes
+            m.run_path().mkdir(parents=True, exist_ok=True)
+            rundir.write_config(m.run_path(), m)
+        if self.pack_dir is not None:
+            pack_files.write_pack_files(self.pack_dir, self.members)
         self.threads = Threads(cfg.torch_threads)     # the cores free now, looked at again as it runs
         checkpoint.seed_everything(cfg.seed)
-        envs = make_vector_env(cfg, cfg.num_envs)
+        envs = make_vector_env(cfg, P * cfg.num_envs, pack=P > 1)
         try:
-            self.ppo = PPO(cfg, envs, torch.device(cfg.device))
+            self.ppo = PPO(self.members, envs, torch.device(cfg.device), stacking=STACKING if P > 1 else None)
         except BaseException:     # Ctrl-C during start-up included: close the env workers
             envs.close()
             raise
-        self.callbacks = list(callbacks)
+        self.callbacks = [*load_callbacks(cfg.callbacks), *callbacks]
         self.updates_done = 0
         self.elapsed = 0.0            # wall time of earlier processes of this run (resume)
-        self.last_eval: list[float] | None = None
-        self.episodes_logged = 0
+        self.rows = [0] * P           # metrics rows written per member (a failed member's stop growing)
+        self.episodes_logged = [0] * P
+        self.last_eval: list[list[float] | None] = [None] * P
+        self.failed: dict[int, str] = {}
         self.stop_signals: tuple[int, ...] = ()
         self.on_signal: Callable[[int], None] | None = None
         self._t_start: float | None = None
+        self._first_update: dict[str, float] | None = None
+        self.views = [Member(self, p) for p in range(P)]
 
     @property
-    def agent(self):
+    def agent(self) -> Any:
         return self.ppo.agent
 
     @property
-    def collector(self):
+    def collector(self) -> Any:
         return self.ppo.collector
 
     def checkpoint_on_signal(self, *signums: int, on_signal: Callable[[int], None] | None = None) -> None:
@@ -80,114 +102,176 @@ class Trainer:
         self.stop_signals = tuple(int(s) for s in signums)
         self.on_signal = on_signal
 
-    def train(self, resume_from: Path | None = None, stop_after: int | None = None) -> dict[str, Any]:
-        """Run ``cfg.num_updates`` updates (``stop_after``: stop after that many, see :class:`StopAfter`);
-        return the summary.
+    def train(self, resume_from: Path | Sequence[Path] | None = None, stop_after: int | None = None) -> Any:
+        """Run ``cfg.num_updates`` updates (from the checkpoint ``resume_from``, a pack's: one per member;
+        ``stop_after``: stop after that many, see :class:`StopAfter`); return the summary (of a trainer built on
+        a list of members: each member's, a list).
 
         A checkpoint is written every ``checkpoint_every`` updates, after the last update, when a hook stops
         the run, and when a signal of :meth:`checkpoint_on_signal` arrives. Resuming from any of them
         continues ``metrics.csv`` and ``episodes.csv`` row for row and ends in the same state as an
-        uninterrupted run (CPU).
+        uninterrupted run (CPU, in-process envs).
         """
-        cfg = self.cfg
+        cfg, ppo = self.cfg, self.ppo
         hooks = self.callbacks + ([StopAfter(stop_after)] if stop_after is not None else [])
-        logger: RunLogger | None = None
+        loggers: list[RunLogger] = []
         bar = None
         try:
             with DeferredSignals(self.stop_signals, self.on_signal) as signals:
-                logger = self._start(resume_from)
+                loggers = self._start(resume_from)
                 if signals.pending:   # came during start-up: stop at the checkpoint just written or loaded
                     signals.deliver(self.updates_done, checkpoint.latest(self.run_path))
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
-                bar = progress_bar(cfg, start_step)
+                bar = progress_bar(cfg, start_step, members=self.P,
+                                   desc=self.pack_dir.name if self.pack_dir is not None else None)
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
-                    row = self._update(update)
+                    rows = self._update(update)
                     self.updates_done = update
-                    episodes, self.episodes_logged = logger.log_new_episodes(self.collector.episodes,
-                                                                             self.episodes_logged)
-                    row.update(episodes)
                     last = update == cfg.num_updates
                     stop = False
-                    if cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0)):
-                        row["eval_return_mean"] = self._evaluate(logger, update)
-                        stop |= any(h.on_evaluation(self, update, self.last_eval) is False for h in hooks)
-                    row["time_s"] = self.elapsed_now()
-                    row["sps"] = (self.collector.global_step - start_step) / max(time.perf_counter() - self._t_start, 1e-9)
-                    stop |= any(h.on_update(self, row) is False for h in hooks)
-                    logger.log_update(row)
+                    evaluate_now = cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0))
+                    if evaluate_now:
+                        self._evaluate(loggers, update)
+                    seconds = max(time.perf_counter() - self._t_start, 1e-9)
+                    for p, (row, logger) in enumerate(zip(rows, loggers)):
+                        if p in self.failed:
+                            continue
+                        episodes, self.episodes_logged[p] = logger.log_new_episodes(self.collector.episodes[p],
+                                                                                    self.episodes_logged[p])
+                        row.update(episodes)
+                        if evaluate_now:
+                            row["eval_return_mean"] = float(np.mean(self.last_eval[p]))
+                            stop |= any(h.on_evaluation(self.views[p], update, self.last_eval[p]) is False for h in hooks)
+                        row["time_s"] = self.elapsed_now()
+                        row["sps"] = (self.collector.global_step - start_step) / seconds
+                        stop |= any(h.on_update(self.views[p], row) is False for h in hooks)
+                        logger.log_update(row)
+                        self.rows[p] = update
                     pending = signals.pending and not last
                     if last or stop or pending or update % cfg.checkpoint_every == 0:
-                        saved = checkpoint.save(self.run_path, update, self.state_dict())
-                    show_progress(bar, row)
+                        saved = self._save(update)
+                    show_progress(bar, rows[0] if self.P == 1 else None, self.collector.global_step * self.P)
                     self.threads.check()
                     if pending:
-                        logger.flush()   # the process may exit in the handler
+                        for logger in loggers:
+                            logger.flush()   # the process may exit in the handler
                         signals.deliver(update, saved)
                     if stop:
                         break
         finally:
             if bar is not None:
                 bar.close()
-            if logger is not None:
+            for logger in loggers:
                 logger.close()
             self.collector.shutdown()
             self.ppo.envs.close()
-        summary = self.summary()
+        if self.pack_dir is not None and self._first_update is not None:
+            pack_files.write_timing(self.pack_dir, self.timing(), self._first_update)
+        summaries = [self.summary(p) for p in range(self.P)]
         if self.updates_done == cfg.num_updates:
-            rundir.write_json(self.run_path / rundir.SUMMARY, summary)
-        return summary
+            for p, m in enumerate(self.members):
+                if p not in self.failed:
+                    rundir.write_json(m.run_path() / rundir.SUMMARY, summaries[p])
+        return summaries[0] if self._one else summaries
 
-    def _update(self, update: int) -> dict[str, Any]:
-        """One iteration of Algorithm 1; the NaN stop's one line names the last good checkpoint (kept)."""
-        try:
-            return self.ppo.update(update)
-        except Diverged as e:
+    def _update(self, update: int) -> list[dict[str, Any]]:
+        """One iteration of Algorithm 1. A solo run that diverges stops with one line naming the last good
+        checkpoint (kept); a pack member that does stops alone (:meth:`_fail`)."""
+        rows, diverged = self.ppo.update(update)
+        if self._first_update is None:
+            self._first_update = self.timing()     # this process's first update (compiles)
+        if diverged and self.P == 1:
             kept = checkpoint.latest(self.run_path)
-            raise TrainingError(f"{e}; training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
-                                ) from None
+            raise TrainingError(f"{Diverged(float(self.ppo.last_loss[0]), update, self.collector.global_step)}; "
+                                f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
+        for p in diverged:
+            self._fail(p, update)
+        return rows
 
-    def _start(self, resume_from: Path | None) -> RunLogger:
-        """Load the checkpoint to resume from; or reset the envs and write checkpoint 0, so that a run
-        stopped at any moment from here on resumes where it was. Then open the logs, cut to the
+    def _fail(self, p: int, update: int) -> None:
+        """The NaN stop of pack member p: its one line on stderr and in its ``job.json``; the others go on."""
+        m = self.members[p]
+        kept = checkpoint.latest(m.run_path())
+        line = (f"non-finite loss in update {update} (step {self.collector.global_step}); training of this "
+                f"member stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
+        self.failed[p] = line
+        sys.stderr.write(f"error: run {m.run_name()}: {line}\n")
+        rundir.write_json(m.run_path() / rundir.JOB_STATE, {**rundir.read_json(m.run_path() / rundir.JOB_STATE),
+                                                           "state": "FAILED", "error": line})
+
+    def _start(self, resume_from: Path | Sequence[Path] | None) -> list[RunLogger]:
+        """Load the checkpoint(s) to resume from; or reset the envs and write checkpoint 0, so that a run
+        stopped at any moment from here on resumes where it was. Then open each member's logs, cut to its
         checkpoint (rows past it are redone; a fresh run starts them anew)."""
         if resume_from is not None:
-            self.load_state_dict(checkpoint.load(resume_from))
-        else:   # a new history: nothing of an earlier run in this directory may be taken for this one's
-            for stale in [*checkpoint.all_checkpoints(self.run_path), self.run_path / rundir.SUMMARY]:
-                stale.unlink(missing_ok=True)
-            self.collector.reset(env_seeds(self.cfg.seed, self.cfg.num_envs))
-            checkpoint.save(self.run_path, 0, self.state_dict())
+            paths = [resume_from] if isinstance(resume_from, (str, Path)) else list(resume_from)
+            if self.pack_dir is not None:
+                names = [m.run_name() for m in self.members]
+                failed = pack_files.read_pack(self.pack_dir).get("failed") or {}
+                self.failed = {names.index(n): line for n, line in failed.items() if n in names}
+            self.load_state_dict([checkpoint.load(Path(p)) for p in paths])
+            for p in self.failed:
+                self.ppo.alive[p] = False
+            if self.P > 1:
+                self.collector.alive[:] = self.ppo.alive
+                self.ppo.objective.alive.copy_(torch.from_numpy(self.ppo.alive))
+        else:   # a new history: nothing of an earlier run in these directories may be taken for this one's
+            for path in [m.run_path() for m in self.members] + ([self.pack_dir] if self.pack_dir else []):
+                for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY]:
+                    stale.unlink(missing_ok=True)
+            self.collector.reset([s for m in self.members for s in env_seeds(m.seed, m.num_envs)])
+            self._save(0)
         # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
-        logger = RunLogger.for_run(self.cfg, self.run_path, purge_step=self.collector.global_step + 1)
-        logger.metrics.truncate(self.updates_done)
-        logger.episodes.truncate(self.episodes_logged)
-        return logger
+        step = self.collector.global_step
+        loggers = [RunLogger.for_run(m, m.run_path(), purge_step=step + 1) for m in self.members]
+        for p, logger in enumerate(loggers):
+            logger.metrics.truncate(self.rows[p])
+            logger.episodes.truncate(self.episodes_logged[p])
+        return loggers
 
-    def _evaluate(self, logger: RunLogger, update: int) -> float:
-        """Deterministic evaluation; with ``capture_video`` its first episode is recorded too."""
+    def _evaluate(self, loggers: Sequence[RunLogger], update: int) -> None:
+        """Every member's deterministic evaluation (its own eval env seeds and frozen statistics, batched); with
+        ``capture_video`` (a solo run) its first episode is recorded too."""
         t0 = time.perf_counter()
-        self.last_eval = evaluate(self.agent, self.cfg, self.ppo.obs_norm, self.cfg.eval_episodes)
+        self.last_eval = list(evaluate(self.agent, self.members, self.ppo.obs_norm, self.cfg.eval_episodes))
         if self.cfg.capture_video:
-            logger.log_video(self.cfg, self.agent, self.ppo.obs_norm, update, self.collector.global_step)
+            loggers[0].log_video(self.cfg, self.agent, self.ppo.obs_norm, update, self.collector.global_step)
         self.ppo.phase_time["eval"] += time.perf_counter() - t0
-        return float(np.mean(self.last_eval))
+
+    def _save(self, update: int) -> Path:
+        """Each live member's checkpoint (the solo format, in its directory); a pack then marks the update in its
+        ``pack.json`` (where ``sweep resume`` continues it from)."""
+        saved = None
+        for p, m in enumerate(self.members):
+            if p not in self.failed:
+                saved = checkpoint.save(m.run_path(), update, self.member_state_dict(p))
+        if self.pack_dir is not None:
+            pack_files.mark_checkpoint(self.pack_dir, update, {self.members[p].run_name(): line
+                                                               for p, line in self.failed.items()})
+            return self.pack_dir / pack_files.PACK
+        assert saved is not None
+        return saved
 
     def elapsed_now(self) -> float:
         return self.elapsed + (time.perf_counter() - self._t_start if self._t_start is not None else 0.0)
 
-    def summary(self) -> dict[str, Any]:
+    def timing(self) -> dict[str, float]:
+        """Seconds of this process in each phase (:func:`timing_split`)."""
         c = self.collector
-        return run_summary(self.cfg, updates=self.updates_done, total_steps=c.global_step,
-                           returns=c.episodes.returns, last_eval=self.last_eval, wall_time_s=self.elapsed_now(),
-                           checkpoint=checkpoint.latest(self.run_path),
-                           timing=timing_split(self.ppo.phase_time, c.time_env, c.time_policy))
+        return timing_split(self.ppo.phase_time, c.time_env, c.time_policy)
 
-    def state_dict(self) -> dict[str, Any]:
-        return training_state.capture(self)
+    def summary(self, p: int = 0) -> dict[str, Any]:
+        c, m = self.collector, self.members[p]
+        return run_summary(m, updates=self.rows[p] if self.P > 1 else self.updates_done, total_steps=c.global_step,
+                           returns=c.episodes[p].returns, last_eval=self.last_eval[p], wall_time_s=self.elapsed_now(),
+                           checkpoint=checkpoint.latest(m.run_path()), timing=self.timing())
 
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        training_state.restore(self, s)
+    def member_state_dict(self, p: int = 0) -> dict[str, Any]:
+        return training_state.capture(self, p)
+
+    def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
+        training_state.restore(self, states)
 
 
 def run_training(cfg: Config, resume_from: Path | None = None,

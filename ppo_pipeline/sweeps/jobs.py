@@ -1,4 +1,4 @@
-"""What one job of a sweep runs: a run (:func:`run_one`) or a pack of runs (:func:`run_pack`), resumed from
+"""What one job of a sweep runs (:func:`run_unit`): a run or a pack of runs, resumed from
 its newest checkpoint when there is one, its state in each run's ``job.json``; :class:`SweepJob` is the
 submitit job around either (preemption-safe: checkpoint, requeue, resume)."""
 
@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import submitit
 
 from ..config import Config
-from ..run import checkpoint, rundir
+from .. import rundir
+from ..run import checkpoint
 from ..run.prepare import prepare
 
 LOCAL = "local"
@@ -37,32 +38,48 @@ def _job_info(resume_from: Path | None) -> dict[str, Any]:
             "started": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
-def run_pack(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> list[dict[str, Any]]:
-    """Train the pack ``spec`` (``{"pack_dir": ..., "members": [config, ...]}``) to the end, resuming from its
-    newest checkpoint when there is one; each member's ``job.json`` records the pack's state (a member that
-    diverged: FAILED with the NaN stop's line)."""
-    from ..pack.trainer import PackTrainer
-    from ..run.trainer import TrainingInterrupted
+def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> Any:
+    """A sweep's unit of work, trained to the end: one run (``spec`` is its config; its summary) or a pack
+    (``{"pack_dir": ..., "members": [config, ...]}``; the members' summaries), resumed from its newest checkpoint
+    (a pack's: the update its ``pack.json`` marks) when there is one.
 
-    members = [prepare(Config.from_dict(c)) for c in spec["members"]]
-    pack_dir = Path(spec["pack_dir"])
-    resume_from = checkpoint.latest(pack_dir)
-    info = _job_info(resume_from)
+    ``signals`` make the trainer checkpoint at the end of the update in flight and hand the signal on
+    (submitit's SIGUSR2 handler requeues the job). Each run's ``job.json`` records the state (a pack member that
+    diverged: FAILED with the NaN stop's line).
+    """
+    from ..run import training_state
+    from ..run.trainer import Trainer, TrainingInterrupted
+
+    pack_dir = Path(spec["pack_dir"]) if "pack_dir" in spec else None
+    configs = spec["members"] if pack_dir is not None else [spec]
+    members = [prepare(Config.from_dict(c)) for c in configs]   # device "auto" is resolved here, on the node
+    resume_from: Any = None
+    if pack_dir is not None:
+        points = training_state.pack_resume_points(pack_dir, members) if (pack_dir / "pack.json").exists() else None
+        resume_from = points[0] if points else None
+    else:
+        members[0].run_path().mkdir(parents=True, exist_ok=True)
+        resume_from = checkpoint.latest(members[0].run_path())
+        if resume_from is not None:
+            checkpoint.load_for_run(resume_from, members[0].to_dict())   # CheckpointError names the file
+    info = _job_info(resume_from[0] if isinstance(resume_from, list) else resume_from)
+    trainer: Any = None
 
     def mark(state: str, **extra: Any) -> None:
         for p, m in enumerate(members):
             if p not in getattr(trainer, "failed", {}):
+                m.run_path().mkdir(parents=True, exist_ok=True)
                 rundir.write_json(m.run_path() / rundir.JOB_STATE, {**info, "state": state, **extra})
 
-    trainer = PackTrainer(members, pack_dir)
-    trainer.checkpoint_on_signal(*signals)
     mark("RUNNING")
     try:
+        trainer = Trainer(members if pack_dir is not None else members[0], pack_dir=pack_dir)
+        trainer.checkpoint_on_signal(*signals)
         summaries = trainer.train(resume_from)
     except TrainingInterrupted as e:
         mark("INTERRUPTED", error=str(e))
         raise
-    except SystemExit:
+    except SystemExit:  # submitit's handler: checkpoint written, job requeued
         mark("REQUEUED")
         raise
     except BaseException as e:
@@ -70,43 +87,6 @@ def run_pack(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
         raise
     mark(FINISHED, ended=_dt.datetime.now().isoformat(timespec="seconds"))
     return summaries
-
-
-def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> Any:
-    """A sweep's unit of work: a pack (``spec`` has ``pack_dir``) or one run (``spec`` is its config)."""
-    return run_pack(spec, signals) if "pack_dir" in spec else run_one(spec, signals)
-
-
-def run_one(config: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> dict[str, Any]:
-    """Train the run of ``config`` to the end, resuming from its newest checkpoint when there is one.
-
-    ``signals`` make the trainer checkpoint at the end of the update in flight and hand the signal on
-    (submitit's SIGUSR2 handler requeues the job). The run's ``job.json`` records the state.
-    """
-    from ..run.trainer import TrainingInterrupted, run_training
-
-    cfg = prepare(Config.from_dict(config))   # device "auto" is resolved here, on the node
-    run_path = cfg.run_path()
-    run_path.mkdir(parents=True, exist_ok=True)
-    resume_from = checkpoint.latest(run_path)
-    if resume_from is not None:
-        checkpoint.load_for_run(resume_from, cfg.to_dict())   # CheckpointError names the file
-    info = _job_info(resume_from)
-    rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "RUNNING"})
-    try:
-        summary = run_training(cfg, resume_from, signals)
-    except TrainingInterrupted as e:
-        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "INTERRUPTED", "error": str(e)})
-        raise
-    except SystemExit:  # submitit's handler: checkpoint written, job requeued
-        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "REQUEUED"})
-        raise
-    except BaseException as e:
-        rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": "FAILED", "error": f"{type(e).__name__}: {e}"})
-        raise
-    rundir.write_json(run_path / rundir.JOB_STATE, {**info, "state": FINISHED,
-                                       "ended": _dt.datetime.now().isoformat(timespec="seconds")})
-    return summary
 
 
 class SweepJob(submitit.helpers.Checkpointable):

@@ -42,7 +42,8 @@ from typing import Any, Sequence
 
 from ..config import Config, ConfigError
 from ..errors import UserError
-from ..run import checkpoint, rundir
+from .. import rundir
+from ..run import checkpoint
 from ..run.cli import OneLineParser, fail
 from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
@@ -165,14 +166,7 @@ def _with_run_dir(sweep_dir: Path, run: dict[str, Any], **override: Any) -> dict
 
 
 def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
-    """Refuse to start when a run's (or its pack's) newest checkpoint is corrupt or belongs to another run."""
-    for pack in sorted({r["pack"] for r in runs if r.get("pack")}):
-        latest = checkpoint.latest(sweep_dir / "packs" / pack)
-        if latest is not None:
-            try:
-                checkpoint.load(latest)
-            except checkpoint.CheckpointError as e:
-                raise SweepError(f"{e}; the pack resumes from its newest checkpoint: remove it to take the one before") from None
+    """Refuse to start when a run's (a pack member's too) newest checkpoint is corrupt or belongs to another run."""
     for run in runs:
         latest = checkpoint.latest(_run_path(sweep_dir, run))
         if latest is not None:

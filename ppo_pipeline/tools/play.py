@@ -38,7 +38,8 @@ from ..config import Config
 from ..envs.ids import is_atari
 from ..envs.seeds import env_seeds
 from ..errors import UserError
-from ..run import checkpoint, rundir
+from .. import rundir
+from ..run import checkpoint
 from ..run.cli import OneLineParser, fail
 from ..run.prepare import resolve, resolve_device
 from .video import Episode, agent_policy, default_fps, record_episode, write_mp4
@@ -65,7 +66,7 @@ class SavedRun:
 # Loading (shared with ppo_pipeline.tools.export)
 # ------------------------------------------------------------------------------------------------------
 def read_config(run_dir: Path) -> Config:
-    """RUN_DIR's config (:func:`ppo_pipeline.run.rundir.read_config`, the one reader), env id resolved.
+    """RUN_DIR's config (:func:`ppo_pipeline.rundir.read_config`, the one reader), env id resolved.
 
     Raises :class:`RunError` when RUN_DIR is missing, is no directory, or its config.json cannot be read
     as a run's; :class:`~ppo_pipeline.errors.ConfigError` for an unknown env id.

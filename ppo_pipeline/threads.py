@@ -114,10 +114,14 @@ class Threads:
 
 
 @contextmanager
-def torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op threads set to ``n`` inside the block, set back after (a pack's collection runs on one:
     its policy's small ops gain nothing from a parallel region, and the OpenMP workers that spin after each
-    one take the cores envpool's own threads step the envs on -- measured in README, Speed: Packs)."""
+    one take the cores envpool's own threads step the envs on -- measured in docs, Speed: Packs). None: as
+    they are."""
+    if n is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import Config
-from ..errors import ConfigError, UserError
+from .config import Config
+from .errors import ConfigError, UserError
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"

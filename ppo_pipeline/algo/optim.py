@@ -1,4 +1,5 @@
-"""The pack's optimizer step: P members' Adams over the stacked parameters, each with its own gradient clip.
+"""The optimizer step of a run of P members (a solo run: P = 1): P Adams over the stacked parameters, each
+with its own gradient clip and step size.
 
 After ``loss.backward()`` (the gradient of the sum of the members' losses: member p's slice is its own
 gradient), one :meth:`MemberAdam.step`:
@@ -8,6 +9,12 @@ gradient), one :meth:`MemberAdam.step`:
     g_p <- g_p * min(1, c / (||g_p|| + 1e-6))  torch's clip_grad_norm_, per member (c = max_grad_norm; never
                                               one norm across members)
     Adam(g)                                   elementwise over the stacked weights: P independent Adams
+                                              (one member, P = 1: torch's clip_grad_norm_ and Adam as they are)
+    theta_p <- theta_p' + (lr_p / lr - 1)(theta_p' - theta_p)
+                                              only where the members' step sizes differ (the KL-adaptive step
+                                              size of Table 4 moves per member): Adam's step scales linearly with
+                                              its step size, so the step taken at lr = max_p lr_p is scaled back per
+                                              member (equal to member p's own Adam up to float rounding)
 
 One torch Adam (fused) does the last line; with ``compile`` the three lines run as one compiled function
 (``torch.compile`` of the optimizer step, the torch way: the learning rate is a tensor so that the
@@ -21,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..algo import compiling
+from . import compiling
 
 
 def clip_grad_norm_per_member(params: Sequence[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
@@ -38,36 +45,54 @@ def clip_grad_norm_per_member(params: Sequence[torch.Tensor], max_norm: float, m
 class MemberAdam:
     """Zero a dead member's gradient, clip each member's gradient norm, one Adam step (module docstring).
 
-    ``params``: stacked parameters, member axis first. ``clip`` is the per-member clip (a test swaps in a
-    global one to see it caught)."""
+    ``params``: stacked parameters, member axis first (P = 1: the solo parameters as they are). ``clip`` is the
+    per-member clip (a test swaps in a global one to see it caught)."""
 
     def __init__(self, params: Sequence[torch.Tensor], members: int, *, lr: float, eps: float, max_grad_norm: float,
                  compile: bool = False, clip: Callable[..., Any] = clip_grad_norm_per_member):
         self.params, self.members, self.max_grad_norm, self.clip = list(params), members, max_grad_norm, clip
-        lr_t = torch.tensor(float(lr), device=self.params[0].device)    # on the weights' device (fused CUDA reads it)
+        device = self.params[0].device
+        lr_t = torch.tensor(float(lr), device=device)    # on the weights' device (fused CUDA reads it)
         self.optimizer = torch.optim.Adam(self.params, lr=lr_t, eps=eps, fused=True)
+        self.scale = torch.ones(members, device=device)     # lr_p / lr where the members' step sizes differ
+        self.per_member = False
         # static shapes: the stacked weights never change shape (dynamo's dynamic-shape trace of the optimizer
         # fails, "sources must not be empty", when a second MemberAdam of other shapes compiles in one process)
-        self._step = compiling.MaybeCompiled(self._apply, compile, "pack Adam step", dynamic=False)
+        self._step = compiling.MaybeCompiled(self._apply, compile, "Adam step", dynamic=False)
 
-    def set_lr(self, lr: float) -> None:
-        """The schedule's learning rate, written into the tensor the (compiled) step reads."""
+    def set_lr(self, lrs: Sequence[float]) -> None:
+        """Each member's step size for the next steps, written into the tensors the (compiled) step reads."""
+        top = max(lrs)
         for group in self.optimizer.param_groups:
-            group["lr"].fill_(lr)
+            group["lr"].fill_(top)
+        self.per_member = any(x != top for x in lrs)
+        if self.per_member:
+            self.scale.copy_(torch.tensor([x / top for x in lrs]))
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
-    def step(self, dead: torch.Tensor) -> None:
+    def step(self, dead: torch.Tensor | None = None) -> None:
         """One step of every member; ``dead`` [P] bool: members whose gradient must not reach Adam."""
         self._step(dead)
 
-    def _apply(self, dead: torch.Tensor) -> None:
-        for p in self.params:
-            p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0)
+    def _apply(self, dead: torch.Tensor | None) -> None:
+        if dead is not None:
+            for p in self.params:
+                p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0)
         if self.max_grad_norm > 0:
-            self.clip(self.params, self.max_grad_norm, self.members)
+            if self.members == 1:
+                torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            else:
+                self.clip(self.params, self.max_grad_norm, self.members)
+        if not self.per_member:
+            self.optimizer.step()
+            return
+        before = [p.detach().clone() for p in self.params]
         self.optimizer.step()
+        with torch.no_grad():
+            for p, b in zip(self.params, before):
+                p.copy_(torch.lerp(b, p, self.scale.view(-1, *([1] * (p.dim() - 1)))))
 
     # --- checkpoint state (torch's Adam state_dict, the learning rate as a float: the format solo runs read) --
     def state_dict(self) -> dict[str, Any]:
