@@ -86,7 +86,7 @@ def test_a_scheduled_log_std_is_not_learned_and_is_what_the_run_samples_with(tmp
     t = Trainer(cfg)
     head = t.agent.policy_head
     assert "policy_head.log_std" not in dict(t.agent.named_parameters())
-    assert all(p is not head.log_std for g in t.ppo.optimizer.param_groups for p in g["params"])
+    assert all(p is not head.log_std for p in t.ppo.params)
     batches = []
     t.ppo.collector.collect = (lambda f: lambda: batches.append(f()) or batches[-1])(t.ppo.collector.collect)
     t.train()

@@ -185,8 +185,9 @@ def _error(argv: list[str], capsys, preset=config.mujoco) -> str:
 def test_pack_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
     common = ["--sweep-dir", str(tmp_path / "s"), "--total-steps", "2048"]
     assert "--pack 0 must be >= 1" in _error(["--seeds", "0-1", "--pack", "0", *common], capsys)
-    err = _error(["--env-id", "Pong", "--seeds", "0-1", "--pack", "2", *common], capsys, preset=config.atari)
-    assert "cannot train in a pack" in err and "CNN" in err
+    err = _error(["--env-id", "CartPole-v1", "--policy", "lstm", "--seeds", "0-1", "--pack", "2", *common], capsys,
+                 preset=config.classic)
+    assert "cannot train in a pack" in err and "lstm" in err
     monkeypatch.setattr(plan, "memory_available", lambda: 2**20)            # a machine with 1 MiB free
     assert "GiB, more than this machine has free" in _error(["--seeds", "0-3", "--pack", "4", *common], capsys)
     assert not (tmp_path / "s").exists()                                  # nothing started

@@ -34,7 +34,9 @@ from ppo_pipeline.algo.optim import MemberAdam, clip_grad_norm_per_member
 from ppo_pipeline.algo.sampler import MemberSampler
 
 SPACES = {"gaussian": (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,))),
-          "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3))}
+          "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3)),
+          # the Nature CNN (Atari's trunk, stacked by vmap) on a frame stack
+          "pixels": (gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(3))}
 PRESETS = {"mujoco": mujoco, "classic": classic, "shared-trunk": atari}   # atari: vector obs -> a shared MLP trunk
 OBJECTIVES = [("clip", "clip_epsilon", [0.1, 0.2, 0.3]), ("kl_adaptive", "kl_beta", [0.3, 1.0, 3.0]),
               ("kl_fixed", "kl_beta", [0.3, 1.0, 10.0]), ("none", None, [None])]
@@ -72,8 +74,14 @@ def pack_cases(draw: st.DrawFn, max_p: int = 4) -> PackCase:
         agent = Agent(obs_space, act_space, cfg)
         with torch.no_grad():
             for w in agent.parameters():
-                w.copy_(torch.randn(w.shape, generator=gen) * draw(st.sampled_from([0.1, 0.3, 0.6])))
-        obs = (torch.rand(M, obs_space.shape[0], generator=gen) * 2 - 1) * 3
+                if policy == "pixels":   # the CNN at its own (orthogonal) scale, moved a little: O(1) activations
+                    w.add_(torch.randn(w.shape, generator=gen) * 0.01)
+                else:
+                    w.copy_(torch.randn(w.shape, generator=gen) * draw(st.sampled_from([0.1, 0.3, 0.6])))
+        if policy == "pixels":
+            obs = torch.randint(0, 256, (M, *obs_space.shape), generator=gen, dtype=torch.uint8)
+        else:
+            obs = (torch.rand(M, obs_space.shape[0], generator=gen) * 2 - 1) * 3
         with torch.no_grad():
             out = agent.act(obs)
             shift = draw(st.sampled_from([0.0, 0.1, 0.5]))
@@ -153,7 +161,8 @@ def test_pack_act_log_probs_and_values_are_the_solo_agents(case: PackCase, n: in
     n = min(n, case.data.batch_size[1])
     obs = torch.stack([case.data[p]["observation"][:n] for p in range(len(case.agents))])
     gens = [torch.Generator().manual_seed(p) for p in range(len(case.agents))]
-    out = pack.act(obs, gens)
+    flat = pack.act(obs.reshape(-1, *obs.shape[2:]), generators=gens)     # envs member-major, as collected
+    out = {k: v.reshape(len(case.agents), n, *v.shape[1:]) for k, v in flat.items()}
     for p, agent in enumerate(case.agents):
         with torch.no_grad():
             dist = agent.actor.get_dist(TensorDict({"observation": obs[p]}, [n]))
@@ -175,13 +184,16 @@ def test_rollout_noise_is_each_members_own_stream(case: PackCase, steps: int, en
         assert noise is None
         return
     width = case.agents[0].policy_head.log_std.shape[-1]
-    assert noise.shape == (steps, P, envs, width)
+    assert noise.shape == (steps, P * envs, width)
+    noise = noise.reshape(steps, P, envs, width)
     for p in range(P):
         assert torch.equal(noise[:, p], torch.randn((steps, envs, width), generator=torch.Generator().manual_seed(100 + p)))
     n = min(envs, case.data.batch_size[1])
     obs = torch.stack([case.data[p]["observation"][:n] for p in range(P)])
-    out = pack.act(obs, None, noise=noise[-1, :, :n])
-    assert torch.allclose(out["action"], out["loc"] + out["scale"] * noise[-1, :, :n])
+    step_noise = noise[-1, :, :n]
+    flat = pack.act(obs.reshape(-1, *obs.shape[2:]), noise=step_noise.reshape(P * n, width))
+    out = {k: v.reshape(P, n, *v.shape[1:]) for k, v in flat.items()}
+    assert torch.allclose(out["action"], out["loc"] + out["scale"] * step_noise)
     for p, agent in enumerate(case.agents):
         with torch.no_grad():
             dist = agent.actor.get_dist(TensorDict({"observation": obs[p]}, [n]))

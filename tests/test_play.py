@@ -101,7 +101,7 @@ def test_play_prints_episodes_and_summary_equal_to_evaluation(pendulum):
     # the trainer's own evaluation of the same checkpoint (same seeds, frozen statistics)
     state = checkpoint.load(checkpoint.latest(pendulum.run_path()))
     agent, norm = trained_agent(pendulum, state)
-    assert returns == pytest.approx(evaluate(agent, pendulum, norm, 3), abs=0.011)
+    assert returns == pytest.approx(evaluate(agent, pendulum, norm, 3)[0], abs=0.011)
 
 
 @pytest.mark.slow
@@ -114,9 +114,9 @@ def test_play_uses_the_checkpoints_frozen_statistics(pendulum, tmp_path):
 
     base = parse(run_play(pendulum.run_path(), "--episodes", 2).stdout)[0]
     moved = parse(run_play(pendulum.run_path(), "--episodes", 2, "--checkpoint", tmp_path / "shifted.pt").stdout)[0]
-    assert [r for r, _ in base] == pytest.approx(evaluate(agent, pendulum, norm, 2), abs=0.011)
+    assert [r for r, _ in base] == pytest.approx(evaluate(agent, pendulum, norm, 2)[0], abs=0.011)
     norm.load_state_dict(shifted)
-    assert [r for r, _ in moved] == pytest.approx(evaluate(agent, pendulum, norm, 2), abs=0.011)
+    assert [r for r, _ in moved] == pytest.approx(evaluate(agent, pendulum, norm, 2)[0], abs=0.011)
     assert max(abs(a[0] - b[0]) for a, b in zip(base, moved)) > 1.0
 
 

@@ -110,11 +110,11 @@ def test_local_sweep_interrupted_then_resumed(tmp_path, capsys, monkeypatch):
     learn = PPO.learn
     fired = []
 
-    def learn_with_sigterm(self, batch, update):
-        if update == 2 and not fired:
+    def learn_with_sigterm(self, batch):
+        if self.collector.global_step == 2 * self.cfg.num_envs * self.cfg.num_steps and not fired:   # update 2
             fired.append(self.cfg.run_name())
             os.kill(os.getpid(), signal.SIGTERM)
-        return learn(self, batch, update)
+        return learn(self, batch)
 
     monkeypatch.setattr(PPO, "learn", learn_with_sigterm)
     argv = ["--env", "CartPole-v1,Acrobot-v1", "--seeds", "0", "--sweep-dir", str(sdir), *TINY]
@@ -165,10 +165,10 @@ def test_sweep_resume_refuses_corrupt_checkpoint(tmp_path, capsys, monkeypatch):
     sdir = tmp_path / "sweep"
     learn = PPO.learn
 
-    def learn_with_sigterm(self, batch, update):
-        if update == 2:
+    def learn_with_sigterm(self, batch):
+        if self.collector.global_step == 2 * self.cfg.num_envs * self.cfg.num_steps:   # update 2
             os.kill(os.getpid(), signal.SIGTERM)
-        return learn(self, batch, update)
+        return learn(self, batch)
 
     monkeypatch.setattr(PPO, "learn", learn_with_sigterm)
     assert launch.main(classic, "t", ["--seeds", "0", "--sweep-dir", str(sdir), *TINY]) == 130

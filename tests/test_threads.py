@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -75,8 +74,9 @@ def test_forced_and_slurm_counts_are_kept(monkeypatch):
 def test_own_ticks_count_this_process_and_its_children():
     """Env workers are this run's own work, not another process's."""
     before = threads.own_ticks()
-    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
-    time.sleep(1.0)
+    busy = "import time\nwhile time.process_time() < 0.8: pass\nprint('busy', flush=True)\ntime.sleep(2)"
+    child = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "busy"     # 0.8 s of its own CPU spent (however loaded the machine)
     during = threads.own_ticks()
     child.wait()
     assert during - before >= 0.5 * os.sysconf("SC_CLK_TCK")      # the child's busy second is counted as ours
@@ -105,8 +105,9 @@ def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
 
     from ppo_pipeline import config
     from ppo_pipeline.algo.policy import Agent
+    from ppo_pipeline.algo.collect import Collector
+    from ppo_pipeline.algo.ppo import PACK_COLLECT_THREADS as COLLECT_THREADS
     from ppo_pipeline.pack.agent import PackAgent
-    from ppo_pipeline.pack.collect import COLLECT_THREADS, PackCollector
 
     seen = []
     envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
@@ -114,8 +115,8 @@ def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
     pack = PackAgent(agents)
     act = pack.act
     monkeypatch.setattr(pack, "act", lambda *a, **k: (seen.append(torch.get_num_threads()), act(*a, **k))[1])
-    collector = PackCollector(envs, pack, 4, torch.device("cpu"),
-                              generators=[torch.Generator().manual_seed(p) for p in range(2)])
+    collector = Collector(envs, pack, 4, torch.device("cpu"), members=2, collect_threads=COLLECT_THREADS,
+                          generators=[torch.Generator().manual_seed(p) for p in range(2)])
     collector.reset([0, 1])
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -125,5 +126,5 @@ def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
     finally:
         torch.set_num_threads(before)
         envs.close()
-    assert seen == [COLLECT_THREADS] * 4 and batch.batch_size == torch.Size([2, 1, 4]) and np.all(np.isfinite(
+    assert seen == [COLLECT_THREADS] * 4 and batch.batch_size == torch.Size([2, 4]) and np.all(np.isfinite(
         batch["action_log_prob"].numpy()))

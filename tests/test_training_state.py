@@ -138,10 +138,13 @@ def test_signal_mid_update_checkpoints_at_update_end(reference, tmp_path, at):
     trainer.checkpoint_on_signal(signal.SIGUSR2)
     learn = trainer.ppo.learn
 
-    def learn_with_signal(batch, update):
-        if update == at:
+    calls = []
+
+    def learn_with_signal(batch):
+        calls.append(1)
+        if len(calls) == at:                   # update ``at``: collected, not yet learned from
             os.kill(os.getpid(), signal.SIGUSR2)
-        return learn(batch, update)
+        return learn(batch)
 
     trainer.ppo.learn = learn_with_signal
     before = signal.getsignal(signal.SIGUSR2)

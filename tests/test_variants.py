@@ -195,7 +195,7 @@ def test_lstm_ppo_loss_is_at_theta_old_in_epoch_one(tmp_path):
         trainer.ppo.gae(batch)
         mb = next(iter(trainer.ppo.sampler(batch)))
         assert mb.batch_size == torch.Size([2, 32])
-        out = trainer.ppo.loss(mb)
+        out = trainer.ppo.objective.loss(mb)
         assert float(out["clip_fraction"]) == 0.0
         assert torch.allclose(-out["loss_objective"], mb["advantage"].mean(), atol=1e-5)
     finally:

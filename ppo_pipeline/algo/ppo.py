@@ -208,13 +208,17 @@ class PPO:
         means = {k: v / n for k, v in sums.items()}
         finite = self.finite_members() & torch.isfinite(means["loss"]).cpu() & ~bad.cpu()
         newly = [p for p in range(P) if self.alive[p] and not bool(finite[p])]
-        for p in newly:
-            self.alive[p] = False
-        if P > 1:
-            self.collector.alive[:] = self.alive
-            self.objective.alive.copy_(torch.from_numpy(self.alive))
+        if newly:
+            self.set_alive([bool(a) and p not in newly for p, a in enumerate(self.alive)])
         self.last_loss = means.pop("loss")     # each member's mean Eq. 9 total (the NaN stop's line names it)
         return means, newly
+
+    def set_alive(self, alive: Sequence[bool]) -> None:
+        """Which members still train: a stopped member's envs idle and its loss and Adam steps are left out."""
+        self.alive[:] = alive
+        if self.P > 1:
+            self.collector.alive[:] = self.alive
+            self.objective.alive.copy_(torch.from_numpy(self.alive))
 
     def finite_members(self) -> torch.Tensor:
         """[P] bool: each member's weights are all finite."""

@@ -18,7 +18,7 @@ from torch import nn
 from .. import batch as keys
 from ..algo import distributions
 from ..algo.policy import Agent
-from .stacked import member_state, stack
+from .stacked import load_member_state, member_state, stack
 
 
 class PackAgent(nn.Module):
@@ -95,12 +95,11 @@ class PackAgent(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def load_member(self, p: int, state: dict[str, torch.Tensor], stacked: dict[str, torch.Tensor]) -> None:
-        """Write member p's solo ``state`` (an :class:`Agent`'s state_dict) into its slice of ``stacked`` (this
-        module's state_dict, updated in place)."""
+    def load_member(self, p: int, state: dict[str, torch.Tensor]) -> None:
+        """Write member p's solo ``state`` (an :class:`Agent`'s state_dict) into its slice, in place."""
         for name in ("trunk", "value_net", "policy_head"):
-            for k in member_state(getattr(self, name), p):
-                stacked[f"{name}.{k}"][p].copy_(state[f"{name}.{k}"])
+            load_member_state(getattr(self, name), p, {k[len(name) + 1:]: v for k, v in state.items()
+                                                       if k.startswith(name + ".")})
 
     def member_agent(self, p: int) -> Agent:
         """Member p as a solo :class:`Agent` (a copy on the CPU, for its checkpoint, evaluation tools, tests)."""

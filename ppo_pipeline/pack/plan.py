@@ -5,7 +5,7 @@ wrappers' settings), the batch geometry (num_envs, num_steps, epochs, minibatch 
 schedules and coefficients, the budget and the device. They may differ in the seed and in the objective
 with its own hyperparameter (``objective``, ``clip_epsilon``, ``kl_target``, ``kl_beta``: one member-wise
 objective covers them, :mod:`.objective`). Runs that cannot share are put in other packs; runs that
-cannot train in any pack (Atari's CNN, torchrl's collector) train alone, as packs of one.
+cannot train in any pack (an LSTM, torchrl's collector) train alone, as packs of one.
 """
 
 from __future__ import annotations
@@ -22,16 +22,8 @@ PER_RUN_FIELDS = ("name", "run_dir", "progress", "tensorboard", "track", "wandb_
                   "wandb_group", "capture_video")
 
 
-def why_solo(cfg: Config, observation_space: Any = None) -> str | None:
-    """Why ``cfg``'s run cannot train in a pack (None when it can); ``observation_space``: its envs' (if known)."""
-    import gymnasium as gym
-
-    from ..algo.networks import is_image
-
-    if cfg.pixels or (observation_space is not None and is_image(observation_space)):
-        return "its network is a CNN (pixels), which packs do not stack"
-    if isinstance(observation_space, gym.spaces.Dict):
-        return "its observations are a Dict (packs stack vector observations)"
+def why_solo(cfg: Config) -> str | None:
+    """Why ``cfg``'s run cannot train in a pack (None when it can)."""
     if cfg.policy != "mlp":
         return f"its policy is {cfg.policy} (packs stack feed-forward MLPs)"
     if cfg.collector != "lean":
@@ -49,7 +41,7 @@ def pack_key(cfg: Config) -> tuple:
     return tuple((k, repr(v)) for k, v in sorted(d.items()) if k not in MEMBER_FIELDS + PER_RUN_FIELDS)
 
 
-def group(runs: Sequence[dict[str, Any]], size: int, *, spaces_of: Any = None) -> list[list[str]]:
+def group(runs: Sequence[dict[str, Any]], size: int) -> list[list[str]]:
     """The run names of each pack, in plan order: runs that can share are taken ``size`` at a time; a run
     that cannot train in a pack is a pack of one. ``runs``: the sweep plan's entries ({"name", "config"})."""
     if size < 1:
@@ -58,7 +50,7 @@ def group(runs: Sequence[dict[str, Any]], size: int, *, spaces_of: Any = None) -
     packs: list[list[str]] = []
     for run in runs:
         cfg = Config.from_dict(run["config"])
-        if size == 1 or why_solo(cfg, spaces_of(cfg)[0] if spaces_of else None):
+        if size == 1 or why_solo(cfg):
             packs.append([run["name"]])
             continue
         groups.setdefault(pack_key(cfg), []).append(run["name"])
@@ -90,16 +82,16 @@ def memory_available() -> int | None:
     return None
 
 
-def plan_packs(runs: Sequence[dict[str, Any]], size: int, *, explicit: bool, spaces_of: Any) -> list[list[str]]:
+def plan_packs(runs: Sequence[dict[str, Any]], size: int, *, explicit: bool) -> list[list[str]]:
     """:func:`group`, with the checks of ``--pack``: one :class:`ConfigError` line for a run that cannot train in
     a pack when the runs were named on the command line (``explicit``; an experiment's such runs train alone),
     and for a pack too large for this machine's memory."""
-    packs = group(runs, size, spaces_of=spaces_of)
+    packs = group(runs, size)
     by_name = {r["name"]: Config.from_dict(r["config"]) for r in runs}
     if size > 1 and explicit:
         for names in packs:
             cfg = by_name[names[0]]
-            why = len(names) == 1 and why_solo(cfg, spaces_of(cfg)[0])
+            why = len(names) == 1 and why_solo(cfg)
             if why:
                 raise ConfigError(f"--pack {size}: run {names[0]} cannot train in a pack ({why}); drop --pack or "
                                   f"that run")

@@ -44,10 +44,8 @@ class PackStacking:
 
     def load_members(self, ppo: Any, states: Sequence[dict[str, Any]]) -> None:
         """Every member's solo-format state (``states[p]``) into the stacked stages."""
-        stacked = ppo.agent.state_dict()
         for p, s in enumerate(states):
-            ppo.agent.load_member(p, s["agent"], stacked)
-        ppo.agent.load_state_dict(stacked)
+            ppo.agent.load_member(p, s["agent"])
         ppo.adam.load_state_dict(stack_optimizer([s["optimizer"] for s in states]))
         ppo.objective.set_beta([float(s["loss"].get("beta", b)) for s, b in zip(states, ppo.objective.beta)])
         if ppo.obs_norm is not None:

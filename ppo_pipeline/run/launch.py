@@ -252,8 +252,7 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
         runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides)
-        packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None,
-                           spaces_of=envs.spaces)
+        packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None)
         if ns.dry_run:
             print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
             if ns.pack is not None:

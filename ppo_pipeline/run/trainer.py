@@ -112,7 +112,7 @@ class Trainer:
         continues ``metrics.csv`` and ``episodes.csv`` row for row and ends in the same state as an
         uninterrupted run (CPU, in-process envs).
         """
-        cfg, ppo = self.cfg, self.ppo
+        cfg = self.cfg
         hooks = self.callbacks + ([StopAfter(stop_after)] if stop_after is not None else [])
         loggers: list[RunLogger] = []
         bar = None
@@ -129,25 +129,10 @@ class Trainer:
                     rows = self._update(update)
                     self.updates_done = update
                     last = update == cfg.num_updates
-                    stop = False
                     evaluate_now = cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0))
                     if evaluate_now:
                         self._evaluate(loggers, update)
-                    seconds = max(time.perf_counter() - self._t_start, 1e-9)
-                    for p, (row, logger) in enumerate(zip(rows, loggers)):
-                        if p in self.failed:
-                            continue
-                        episodes, self.episodes_logged[p] = logger.log_new_episodes(self.collector.episodes[p],
-                                                                                    self.episodes_logged[p])
-                        row.update(episodes)
-                        if evaluate_now:
-                            row["eval_return_mean"] = float(np.mean(self.last_eval[p]))
-                            stop |= any(h.on_evaluation(self.views[p], update, self.last_eval[p]) is False for h in hooks)
-                        row["time_s"] = self.elapsed_now()
-                        row["sps"] = (self.collector.global_step - start_step) / seconds
-                        stop |= any(h.on_update(self.views[p], row) is False for h in hooks)
-                        logger.log_update(row)
-                        self.rows[p] = update
+                    stop = _log_members(self, rows, loggers, hooks, update, bool(evaluate_now), start_step)
                     pending = signals.pending and not last
                     if last or stop or pending or update % cfg.checkpoint_every == 0:
                         saved = self._save(update)
@@ -206,16 +191,7 @@ class Trainer:
         checkpoint (rows past it are redone; a fresh run starts them anew)."""
         if resume_from is not None:
             paths = [resume_from] if isinstance(resume_from, (str, Path)) else list(resume_from)
-            if self.pack_dir is not None:
-                names = [m.run_name() for m in self.members]
-                failed = pack_files.read_pack(self.pack_dir).get("failed") or {}
-                self.failed = {names.index(n): line for n, line in failed.items() if n in names}
             self.load_state_dict([checkpoint.load(Path(p)) for p in paths])
-            for p in self.failed:
-                self.ppo.alive[p] = False
-            if self.P > 1:
-                self.collector.alive[:] = self.ppo.alive
-                self.ppo.objective.alive.copy_(torch.from_numpy(self.ppo.alive))
         else:   # a new history: nothing of an earlier run in these directories may be taken for this one's
             for path in [m.run_path() for m in self.members] + ([self.pack_dir] if self.pack_dir else []):
                 for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY]:
@@ -272,6 +248,29 @@ class Trainer:
 
     def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
         training_state.restore(self, states)
+
+
+def _log_members(trainer: Trainer, rows: Sequence[dict[str, Any]], loggers: Sequence[RunLogger],
+                 hooks: Sequence[Callback], update: int, evaluated: bool, start_step: int) -> bool:
+    """Each live member's row of ``update`` completed (new episodes, evaluation, time, steps/s), shown to the hooks
+    and logged; True when a hook asks the run to stop."""
+    stop = False
+    seconds = max(time.perf_counter() - (trainer._t_start or 0.0), 1e-9)
+    for p, (row, logger) in enumerate(zip(rows, loggers)):
+        if p in trainer.failed:
+            continue
+        episodes, trainer.episodes_logged[p] = logger.log_new_episodes(trainer.collector.episodes[p],
+                                                                       trainer.episodes_logged[p])
+        row.update(episodes)
+        if evaluated:
+            row["eval_return_mean"] = float(np.mean(trainer.last_eval[p]))
+            stop |= any(h.on_evaluation(trainer.views[p], update, trainer.last_eval[p]) is False for h in hooks)
+        row["time_s"] = trainer.elapsed_now()
+        row["sps"] = (trainer.collector.global_step - start_step) / seconds
+        stop |= any(h.on_update(trainer.views[p], row) is False for h in hooks)
+        logger.log_update(row)
+        trainer.rows[p] = update
+    return stop
 
 
 def run_training(cfg: Config, resume_from: Path | None = None,

@@ -59,6 +59,11 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     same members (a pack member's checkpoint of an earlier version holds part of this: what it holds)."""
     ppo, c = trainer.ppo, trainer.collector
     ppo.load_member_states(states)
+    if trainer.pack_dir is not None:        # members the pack marked failed stay stopped
+        names = [m.run_name() for m in trainer.members]
+        failed = pack_files.read_pack(trainer.pack_dir).get("failed") or {}
+        trainer.failed = {names.index(n): line for n, line in failed.items() if n in names}
+        ppo.set_alive([p not in trainer.failed for p in range(trainer.P)])
     ref = max(states, key=lambda s: s["update"])     # a live member's (a failed one's last is older)
     checkpoint.restore_rng(ref["rng"])
     update = ref["update"]
