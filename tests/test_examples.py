@@ -3,11 +3,16 @@ for step: the figures measured on the fixtures (docs/results.md) hold for the en
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
+import variant_envs as fixtures
 
-from examples import envs as examples
-from tests import variant_envs as fixtures
+_spec = importlib.util.spec_from_file_location("examples.envs", Path(__file__).resolve().parents[1] / "examples" / "envs.py")
+examples = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(examples)
 
 NAMES = ["CartPoleNoVel", "MaskedChain", "MaskedChainMethod", "DictCartPole", "DictImage", "TargetCode", "TargetBits"]
 
