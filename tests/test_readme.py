@@ -1,10 +1,12 @@
-"""Every command the README shows is exercised, so a README edit cannot silently break one.
+"""Every command the README and the docs (docs/*.md) show is exercised, so an edit cannot silently break one.
 
 Each command of a ```bash block is either run here *as printed* (in a scratch folder where `recipes/` is
 the repository's, with a small budget appended where the command would train for hours, and `NAME`, a
 placeholder for a cluster profile, set to the local one), or named in ``ELSEWHERE`` with the tests that
-run it. A README command found in neither fails :func:`test_every_readme_command_is_exercised`; so does an
-entry here that the README no longer shows, or one that names a test that does not exist.
+run it. A command found in neither fails :func:`test_every_readme_command_is_exercised`; so does an
+entry here that neither the README nor the docs show any more, or one that names a test that does not exist.
+Their ```python blocks are run by ``tests/test_readme_loop.py`` and ``tests/test_torchrl.py``
+(:func:`test_every_python_block_is_run`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--total-steps", "2048", "--eval-every", "1", "--eval-episodes", "1"]
 
 
+def documents() -> list[Path]:
+    """README.md and the docs' pages: the files whose commands and code blocks must run as printed."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """The commands of the README's ```bash blocks: continuation lines joined, comments dropped."""
-    text = (ROOT / "README.md").read_text()
+    """The commands of the ```bash blocks of README.md and docs/*.md: continuation lines joined, comments
+    dropped."""
+    text = "\n".join(doc.read_text() for doc in documents())
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -52,10 +60,10 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --pack 33 --dry-run": [],
-    "python recipes/classic_control.py --env-id tests.variant_envs:CartPoleNoVel --policy lstm": ["--total-steps", "512"],
-    "python recipes/classic_control.py --env-id tests.variant_envs:MaskedChain": ["--total-steps", "512"],
-    "python recipes/classic_control.py --env-id tests.variant_envs:DictCartPole": ["--total-steps", "512"],
-    "python recipes/classic_control.py --env-id tests.variant_envs:TargetCode": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id examples.envs:CartPoleNoVel --policy lstm": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id examples.envs:MaskedChain": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id examples.envs:DictCartPole": ["--total-steps", "512"],
+    "python recipes/classic_control.py --env-id examples.envs:TargetCode": ["--total-steps", "512"],
     "python recipes/mujoco.py --seeds 0-7 --clip-epsilon 0.1,0.2 --pack 8 --total-steps 20000": [
         "--total-steps", "2048", "--eval-episodes", "1"],
     "python -m ppo_pipeline.report runs/ sweeps/table1/ --out report/": [],
@@ -76,6 +84,7 @@ AS_PRINTED: dict[str, list[str]] = {
 # README command -> the tests (or .ci/run) that run it.
 ELSEWHERE: dict[str, list[str]] = {
     "bash scripts/test.sh": [".ci/run"],
+    'pip install -e ".[docs]" && mkdocs build --strict': ["tests/test_docs.py::test_docs_site_builds_strict"],
     "python recipes/atari.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python recipes/mujoco.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python recipes/classic_control.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
@@ -96,11 +105,13 @@ ELSEWHERE: dict[str, list[str]] = {
 
 def test_every_readme_command_is_exercised():
     shown = readme_commands()
-    assert shown, "no ```bash block found in README.md"
+    assert shown, "no ```bash block found in README.md or docs/"
     missing = [c for c in shown if c not in AS_PRINTED and c not in ELSEWHERE]
-    assert not missing, f"README commands no test exercises (add them to tests/test_readme.py): {missing}"
+    assert not missing, f"README/docs commands no test exercises (add them to tests/test_readme.py): {missing}"
     stale = [c for c in [*AS_PRINTED, *ELSEWHERE] if c not in shown]
-    assert not stale, f"entries for commands the README no longer shows: {stale}"
+    assert not stale, f"entries for commands neither the README nor the docs show any more: {stale}"
+    fixtures = [c for c in shown if re.search(r"--env-(id|module)[ =](torchrl:)?tests[.:]", c)]
+    assert not fixtures, f"commands that point users at test fixtures (ship examples instead): {fixtures}"
     for where in ELSEWHERE.values():
         for node in where:
             if node == ".ci/run":
@@ -114,13 +125,25 @@ def test_every_readme_command_is_exercised():
             assert name in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}, node
 
 
+def test_every_python_block_is_run():
+    """README.md and docs/*.md show two ```python blocks, and each is run: the loop of one's own (README,
+    after ``<!-- user-loop -->``: tests/test_readme_loop.py) and ``ppo_pipeline.train`` with a transform chain
+    (tests/test_torchrl.py::test_readme_torchrl_example_trains)."""
+    blocks = [(doc.name, m) for doc in documents()
+              for m in re.finditer(r"(<!-- user-loop -->\s*)?```python\n(.*?)```", doc.read_text(), re.S)]
+    loops = [name for name, m in blocks if m.group(1)]
+    trains = [name for name, m in blocks if not m.group(1) and "ppo_pipeline.train(" in m.group(2)]
+    assert loops == ["README.md"] and len(trains) == 1, blocks
+    assert len(blocks) == 2, f"a ```python block no test runs: {[(n, m.group(2)[:80]) for n, m in blocks]}"
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     """A folder that looks like the repository to the README's commands: recipes/ is the real one, and
     my_pkg is a user's package that defines an env class and registers an id for it."""
     d = tmp_path_factory.mktemp("readme")
     (d / "recipes").symlink_to(ROOT / "recipes")
-    (d / "tests").symlink_to(ROOT / "tests")
+    (d / "examples").symlink_to(ROOT / "examples")
     pkg = d / "my_pkg"
     pkg.mkdir()
     (pkg / "envs.py").write_text((ROOT / "tests" / "custom_envs.py").read_text()
@@ -166,7 +189,7 @@ def test_help_and_dry_runs(scratch):
 
 @pytest.mark.slow
 def test_variant_commands_as_printed(scratch):
-    for cmd in [c for c in AS_PRINTED if "variant_envs" in c]:
+    for cmd in [c for c in AS_PRINTED if "examples.envs" in c]:
         p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
         assert "last-100 training return" in p.stdout, cmd
 

@@ -202,13 +202,13 @@ def test_factory_with_wrong_batch_size_is_one_line():
 
 
 # ------------------------------------------------------------------------------------------------------
-# The Python entry point, as the README shows it
+# The Python entry point, as the docs show it (docs/torchrl.md)
 # ------------------------------------------------------------------------------------------------------
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     found = [b for b in blocks if "ppo_pipeline.train(" in b]
-    assert len(found) == 1, "the README shows one torchrl example"
+    assert len(found) == 1, "README.md and docs/ show one torchrl example"
     return found[0]
 
 
