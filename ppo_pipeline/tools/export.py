@@ -126,8 +126,9 @@ def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        flat = [*(inputs[0].values() if isinstance(inputs[0], dict) else [inputs[0]]), *inputs[1:]]
-        return session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), flat)})
+        feed = dict(inputs[0]) if isinstance(inputs[0], dict) else {"obs": inputs[0]}   # exported.input_names
+        feed.update(zip(("h", "c"), inputs[1:]))
+        return session.run(None, {k: x.numpy() for k, x in feed.items()})
     got = torch.export.load(str(out)).module()(*inputs)
     return [t.numpy() for t in (got if isinstance(got, tuple) else (got,))]
 
