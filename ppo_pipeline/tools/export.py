@@ -107,7 +107,7 @@ def save(module: nn.Module, obs_space: gym.Space, out: Path, fmt: str, meta: dic
     """``module`` through ``torch.export`` (and ONNX for ``fmt == "onnx"``), written atomically to ``out`` (temp
     file + rename) with ``meta`` (an extra file of the ``.pt2``, a metadata entry of the ONNX model)."""
     exported = program(module, obs_space)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{FORMATS[fmt]}")     # torch.export.save wants a .pt2 name
     try:
         if fmt == "onnx":
             onnx = onnx_program(exported, obs_space, bool(meta["recurrent"]))
