@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -164,7 +163,7 @@ def exported(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_pt2_and_onnx_act_as_evaluation(exported, kind):
-    _, obs_space, act_space, _ = KINDS[kind]
+    act_space = KINDS[kind][2]
     assert exported["warned"][kind] == []
     for fmt in ("pt2", "onnx"):
         for b, want_steps, got_steps in zip(BATCHES, exported["expected"][kind], exported["got"][kind][fmt]):
