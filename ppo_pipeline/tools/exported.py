@@ -54,7 +54,9 @@ class ExportedPolicy(nn.Module):
 
     def __init__(self, agent: nn.Module, obs_norm: Any, action_space: gym.Space):
         super().__init__()
-        agent = copy.deepcopy(agent).cpu().eval()
+        # the standard (contiguous) layout: the Nature CNN keeps its weights channels-last for training speed, and
+        # torch.export.save warns "No complete tensor found in the group" for such weights
+        agent = copy.deepcopy(agent).cpu().eval().to(memory_format=torch.contiguous_format)
         self.trunk, self.policy_head = agent.trunk, agent.policy_head
         self.lstm = agent.lstm.lstm if agent.recurrent else nn.LSTM(1, 1)
         self.shared = bool(agent.shared)
@@ -191,5 +193,7 @@ def onnx_program(exported: torch.export.ExportedProgram, obs_space: gym.Space, r
     from ..workarounds import export_notices_dropped
 
     with export_notices_dropped():
-        return torch.onnx.export(exported, dynamo=True, verbose=False, input_names=input_names(obs_space, recurrent),
+        onnx = torch.onnx.export(exported, dynamo=True, verbose=False, input_names=input_names(obs_space, recurrent),
                                  output_names=output_names(recurrent))
+    onnx.rename_axes({onnx.model.graph.inputs[0].shape[0]: "batch"})     # the program's symbol (s12, ...) -> batch
+    return onnx
