@@ -25,6 +25,14 @@
    calls (the import in
    :func:`ppo_pipeline.envs.ids.register_bullet`, the reset in :class:`ppo_pipeline.envs.gymnasium.QuietReset`).
    Shown by ``tests/test_workarounds.py::test_pybullet_prints_on_import_and_connect``.
+5. torch 2.13's exporters warn about their own internals, not about anything the exported module does:
+   ``torch.export`` of an ``nn.LSTM`` warns "The tensor attributes self.lstm._flat_weights[0], ... were assigned
+   during export" (the LSTM refreshes its cached weight list when export swaps its parameters; the program
+   reads the parameters, not that list), and ``torch.onnx.export(..., dynamo=True)`` warns the FutureWarning
+   "`isinstance(treespec, LeafSpec)` is deprecated" (its own ``deepcopy`` of the program's input spec) and logs
+   "torchvision is not installed. Skipping torchvision::nms" (and 3 more ops). :func:`export_notices_dropped`
+   drops exactly those messages around :mod:`ppo_pipeline.tools.exported`'s two export calls; any other warning
+   still shows. Shown by ``tests/test_workarounds.py::test_exporters_warn_about_their_internals``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import ctypes
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -100,3 +109,26 @@ def c_output_silenced() -> Iterator[None]:
     finally:
         for fd in saved:
             os.close(fd)
+
+
+EXPORT_NOTICES = (r"The tensor attributes? self\.\S*_flat_weights", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+def _not_torchvision_notice(record: logging.LogRecord) -> bool:
+    """False for the ONNX exporter's "torchvision is not installed. Skipping torchvision::..." (workaround 5)."""
+    return "torchvision is not installed" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def export_notices_dropped() -> Iterator[None]:
+    """Inside, the exporters' notices about their own internals (workaround 5) are not shown; other warnings are."""
+    logger = logging.getLogger(ONNX_REGISTRATION_LOGGER)
+    logger.addFilter(_not_torchvision_notice)
+    try:
+        with warnings.catch_warnings():
+            for message in EXPORT_NOTICES:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        logger.removeFilter(_not_torchvision_notice)

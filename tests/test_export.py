@@ -1,7 +1,9 @@
-"""``python -m ppo_pipeline.export``: the TorchScript policy runs with plain torch and acts like the agent.
+"""``python -m ppo_pipeline.export``: the ``torch.export`` program (and the ONNX model) runs without this
+package and acts like the agent.
 
 Each test trains a tiny real run, exports it, and loads the file in a *subprocess* that imports only
-torch (imports of ``ppo_pipeline`` are blocked there). The exported actions on observations recorded
+torch (``torch.export.load``) or onnxruntime (imports of ``ppo_pipeline`` are blocked there). Every policy
+kind on random observations: ``test_export_programs.py``. The exported actions on observations recorded
 from the env are compared with the agent's own deterministic actions computed here from the
 checkpoint: the frozen normalizer, ``agent.act(deterministic=True)``, ``env_action``'s clipping.
 """
@@ -44,14 +46,20 @@ class NoPipeline:
 sys.meta_path.insert(0, NoPipeline())
 import torch
 
-extra = {"ppo_pipeline.json": ""}
-policy = torch.jit.load(sys.argv[1], _extra_files=extra)
 obs = torch.load(sys.argv[2])
-with torch.no_grad():
-    actions = policy(obs)
+if sys.argv[1].endswith(".onnx"):
+    import onnxruntime
+    session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+    actions = torch.from_numpy(session.run(None, {"obs": obs.numpy()})[0])
+    meta = session.get_modelmeta().custom_metadata_map["ppo_pipeline.json"]
+    buffers = []
+else:
+    extra = {"ppo_pipeline.json": ""}
+    program = torch.export.load(sys.argv[1], extra_files=extra)
+    actions, meta = program.module()(obs), extra["ppo_pipeline.json"]
+    buffers = sorted(name for name, _ in program.named_buffers())
 assert "ppo_pipeline" not in sys.modules
-torch.save({"actions": actions, "meta": json.loads(extra["ppo_pipeline.json"]),
-            "buffers": sorted(name for name, _ in policy.named_buffers())}, sys.argv[3])
+torch.save({"actions": actions, "meta": json.loads(meta), "buffers": buffers}, sys.argv[3])
 """
 
 
@@ -91,14 +99,17 @@ def agent_actions(run_path: Path, cfg: config.Config, obs: np.ndarray) -> np.nda
     return env_action(agent.act(obs_tensor(x, torch.device("cpu")), deterministic=True)["action"], act_space)
 
 
-def export_and_run(run_path: Path, obs: np.ndarray, tmp: Path) -> dict:
-    """Export ``run_path`` with the CLI, then run the file on ``obs`` in a plain-torch subprocess."""
-    out = tmp / "policy.pt"
+def export_and_run(run_path: Path, obs: np.ndarray, tmp: Path, suffix: str = ".pt2") -> dict:
+    """Export ``run_path`` with the CLI to ``policy<suffix>``, then run the file on ``obs`` in a subprocess
+    without ppo_pipeline (torch alone for a ``.pt2``, onnxruntime for an ``.onnx``)."""
+    out = tmp / f"policy{suffix}"
     res = subprocess.run([sys.executable, "-m", "ppo_pipeline.export", str(run_path), "--out", str(out)],
-                         capture_output=True, text=True, env=ENV, timeout=120)
+                         capture_output=True, text=True, env=ENV, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr      # not a warning on the way (no deprecated API: torch.jit is gone)
     lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"wrote {out}: TorchScript"), res.stdout
+    kind = "ONNX" if suffix == ".onnx" else "torch.export program"
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {out}: {kind}"), res.stdout
     torch.save(torch.from_numpy(obs), tmp / "obs.pt")
     res = subprocess.run([sys.executable, "-c", PLAIN_TORCH, str(out), str(tmp / "obs.pt"), str(tmp / "actions.pt")],
                          capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp)
@@ -117,7 +128,9 @@ def test_cartpole_export_argmax_equals_agent(tmp_path):
     assert np.array_equal(got["actions"].numpy(), expected)
     assert got["meta"]["observation"] == {"shape": [4], "dtype": "float32"}
     assert got["meta"]["action"]["kind"] == "discrete" and not got["meta"]["normalize_obs"]
-    assert "argmax of 2 logits" in got["line"]
+    assert "argmax of 2 logits" in got["line"] and got["meta"]["exported_with"] == "torch.export"
+    onnx = export_and_run(run_path, obs, tmp_path, ".onnx")
+    assert np.array_equal(onnx["actions"].numpy(), expected) and onnx["meta"]["action"]["kind"] == "discrete"
 
 
 def test_continuous_export_folds_in_frozen_normalization(tmp_path):
@@ -131,6 +144,8 @@ def test_continuous_export_folds_in_frozen_normalization(tmp_path):
     assert got["actions"].dtype == torch.float32 and got["actions"].shape == (256, 1)
     np.testing.assert_allclose(got["actions"].numpy(), expected, rtol=1e-5, atol=1e-6)
     assert {"norms.obs.mean", "norms.obs.var", "low", "high"} <= set(got["buffers"])
+    onnx = export_and_run(run_path, obs, tmp_path, ".onnx")         # float64 in, the same actions
+    np.testing.assert_allclose(onnx["actions"].numpy(), expected, rtol=1e-5, atol=1e-6)
     assert got["meta"]["normalize_obs"] and got["meta"]["action"]["low"] == [-3.0]
 
     # the statistics matter here: without them the same network acts differently on these observations
@@ -178,21 +193,27 @@ def one_error_line(capsys, argv: list[str]) -> str:
 
 def test_bad_input_is_one_line(cartpole_run, tmp_path, capsys):
     assert "--out" in one_error_line(capsys, [str(cartpole_run)])
-    assert "does not exist" in one_error_line(capsys, [str(tmp_path / "nope"), "--out", str(tmp_path / "p.pt")])
-    assert "no config.json" in one_error_line(capsys, [str(tmp_path), "--out", str(tmp_path / "p.pt")])
-    assert "is a directory" in one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path)])
+    assert "does not exist" in one_error_line(capsys, [str(tmp_path / "nope"), "--out", str(tmp_path / "p.pt2")])
+    assert "no config.json" in one_error_line(capsys, [str(tmp_path), "--out", str(tmp_path / "p.pt2")])
+    assert "is a directory" in one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path), "--format", "pt2"])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    err = one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path / "p.pt"), "--checkpoint", str(junk)])
+    err = one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path / "p.pt2"), "--checkpoint", str(junk)])
     assert "corrupt" in err and "junk.pt" in err
-    assert not (tmp_path / "p.pt").exists()
+    assert not (tmp_path / "p.pt2").exists()
+    # the format: from the suffix, or --format; either way one of pt2, onnx
+    err = one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path / "p.pt")])
+    assert "suffix" in err and "pt2 (.pt2)" in err and "onnx (.onnx)" in err
+    err = one_error_line(capsys, [str(cartpole_run), "--out", str(tmp_path / "p.pt2"), "--format", "torchscript"])
+    assert "'torchscript' is not one of pt2, onnx" in err
+    assert not list(tmp_path.glob("p.*"))
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(config.classic().to_dict()))
     res = subprocess.run([sys.executable, "-m", "ppo_pipeline.export", str(tmp_path / "run"), "--out",
-                          str(tmp_path / "p.pt")], capture_output=True, text=True, env=ENV, timeout=120)
+                          str(tmp_path / "p.pt2")], capture_output=True, text=True, env=ENV, timeout=120)
     assert res.returncode == 2
     assert res.stderr.splitlines() == [f"error: RUN_DIR {str(tmp_path / 'run')!r} has no checkpoint-*.pt "
                                        f"(the run wrote none yet)"]

@@ -67,7 +67,7 @@ def test_members_are_runs_that_every_tool_reads(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = str(ms[2].run_path())
     for args in (["-m", "ppo_pipeline.play", run, "--episodes", "1", "--max-steps", "20"],
-                 ["-m", "ppo_pipeline.export", run, "--out", str(tmp_path / "pi.pt")],
+                 ["-m", "ppo_pipeline.export", run, "--out", str(tmp_path / "pi.pt2")],
                  ["-m", "ppo_pipeline.report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--bootstrap", "20"]):
         p = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300)
         assert p.returncode == 0, p.stderr

@@ -303,7 +303,7 @@ def test_help_lists_every_option_with_its_default(capsys):
 
     for main, options in ((play.main, ("--checkpoint", "--episodes", "--stochastic", "--video", "--fps", "--device",
                                        "--max-steps")),
-                          (export.main, ("--out", "--checkpoint"))):
+                          (export.main, ("--out", "--checkpoint", "--format"))):
         with pytest.raises(SystemExit) as exc:
             main(["--help"])
         assert exc.value.code == 0

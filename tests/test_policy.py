@@ -1,7 +1,7 @@
 """The policy is defined once (ppo_pipeline.algo.distributions / policy): the collector, the loss,
 evaluation and export are built from the same module and the same head, so on random observations they
 agree -- the collector's stored log-probs are the loss's, evaluation's actions are the head's mode, and
-the exported TorchScript file acts exactly like evaluation. Nothing is patched here."""
+the exported program (torch.export) acts exactly like evaluation. Nothing is patched here."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.algo.spaces import obs_tensor
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.envs.seeds import env_seeds
-from ppo_pipeline.tools.exported import exported_module
+from ppo_pipeline.tools.exported import exported_module, program
 
 SPACES = {   # name -> (preset, observation space, action space)
     "discrete": (config.classic, gym.spaces.Box(-5, 5, (4,), np.float64), gym.spaces.Discrete(3)),
@@ -70,8 +70,8 @@ def test_collector_loss_evaluation_and_export_agree(name: str, seed: int) -> Non
     evaluated = agent_policy(agent, norm, act_space)(obs)
     expected = mode.numpy() if name != "box" else np.clip(mode.numpy(), act_space.low, act_space.high)
     np.testing.assert_array_equal(evaluated, expected)
-    # export's path: the scripted file's module, raw observations in, acts exactly as evaluation does
-    exported = torch.jit.script(exported_module(agent, norm, act_space))
+    # export's path: the torch.export program's module, raw observations in, acts exactly as evaluation does
+    exported = program(exported_module(agent, norm, act_space), obs_space).module()
     np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), evaluated, rtol=1e-6, atol=1e-6)
 
 

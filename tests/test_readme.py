@@ -50,7 +50,7 @@ AS_PRINTED: dict[str, list[str]] = {
     "pip install torch==2.13.0 && pip install -e . && python recipes/atari.py --total-steps 16384 --eval-episodes 1": [],
     "python recipes/atari.py --help": [],
     "python -m ppo_pipeline.play runs/Hopper-v5__clip__s0 --episodes 10 --video videos/": [],
-    "python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out policy.pt": [],
+    "python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out policy.pt2": [],
     "python recipes/mujoco.py --capture-video --track --wandb-project ppo": SMALL,
     "python recipes/classic_control.py --env-id my_pkg.envs:MyEnv": ["--total-steps", "256"],
     "python recipes/classic_control.py --env-module my_pkg --env-id MyEnv-v0": ["--total-steps", "256"],
@@ -235,7 +235,7 @@ def test_mujoco_tools_as_printed(scratch):
     p = run_as_printed(next(c for c in AS_PRINTED if "ppo_pipeline.play" in c), [], scratch)
     assert "return" in p.stdout and len(list((scratch / "videos").glob("*.mp4"))) == 10
     run_as_printed(next(c for c in AS_PRINTED if "ppo_pipeline.export" in c), [], scratch)
-    assert (scratch / "policy.pt").stat().st_size > 0
+    assert (scratch / "policy.pt2").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -230,10 +230,10 @@ def test_every_kind_trains_plays_and_exports(tmp_path, kind):
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     p = _py("-m", "ppo_pipeline.play", str(run), "--episodes", "2", "--max-steps", "50")
     assert p.returncode == 0 and "mean return" in p.stdout, p.stderr[-2000:]
-    p = _py("-m", "ppo_pipeline.export", str(run), "--out", str(tmp_path / "pi.pt"))
+    p = _py("-m", "ppo_pipeline.export", str(run), "--out", str(tmp_path / "pi.pt2"))
     assert p.returncode == 0 and "wrote" in p.stdout, p.stderr[-2000:]
     files = {"ppo_pipeline.json": ""}
-    torch.jit.load(str(tmp_path / "pi.pt"), _extra_files=files)
+    torch.export.load(str(tmp_path / "pi.pt2"), extra_files=files)
     meta = json.loads(files["ppo_pipeline.json"])
     assert meta["recurrent"] == (kind == "lstm")
     assert ("dict" in meta["observation"]) == (kind in ("masked", "masked-method", "dict-image"))

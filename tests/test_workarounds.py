@@ -120,3 +120,41 @@ def test_pybullet_prints_on_import_and_connect():
         both = out.stdout + out.stderr
         assert out.returncode == 0 and "done" in out.stdout, both
         assert ("pybullet build time" in both and "argv[0]=" in both) != quiet, both
+
+
+EXPORTERS = """
+import contextlib, sys, warnings, torch
+warnings.simplefilter("always")
+from ppo_pipeline import workarounds
+quiet = sys.argv[1] == "with"
+
+class Step(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(3, 4)
+
+    def forward(self, x, h, c):
+        out, (h, c) = self.lstm(x.unsqueeze(0), (h, c))
+        return out.squeeze(0), h, c
+
+with workarounds.export_notices_dropped() if quiet else contextlib.nullcontext():
+    program = torch.export.export(Step(), (torch.zeros(2, 3), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)))
+    torch.onnx.export(program, dynamo=True, verbose=False)
+    warnings.warn("another warning still shows")
+print("done")
+"""
+
+
+def test_exporters_warn_about_their_internals():
+    """Upstream: torch.export of an nn.LSTM warns that its ``_flat_weights`` were assigned during export; the ONNX
+    exporter warns that ``LeafSpec`` is deprecated (its own deepcopy) and logs that torchvision is not installed.
+    The workaround drops those three, and only those (a fresh process each: logs and warnings once per process)."""
+    import subprocess
+    import sys
+
+    notices = ("_flat_weights", "LeafSpec", "torchvision is not installed")
+    for mode in ("without", "with"):
+        p = subprocess.run([sys.executable, "-c", EXPORTERS, mode], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0 and "done" in p.stdout, p.stderr[-2000:]
+        assert [n for n in notices if n in p.stderr] == (list(notices) if mode == "without" else []), p.stderr
+        assert "another warning still shows" in p.stderr

@@ -25,7 +25,7 @@ broadcast to ``loc``, ``log_std`` a learned parameter (initialized at ``--log-st
 never the mode, and log-probabilities and entropy are over the allowed actions. MultiDiscrete and
 MultiBinary are independent parts: log-probability and entropy summed over the parts. (torchrl's composite
 distributions split an action into TensorDict entries; the env takes one integer vector, so these two small
-classes keep it one tensor.) Heads are TorchScript-able (``export`` scripts ``forward`` and ``mode``).
+classes keep it one tensor.) ``export`` traces ``forward`` and ``mode`` with ``torch.export``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from gymnasium.wrappers.utils import RunningMeanStd
 
 def standardize(x, mean, var, eps: float, clip: float):
     """``clip((x - mean) / sqrt(var + eps), -clip, clip)``: the observation normalization, written once for
-    numpy arrays (the collector) and torch tensors (the exported TorchScript policy)."""
+    numpy arrays (the collector) and torch tensors (the exported policy)."""
     return ((x - mean) / (var + eps) ** 0.5).clip(-clip, clip)
 
 

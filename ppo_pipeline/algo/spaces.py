@@ -1,6 +1,6 @@
 """Where the env meets the network: observations in (numpy -> tensor), actions out (tensor -> numpy
-the env takes). The collector, evaluation, play and the exported TorchScript policy all cross here, with
-the same two functions on tensors (:func:`network_input`, :func:`clip_action`; TorchScript-able).
+the env takes). The collector, evaluation, play and the exported policy all cross here, with
+the same two functions on tensors (:func:`network_input`, :func:`clip_action`).
 """
 
 from __future__ import annotations

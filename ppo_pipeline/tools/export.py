@@ -1,33 +1,40 @@
-"""Export a run's deterministic policy as a TorchScript file that needs nothing but torch.
+"""Export a run's deterministic policy as a ``torch.export`` program (``.pt2``) or an ONNX model (``.onnx``).
 
 ::
 
-    python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out hopper.pt
-    python -c "import torch; pi = torch.jit.load('hopper.pt'); print(pi(torch.zeros(1, 11, dtype=torch.float64)))"
+    python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out hopper.pt2     # torch.export (the default)
+    python -m ppo_pipeline.export runs/Hopper-v5__clip__s0 --out hopper.onnx    # ONNX: pip install -e ".[onnx]"
+    python -c "import torch; pi = torch.export.load('hopper.pt2').module(); print(pi(torch.zeros(1, 11, dtype=torch.float64)))"
+    python -c "import numpy as np, onnxruntime as ort; s = ort.InferenceSession('hopper.onnx'); print(s.run(None, {'obs': np.zeros((1, 11))}))"
 
-The module maps a batch of *raw* env observations to the actions the env takes:
+The format is ``--format pt2|onnx``, or the ``--out`` suffix (``.pt2``, ``.onnx``). The program maps a batch of
+*raw* env observations to the actions the env takes (any batch size B; :mod:`.exported` builds it):
 
-* in: ``obs [B, *obs_shape]`` in the env's observation dtype: ``uint8`` pixels for Atari (the stacked
-  84x84 frames), floats for vectors (float64 from MuJoCo, float32 works too); for a ``Dict`` observation
-  space the same dict of tensors the env gives (its keys, ``action_mask`` included when the env masks
-  actions); with ``--policy lstm`` also the LSTM state: ``action, h, c = policy(obs, h, c)``, starting each
-  episode from ``h, c = policy.initial_state(B)`` (:mod:`.exported`);
+* in: ``obs [B, *obs_shape]`` in the env's observation dtype (fixed in the program): ``uint8`` pixels for
+  Atari (the stacked 84x84 frames), ``float64`` from MuJoCo, ...; for a ``Dict`` observation space the same
+  dict of tensors the env gives (its keys, ``action_mask`` included when the env masks actions; in ONNX one
+  input per key, named by the key); with ``--policy lstm`` also the LSTM state: ``action, h, c = policy(obs,
+  h, c)``, ``h, c`` [layers, B, H] zeros at each episode start (ONNX: inputs ``h``, ``c``, outputs
+  ``action``, ``h_next``, ``c_next``);
 * observation normalization folded in, when the run used it: the collector's own
   :func:`~ppo_pipeline.algo.normalize.standardize` in float64, with the run's *frozen* training statistics
-  as buffers (per vector entry of a ``Dict``);
+  (per vector entry of a ``Dict``);
 * out: the policy head's ``mode`` (:mod:`ppo_pipeline.algo.distributions`): ``Discrete`` -> ``int64 [B]``,
   the argmax of the (allowed) logits; ``MultiDiscrete`` -> ``int64 [B, K]``; ``MultiBinary`` -> ``float32
   [B, n]``; ``Box`` -> ``float32 [B, A]``, the Gaussian mean clipped to the action bounds (what
   :func:`~ppo_pipeline.algo.spaces.env_action` sends to the env).
 
-``torch.jit.script``, not ``trace``: the module branches on the input's dtype (uint8 pixels go to the CNN
-as they are, float observations are cast), and a trace would freeze the branch of its one example input;
-a script keeps the code, needs no example observation, and any batch size works. The file also carries
-``ppo_pipeline.json`` (env id, spaces, checkpoint) as an extra file:
-``torch.jit.load(path, _extra_files={"ppo_pipeline.json": ""})``.
+The file carries ``ppo_pipeline.json`` (env id, spaces, checkpoint, the LSTM state's shape):
+``torch.export.load(path, extra_files={"ppo_pipeline.json": ""})``, or the ONNX model's metadata
+(``onnxruntime``: ``session.get_modelmeta().custom_metadata_map["ppo_pipeline.json"]``).
 
-Before reporting success the written file is loaded back and checked against the agent on a real
-observation. Bad input prints one line ``error: ...`` and exits with code 2.
+No TorchScript: every policy kind (feed-forward and LSTM, Box and ``Dict`` observations, masks, every action
+space) goes through ``torch.export``, whose trace keeps the dtype branches right because the observation
+dtype is the env's and fixed, so the deprecated ``torch.jit.script`` is no longer needed. (The
+``@torch.jit.export``/``ignore`` marks left on the heads in :mod:`ppo_pipeline.algo.distributions` are inert.)
+
+Before reporting success the written file is loaded back (``torch.export.load``, or onnxruntime) and checked
+against the agent on a real observation. Bad input prints one line ``error: ...`` and exits with code 2.
 """
 
 from __future__ import annotations
@@ -46,24 +53,28 @@ from torch import nn
 
 from ..errors import UserError
 from ..run.cli import OneLineParser, fail
-from .exported import exported_module
+from .exported import exported_module, onnx_program, program
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
 
-FORMAT = "ppo-pipeline/policy/v1"
+FORMAT = "ppo-pipeline/policy/v2"
 META_FILE = "ppo_pipeline.json"
 
 
 # ------------------------------------------------------------------------------------------------------
-# Building (the modules themselves: ppo_pipeline.tools.exported)
+# Building (the modules and programs themselves: ppo_pipeline.tools.exported)
 # ------------------------------------------------------------------------------------------------------
+FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}             # --format -> its suffix
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")   # the `onnx` extra
+
+
 def policy_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> nn.Module:
     """The deterministic policy of ``agent`` (a :class:`~ppo_pipeline.algo.policy.Agent`) as a plain
     ``nn.Module`` on the CPU, ``obs_norm``'s statistics folded in (:func:`~.exported.exported_module`)."""
     return exported_module(agent, obs_norm, action_space)
 
 
-def describe(run: SavedRun, obs_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
-    """The metadata stored with the file (``ppo_pipeline.json``)."""
+def describe(run: SavedRun, agent: nn.Module, obs_space: gym.Space, action_space: gym.Space, fmt: str) -> dict[str, Any]:
+    """The metadata stored with the file (``ppo_pipeline.json``) of ``run``'s ``agent`` exported as ``fmt``."""
     if isinstance(action_space, gym.spaces.Discrete):
         action = {"kind": "discrete", "n": int(action_space.n), "dtype": "int64", "shape": []}
     elif isinstance(action_space, gym.spaces.MultiDiscrete):
@@ -75,10 +86,15 @@ def describe(run: SavedRun, obs_space: gym.Space, action_space: gym.Space) -> di
         action = {"kind": "box", "dtype": "float32", "shape": list(action_space.shape),
                   "low": np.asarray(action_space.low, dtype=float).tolist(),
                   "high": np.asarray(action_space.high, dtype=float).tolist()}
+    lstm = agent.lstm.lstm if agent.recurrent else None
     return {"format": FORMAT, "env_id": run.cfg.env_id, "checkpoint": str(run.checkpoint),
             "update": int(run.state["update"]), "normalize_obs": bool(run.cfg.normalize_obs),
-            "observation": _space_meta(obs_space), "recurrent": run.cfg.policy == "lstm",
-            "action": action, "scripted_with": "torch.jit.script", "torch": torch.__version__}
+            "observation": _space_meta(obs_space), "recurrent": bool(agent.recurrent),
+            "lstm_state": {"layers": lstm.num_layers, "hidden": lstm.hidden_size} if lstm is not None else None,
+            "action": action, "exported_with": EXPORTERS[fmt], "torch": torch.__version__}
+
+
+EXPORTERS = {"pt2": "torch.export", "onnx": "torch.onnx.export(dynamo=True)"}
 
 
 def _space_meta(space: gym.Space) -> dict[str, Any]:
@@ -87,34 +103,55 @@ def _space_meta(space: gym.Space) -> dict[str, Any]:
     return {"shape": list(space.shape), "dtype": str(space.dtype)}
 
 
-def save_scripted(module: nn.Module, out: Path, meta: dict[str, Any]) -> None:
-    """``torch.jit.script(module)`` saved atomically to ``out`` (temp file + rename) with ``meta``."""
-    scripted = torch.jit.script(module)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+def save(module: nn.Module, obs_space: gym.Space, out: Path, fmt: str, meta: dict[str, Any]) -> None:
+    """``module`` through ``torch.export`` (and ONNX for ``fmt == "onnx"``), written atomically to ``out`` (temp
+    file + rename) with ``meta`` (an extra file of the ``.pt2``, a metadata entry of the ONNX model)."""
+    exported = program(module, obs_space)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{FORMATS[fmt]}")     # torch.export.save wants a .pt2 name
     try:
-        torch.jit.save(scripted, str(tmp), _extra_files={META_FILE: json.dumps(meta, indent=2)})
+        if fmt == "onnx":
+            onnx = onnx_program(exported, obs_space, bool(meta["recurrent"]))
+            onnx.model.metadata_props[META_FILE] = json.dumps(meta, indent=2)
+            onnx.save(str(tmp))
+        else:
+            torch.export.save(exported, str(tmp), extra_files={META_FILE: json.dumps(meta, indent=2)})
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def check_exported(out: Path, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
+def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
+    """Run the written file on ``inputs`` (torch tensors, as :func:`~.exported.example_inputs`): its outputs."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        feed = dict(inputs[0]) if isinstance(inputs[0], dict) else {"obs": inputs[0]}   # exported.input_names
+        feed.update(zip(("h", "c"), inputs[1:]))
+        return session.run(None, {k: x.numpy() for k, x in feed.items()})
+    got = torch.export.load(str(out)).module()(*inputs)
+    return [t.numpy() for t in (got if isinstance(got, tuple) else (got,))]
+
+
+def check_exported(out: Path, fmt: str, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
     """Load ``out`` back and compare its actions on ``obs`` with the agent's own; RuntimeError if they differ."""
     from .video import agent_policy
 
     expected = agent_policy(agent, obs_norm, action_space, deterministic=True)(obs)
-    policy = torch.jit.load(str(out))
     x = ({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()} if isinstance(obs, dict)
          else torch.from_numpy(np.ascontiguousarray(obs)))
-    got = (policy(x, *policy.initial_state(len(expected)))[0] if agent.recurrent else policy(x)).numpy()
+    state = () if not agent.recurrent else tuple(
+        torch.zeros(agent.lstm.lstm.num_layers, len(expected), agent.lstm.lstm.hidden_size) for _ in "hc")
+    got = run_file(out, fmt, (x, *state))[0]
     same = (np.allclose(got, expected, rtol=1e-5, atol=1e-6) if isinstance(action_space, gym.spaces.Box)
             else np.array_equal(got, expected))
     if not same:
         raise RuntimeError(f"exported policy {str(out)!r} disagrees with the agent: {got} vs {expected}")
 
 
-def export(run: SavedRun, out: Path) -> str:
-    """Write ``run``'s deterministic policy to ``out`` as TorchScript; returns the one-line description."""
+def export(run: SavedRun, out: Path, fmt: str = "pt2") -> str:
+    """Write ``run``'s deterministic policy to ``out`` in format ``fmt`` (``pt2``: torch.export, ``onnx``);
+    returns the one-line description."""
     from ..envs import make_vector_env
 
     envs = make_vector_env(run.cfg, 1, evaluation=True)
@@ -125,8 +162,8 @@ def export(run: SavedRun, out: Path) -> str:
         envs.close()
     agent = build_agent(run, obs_space, action_space, "cpu")
     norm = frozen_obs_norm(run, obs_space)
-    save_scripted(policy_module(agent, norm, action_space), out, describe(run, obs_space, action_space))
-    check_exported(out, agent, norm, action_space, obs)
+    save(policy_module(agent, norm, action_space), obs_space, out, fmt, describe(run, agent, obs_space, action_space, fmt))
+    check_exported(out, fmt, agent, norm, action_space, obs)
     prep = "normalized inside with the run's frozen statistics" if norm is not None else "no normalization"
     if isinstance(action_space, gym.spaces.Discrete):
         act = f"action int64[B] (argmax of {action_space.n} logits" + (" allowed by action_mask)" if agent.masked else ")")
@@ -137,9 +174,10 @@ def export(run: SavedRun, out: Path) -> str:
     else:
         act = (f"action float32[B, {int(np.prod(action_space.shape))}] (Gaussian mean clipped to "
                f"[{_bounds(action_space.low)}, {_bounds(action_space.high)}])")
-    state = " with the LSTM state (h, c) in and out: policy(obs, h, c), h, c = policy.initial_state(B)" \
-        if agent.recurrent else ""
-    return (f"wrote {out}: TorchScript (torch.jit.script) deterministic policy of {run.cfg.env_id} from "
+    state = (f" with the LSTM state (h, c) in and out: policy(obs, h, c), h = c = zeros[{agent.lstm.lstm.num_layers}, B, "
+             f"{agent.lstm.lstm.hidden_size}] at an episode start") if agent.recurrent else ""
+    kind = "ONNX (torch.onnx.export, dynamo)" if fmt == "onnx" else "torch.export program"
+    return (f"wrote {out}: {kind} deterministic policy of {run.cfg.env_id} from "
             f"{run.checkpoint.name} (update {run.state['update']}): observation {_obs_words(obs_space)} "
             f"({prep}) -> {act}{state}")
 
@@ -162,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     """``python -m ppo_pipeline.export``'s options."""
     p = OneLineParser(prog="python -m ppo_pipeline.export", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (runs/<name>) with config.json and checkpoints")
-    p.add_argument("--out", metavar="FILE", required=True, help="TorchScript file to write (required)")
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="file to write, policy.pt2 (torch.export) or policy.onnx (ONNX) (required)")
+    p.add_argument("--format", metavar="FORMAT", default=None,
+                   help="pt2 (torch.export) or onnx (needs pip install -e '.[onnx]') (default: from --out's suffix)")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="checkpoint to export (default: the newest checkpoint-*.pt in RUN_DIR)")
     return p
@@ -172,7 +213,7 @@ def output_path(text: str) -> Path:
     """``--out`` as a path whose folder exists (created); :class:`UserError` for a folder or an unwritable place."""
     out = Path(text)
     if out.is_dir():
-        raise UserError(f"--out {text!r} is a directory; give a file name such as {str(out / 'policy.pt')!r}")
+        raise UserError(f"--out {text!r} is a directory; give a file name such as {str(out / 'policy.pt2')!r}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -182,14 +223,35 @@ def output_path(text: str) -> Path:
     return out
 
 
+def output_format(fmt: str | None, out: str) -> str:
+    """``--format``, or the format ``--out``'s suffix names; :class:`UserError` naming the allowed values otherwise.
+    ``onnx`` also needs the ``onnx`` extra installed."""
+    allowed = ", ".join(f"{f} ({s})" for f, s in FORMATS.items())
+    if fmt is None:
+        fmt = next((f for f, suffix in FORMATS.items() if out.lower().endswith(suffix)), None)
+        if fmt is None:
+            raise UserError(f"--out {out!r}: cannot tell the format from its suffix; use one of {allowed} "
+                            f"or give --format")
+    elif fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        import importlib.util
+
+        missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"--format onnx needs {', '.join(missing)}: pip install -e '.[onnx]'")
+    return fmt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the file was written, 2 for bad input, 130 on Ctrl-C."""
     try:
         ns = build_parser().parse_args(argv)
         try:
+            fmt = output_format(ns.format, ns.out)
             run = load_saved_run(ns.run_dir, ns.checkpoint)
             out = output_path(ns.out)
-            line = export(run, out)
+            line = export(run, out, fmt)
         except UserError as e:
             fail(str(e))
         print(line)

@@ -1,4 +1,4 @@
-"""The exported policy modules: TorchScript-able, plain torch only, built from the agent's own pieces.
+"""The exported policy modules (plain torch, built from the agent's own pieces) and the programs made of them.
 
 Observations in as the env gives them (raw, its dtype) -> the action the env takes, deterministically:
 observations through :func:`~ppo_pipeline.algo.normalize.standardize` with the run's frozen statistics
@@ -12,10 +12,14 @@ module                             call
 =================================  =============================================================================
 :class:`ExportedPolicy`            ``policy(obs)`` -> action; ``obs`` a tensor [B, *obs]
 :class:`ExportedDictPolicy`        ``policy(obs)`` -> action; ``obs`` a dict of tensors, the env's ``Dict`` keys
-:class:`ExportedRecurrentPolicy`   ``policy(obs, h, c)`` -> (action, h, c); ``h, c = policy.initial_state(B)``
-                                   ([layers, B, H], torch's LSTM layout; start every episode from it)
+:class:`ExportedRecurrentPolicy`   ``policy(obs, h, c)`` -> (action, h, c); ``h``, ``c`` [layers, B, H] (torch's
+                                   LSTM layout), zeros at every episode start
 :class:`ExportedRecurrentDictPolicy`  the same with a dict ``obs``
 =================================  =============================================================================
+
+:func:`program` traces one of them with ``torch.export`` (the batch dimension dynamic; the observation dtype
+is the env's, fixed in the program) and :func:`onnx_program` converts that program with
+``torch.onnx.export(..., dynamo=True)`` (inputs named by :func:`input_names`, outputs by :func:`output_names`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ class ExportedPolicy(nn.Module):
 
     def __init__(self, agent: nn.Module, obs_norm: Any, action_space: gym.Space):
         super().__init__()
-        agent = copy.deepcopy(agent).cpu().eval()
+        # the standard (contiguous) layout: the Nature CNN keeps its weights channels-last for training speed, and
+        # torch.export.save warns "No complete tensor found in the group" for such weights
+        agent = copy.deepcopy(agent).cpu().eval().to(memory_format=torch.contiguous_format)
         self.trunk, self.policy_head = agent.trunk, agent.policy_head
         self.lstm = agent.lstm.lstm if agent.recurrent else nn.LSTM(1, 1)
         self.shared = bool(agent.shared)
@@ -76,7 +82,7 @@ class ExportedPolicy(nn.Module):
     def _prepare_dict(self, obs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
         for k, v in obs.items():
-            out[k] = v.to(torch.bool) if k == "action_mask" else network_input(v)   # MASK_KEY (a literal for TorchScript)
+            out[k] = v.to(torch.bool) if k == "action_mask" else network_input(v)   # MASK_KEY
         for k, norm in self.norms.items():
             out[k] = norm(obs[k])
         return out
@@ -91,8 +97,8 @@ class ExportedPolicy(nn.Module):
         out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
         return out.squeeze(1), h, c
 
-    @torch.jit.export
     def initial_state(self, batch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(h, c)`` at an episode start: zeros [layers, batch, H] each."""
         zeros = torch.zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
         return zeros, zeros.clone()
 
@@ -132,3 +138,62 @@ def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) ->
     cls = {(False, False): ExportedPolicy, (True, False): ExportedDictPolicy,
            (False, True): ExportedRecurrentPolicy, (True, True): ExportedRecurrentDictPolicy}
     return cls[(bool(agent.dict_obs), bool(agent.recurrent))](agent, obs_norm, action_space)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Programs: torch.export, then ONNX
+# ------------------------------------------------------------------------------------------------------
+EXAMPLE_BATCH = 2      # the example inputs' batch size (not 0 or 1: torch.export would specialize on those)
+
+
+def example_inputs(module: ExportedPolicy, obs_space: gym.Space, batch: int = EXAMPLE_BATCH) -> tuple:
+    """Zeros shaped as ``module``'s inputs for ``batch`` observations of ``obs_space``, in the env's dtypes:
+    ``(obs,)`` or ``(obs, h, c)``; ``obs`` a tensor [batch, *shape] or a dict of them (a ``Dict`` space)."""
+    def zeros(space: gym.Space) -> torch.Tensor:
+        return torch.from_numpy(np.zeros((batch, *space.shape), dtype=space.dtype))
+
+    obs: Any = ({k: zeros(s) for k, s in obs_space.spaces.items()} if isinstance(obs_space, gym.spaces.Dict)
+                else zeros(obs_space))
+    if isinstance(module, (ExportedRecurrentPolicy, ExportedRecurrentDictPolicy)):
+        return (obs, *module.initial_state(batch))
+    return (obs,)
+
+
+def dynamic_shapes(inputs: tuple) -> tuple:
+    """``torch.export``'s ``dynamic_shapes`` for :func:`example_inputs`: the batch dimension of every input
+    (dim 0 of the observations, dim 1 of the LSTM state) is one dynamic size, ``batch``."""
+    batch = torch.export.Dim("batch", min=1)
+    obs = {k: {0: batch} for k in inputs[0]} if isinstance(inputs[0], dict) else {0: batch}
+    return (obs, *({1: batch} for _ in inputs[1:]))
+
+
+def program(module: ExportedPolicy, obs_space: gym.Space) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``module`` on :func:`example_inputs`, any batch size (``Dim("batch")``)."""
+    from ..workarounds import export_notices_dropped
+
+    inputs = example_inputs(module, obs_space)
+    with export_notices_dropped():
+        return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes(inputs))
+
+
+def input_names(obs_space: gym.Space, recurrent: bool) -> list[str]:
+    """The ONNX inputs: ``obs`` (a ``Dict`` space: one per key, the key, in the space's order), then ``h``, ``c``."""
+    obs = list(obs_space.spaces) if isinstance(obs_space, gym.spaces.Dict) else ["obs"]
+    return obs + (["h", "c"] if recurrent else [])
+
+
+def output_names(recurrent: bool) -> list[str]:
+    """The ONNX outputs: ``action``, then ``h_next``, ``c_next`` (the LSTM state after the step)."""
+    return ["action"] + (["h_next", "c_next"] if recurrent else [])
+
+
+def onnx_program(exported: torch.export.ExportedProgram, obs_space: gym.Space, recurrent: bool) -> Any:
+    """``torch.onnx.export(exported, dynamo=True)`` (a ``torch.onnx.ONNXProgram``; needs onnxscript), inputs and
+    outputs named by :func:`input_names` / :func:`output_names`, the batch dimension ``batch``."""
+    from ..workarounds import export_notices_dropped
+
+    with export_notices_dropped():
+        onnx = torch.onnx.export(exported, dynamo=True, verbose=False, input_names=input_names(obs_space, recurrent),
+                                 output_names=output_names(recurrent))
+    onnx.rename_axes({onnx.model.graph.inputs[0].shape[0]: "batch"})     # the program's symbol (s12, ...) -> batch
+    return onnx
