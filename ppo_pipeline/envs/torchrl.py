@@ -38,6 +38,7 @@ import torch
 
 from ..errors import ConfigError, suggest
 from .ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
+from .seeds import fit_int32
 
 PIXELS = 84          # side of the rendered frame with --pixels
 
@@ -299,7 +300,8 @@ class TorchRLVectorEnv:
 
     def reset(self, seed: list[int] | int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
-            self.env.set_seed(int(seed[0] if isinstance(seed, (list, tuple)) else seed))
+            # dm_control seeds a uint32 RandomState: a large run seed's env seed is folded (.seeds.fit_int32)
+            self.env.set_seed(fit_int32([int(seed[0] if isinstance(seed, (list, tuple)) else seed)])[0])
         self._td = self.env.reset()
         self._ret[:] = 0
         self._len[:] = 0
