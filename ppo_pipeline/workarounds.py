@@ -19,7 +19,8 @@
    ``record_function``): every pack that compiles its Adam step (:mod:`ppo_pipeline.pack.optim`) printed
    that line on stderr, though nothing is wrong (only the profiler's label is left out of the compiled
    graph). :func:`scoped` drops that one message (a filter on the logger that emits it) while
-   ``PPO.update``, where the package compiles, runs; every other dynamo warning still shows. Shown by ``tests/test_workarounds.py::test_dynamo_warns_when_it_compiles_optimizer_step``.
+   ``PPO.update``, where the package compiles, runs; every other dynamo warning still shows.
+   Shown by ``tests/test_workarounds.py::test_dynamo_warns_when_it_compiles_optimizer_step``.
 4. pybullet 3.2.7 prints from C: ``pybullet build time: ...`` when it is imported (on stdout, or stderr once
    torch is loaded) and ``argv[0]=`` each time an env connects its physics server (its first reset), i.e. 33
    lines for a run of 32 Bullet envs and its evaluation, in the user's terminal and in anything that reads a
