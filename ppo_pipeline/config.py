@@ -33,6 +33,7 @@ OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 LR_SCHEDULES = ("alpha", "kl_adaptive")
 LOG_STD_MODES = ("learned", "anneal")
 MAX_THREADS = 1024   # torch.set_num_threads(100000) crashes the process
+MAX_RUN_SEED = 2**32 - 1   # numpy's seed range (np.random.seed, RandomState): what a run seed may be
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, atari: bool = False) -> Any:
@@ -130,7 +131,8 @@ class Config:
     log_std_final: float = option(0.0, "log stdev at the end of the run (--log-std anneal)")
 
     # --- run ----------------------------------------------------------------------------------------
-    seed: int = option(0, "seed; per-env seeds are derived from it without overlap across seeds")
+    seed: int = option(0, "seed, 0 to 2**32 - 1; per-env seeds are derived from it without overlap across seeds "
+                          "(0..10000: seed*100000 + env; above: their own block, ppo_pipeline.envs.seeds)")
     device: str = option("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     torch_threads: int = option(0, "torch CPU threads (0 = one per core)")
     eval_every: int = option(0, "deterministic evaluation every N updates (0 = only at the end)")
@@ -231,7 +233,8 @@ def validate(cfg: Config) -> None:
                  "frame_skip", "frame_stack", "checkpoint_every", "eval_max_steps"):
         v = getattr(cfg, name)
         need(v >= 1, f"{name}={v} must be >= 1")
-    for name in ("seed", "noop_max", "eval_every", "torch_threads", "eval_episodes"):
+    need(0 <= cfg.seed <= MAX_RUN_SEED, f"seed={cfg.seed} must be in [0, {MAX_RUN_SEED}] (0 to 2**32 - 1)")
+    for name in ("noop_max", "eval_every", "torch_threads", "eval_episodes"):
         v = getattr(cfg, name)
         need(v >= 0, f"{name}={v} must be >= 0")
     need(cfg.lr_min <= cfg.lr_max, f"lr_min={cfg.lr_min} must be <= lr_max={cfg.lr_max}")

@@ -21,26 +21,26 @@ def test_tensordict_from_any_probes_pandas_per_tensor(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(importlib.util, "find_spec", counting)
-    workarounds.apply()
-    patched = TensorDictBase.__dict__["from_any"].__func__
-    upstream = patched.__closure__[0].cell_contents if patched.__closure__ else patched
-    x = torch.randn(3)
-    assert upstream(TensorDict, x) is x
-    assert probes.count("pandas") == 1          # the bug: a module search for one tensor
-    probes.clear()
-    assert TensorDict.from_any(x) is x          # patched: same object back, no probe
-    assert probes == []
+    with workarounds.scoped():
+        patched = TensorDictBase.__dict__["from_any"].__func__
+        upstream = patched.__closure__[0].cell_contents if patched.__closure__ else patched
+        x = torch.randn(3)
+        assert upstream(TensorDict, x) is x
+        assert probes.count("pandas") == 1          # the bug: a module search for one tensor
+        probes.clear()
+        assert TensorDict.from_any(x) is x          # patched: same object back, no probe
+        assert probes == []
 
 
+@workarounds.scoped()
 def test_from_any_unchanged_for_other_inputs():
-    workarounds.apply()
     td = TensorDict.from_any({"a": torch.zeros(2)})
     assert isinstance(td, TensorDict) and td["a"].shape == (2,)
     assert TensorDict.from_any(td) is td
 
 
+@workarounds.scoped()
 def test_module_outputs_identical_with_workaround():
-    workarounds.apply()
     mod = TensorDictModule(torch.nn.Linear(3, 2), in_keys=["x"], out_keys=["y"])
     td = TensorDict({"x": torch.ones(4, 3)}, [4])
     out = mod(td)
@@ -158,3 +158,145 @@ def test_exporters_warn_about_their_internals():
         assert p.returncode == 0 and "done" in p.stdout, p.stderr[-2000:]
         assert [n for n in notices if n in p.stderr] == (list(notices) if mode == "without" else []), p.stderr
         assert "another warning still shows" in p.stderr
+
+
+# ------------------------------------------------------------------------------------------------------
+# Importing the package changes nothing global; the workarounds act inside the package only
+# ------------------------------------------------------------------------------------------------------
+IMPORT_EVERYTHING = """
+import importlib, logging, pkgutil, sys
+sys.path[0] = {root!r}
+import torch
+from tensordict import TensorDictBase
+
+def state():
+    return (torch.distributions.Distribution._validate_args, TensorDictBase.__dict__["from_any"],
+            list(logging.getLogger("torch._dynamo.variables.ctx_manager").filters))
+
+before = state()
+import ppo_pipeline
+names = [m.name for m in pkgutil.walk_packages(ppo_pipeline.__path__, "ppo_pipeline.")
+         if m.name.rsplit(".", 1)[-1] != "__main__"]
+for name in names:
+    importlib.import_module(name)
+assert "ppo_pipeline.algo.policy" in sys.modules and "torchrl.modules" in sys.modules, names
+after = state()
+assert after[0] is before[0] is True, (before, after)      # torch's default (python without -O)
+assert after[1] is before[1], (before, after)
+assert after[2] == before[2], (before, after)
+try:                                                       # a user's distribution still checks its arguments
+    torch.distributions.Normal(0.0, -1.0)
+except ValueError:
+    print("checked", len(names))
+"""
+
+
+def test_importing_changes_nothing_global():
+    """A fresh process: ``import ppo_pipeline`` and every submodule (torchrl's modules with them) leave
+    torch.distributions' default validate_args, TensorDictBase.from_any and dynamo's logger as they were."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    p = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING.format(root=root)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith("checked"), p.stderr[-3000:]
+    assert int(p.stdout.split()[1]) > 50          # the walk did reach the whole package
+
+
+TORCHRL_IMPORT = """
+import sys, torch
+sys.path[0] = {root!r}
+from ppo_pipeline import workarounds
+if sys.argv[1] == "with":
+    with workarounds.distribution_default_kept():
+        import torchrl.modules
+else:
+    import torchrl.modules
+print(torch.distributions.Distribution._validate_args)
+"""
+
+
+def test_torchrl_import_turns_off_every_distributions_checks():
+    """Upstream: importing torchrl.modules sets torch.distributions' process-wide default validate_args to False
+    (a fresh process each); inside distribution_default_kept the default is back after the import."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+
+    def default_after(mode: str) -> str:
+        p = subprocess.run([sys.executable, "-c", TORCHRL_IMPORT.format(root=root), mode], capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return p.stdout.strip()
+
+    assert default_after("without") == "False"      # the upstream side effect
+    assert default_after("with") == "True"
+
+
+def test_package_distributions_never_check_their_arguments(monkeypatch):
+    """With torch's default on (as a user's process has it), every distribution the agent builds (torchrl's
+    ProbabilisticActor included) skips the argument checks, as the package's loss expects; a plain torch
+    distribution in the same process still checks."""
+    import gymnasium as gym
+    import numpy as np
+    import pytest
+
+    from ppo_pipeline import config
+    from ppo_pipeline.algo import distributions
+    from ppo_pipeline.algo.policy import Agent
+
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", True)
+    nan = float("nan")
+    obs = gym.spaces.Box(-1, 1, (3,), np.float32)
+    for act in (gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.MultiDiscrete([2, 3]),
+                gym.spaces.MultiBinary(2)):
+        agent = Agent(obs, act, config.classic())
+        dist = agent.actor.get_dist(TensorDict({"observation": torch.full((4, 3), nan)}, [4]))
+        action = torch.as_tensor(np.stack([act.sample() for _ in range(4)]))
+        action = action.float() if isinstance(act, (gym.spaces.Box, gym.spaces.MultiBinary)) else action
+        assert dist.log_prob(action).isnan().all(), act          # NaN through, for the NaN stop; no ValueError
+        assert not dist._validate_args and not getattr(dist, "base_dist", dist)._validate_args
+    masked = distributions.MaskedCategoricalHead(torch.nn.Identity())
+    dist = distributions.build(masked, masked(torch.full((2, 3), nan), torch.ones(2, 3, dtype=torch.bool)))
+    assert not dist.log_prob(torch.tensor([0, 1])).isfinite().any() and not dist._validate_args
+    with pytest.raises(ValueError, match="logits"):
+        torch.distributions.Categorical(logits=torch.full((2,), nan))
+
+
+def test_from_any_shortcut_only_inside_scoped_and_an_update():
+    """Workarounds 1 and 3 are in place inside ``scoped`` (nested too) and during ``PPO.update``, upstream after."""
+    import logging
+
+    from ppo_pipeline import config
+    from ppo_pipeline.algo.ppo import PPO
+    from ppo_pipeline.envs import make_vector_env
+
+    upstream = TensorDictBase.__dict__["from_any"]
+    logger = logging.getLogger(workarounds.DYNAMO_CTX_LOGGER)
+
+    def in_place() -> bool:
+        return TensorDictBase.__dict__["from_any"] is not upstream and bool(logger.filters)
+
+    assert not in_place()
+    with workarounds.scoped():
+        with workarounds.scoped():
+            assert in_place()
+        assert in_place()
+    assert not in_place() and TensorDictBase.__dict__["from_any"] is upstream
+
+    cfg = config.classic(num_envs=2, num_steps=8, minibatch_size=8, epochs=1, total_steps=16, compile="off")
+    envs = make_vector_env(cfg, cfg.num_envs)
+    try:
+        ppo = PPO(cfg, envs, torch.device("cpu"))
+        ppo.collector.reset([0, 1])
+        seen = []
+        gae = ppo.gae
+        ppo.gae = lambda batch: (seen.append(in_place()), gae(batch))[1]
+        rows, diverged = ppo.update(1)
+        assert seen == [True] and not in_place() and rows and not diverged
+    finally:
+        envs.close()

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.objectives.value import GAE
 
 from .. import batch as keys
+from .. import workarounds
 from ..config import Config
+
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+    from torchrl.objectives.value import GAE
 
 
 def next_state_value(value: torch.Tensor, last_value: torch.Tensor, final_value: torch.Tensor,

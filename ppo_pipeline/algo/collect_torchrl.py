@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import multiprocessing
 import time
 from typing import Any, Callable, Sequence
 
@@ -33,15 +34,18 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.data import Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase
 
 from .. import batch as keys
+from .. import workarounds
 from .advantages import next_state_value
 from .collect import EpisodeLog, episode_stats
 from .normalize import ObsNormalizer, RewardScaler
 from .policy import Agent
 from .spaces import env_action
+
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+    from torchrl.data import Categorical, Composite, Unbounded
+    from torchrl.envs import EnvBase
 
 EPISODE_KEYS = ("episode_return", "episode_length", "episode_end")
 
@@ -152,7 +156,10 @@ def policy_module(agent: Agent) -> TensorDictModule:
 
 
 def _worker_env(make_envs: Callable[[int], Any], n: int, seeds: list[int]) -> ContractEnv:
-    """One MultiSyncCollector worker's env: ``make_envs(n)`` seeded with ``seeds`` (no normalization)."""
+    """One MultiSyncCollector worker's env: ``make_envs(n)`` seeded with ``seeds`` (no normalization). In the
+    worker, a process that only runs the package, workarounds 1 and 3 stay in place (the policy runs there)."""
+    if multiprocessing.parent_process() is not None:
+        workarounds.apply()
     return ContractEnv(make_envs(n), seeds)
 
 
@@ -188,7 +195,8 @@ class TorchRLCollector:
         self._iter: Any = None
 
     def reset(self, seeds: list[int]) -> None:
-        from torchrl.collectors import Collector, MultiSyncCollector
+        with workarounds.distribution_default_kept():     # workaround 5
+            from torchrl.collectors import Collector, MultiSyncCollector
 
         if self.workers > 1:
             self.shutdown()

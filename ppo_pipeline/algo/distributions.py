@@ -26,6 +26,14 @@ never the mode, and log-probabilities and entropy are over the allowed actions. 
 MultiBinary are independent parts: log-probability and entropy summed over the parts. (torchrl's composite
 distributions split an action into TensorDict entries; the env takes one integer vector, so these two small
 classes keep it one tensor.) ``export`` traces ``forward`` and ``mode`` with ``torch.export``.
+
+No argument checks: every distribution a head builds (here, in torchrl's ``ProbabilisticActor`` and in its losses)
+is of a class above with ``validate_args`` off (``_validate_args = False`` on the class; the torch and torchrl
+ones are subclasses that change nothing else: :class:`UncheckedCategorical`, :class:`UncheckedMaskedCategorical`,
+:class:`UncheckedIndependentNormal`), and so are the distributions inside them. torch checks every constraint on
+each construction otherwise (several per minibatch in the loss), and a non-finite parameter is the NaN stop's
+business (the trainer). ``torch.distributions.Distribution``'s own default, what a user's distributions get, is
+left as it is.
 """
 
 from __future__ import annotations
@@ -44,9 +52,38 @@ from torch.distributions import (
     kl_divergence,
     register_kl,
 )
-from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
+
+from .. import workarounds
+
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+    from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
 
 Params = Dict[str, torch.Tensor]
+
+
+# ------------------------------------------------------------------------------------------------------
+# torch's and torchrl's distributions without argument checks (module docstring)
+# ------------------------------------------------------------------------------------------------------
+class UncheckedCategorical(Categorical):
+    """``torch.distributions.Categorical`` (logits or probs), ``validate_args`` off unless asked."""
+
+    _validate_args = False
+
+
+class UncheckedMaskedCategorical(MaskedCategorical):
+    """torchrl's ``MaskedCategorical`` (logits, mask), ``validate_args`` off (it takes no ``validate_args``)."""
+
+    _validate_args = False
+
+
+class UncheckedIndependentNormal(IndependentNormal):
+    """torchrl's ``IndependentNormal`` (loc, scale [.., A]), ``validate_args`` off, its inner ``Normal``'s too."""
+
+    _validate_args = False
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, **kwargs):
+        kwargs.setdefault("validate_args", False)     # torchrl hands its kwargs to the inner Normal
+        super().__init__(loc, scale, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -57,10 +94,11 @@ class MultiCategorical(Distribution):
 
     arg_constraints = {"logits": constraints.real_vector}
     has_enumerate_support = False
+    _validate_args = False
 
     def __init__(self, logits: torch.Tensor, nvec: Sequence[int] = (), validate_args: bool | None = None):
         self.logits, self.nvec = logits, [int(n) for n in nvec]
-        self.parts = [Categorical(logits=x) for x in logits.split(self.nvec, dim=-1)]
+        self.parts = [Categorical(logits=x, validate_args=False) for x in logits.split(self.nvec, dim=-1)]
         super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]),
                          validate_args=False)
 
@@ -80,6 +118,8 @@ class MultiCategorical(Distribution):
 
 class IndependentBernoulli(Independent):
     """Independent Bernoullis over logits [.., n]; actions [.., n] in {0, 1} (float, as Bernoulli's)."""
+
+    _validate_args = False
 
     def __init__(self, logits: torch.Tensor, validate_args: bool | None = None):
         super().__init__(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
@@ -115,7 +155,7 @@ class LogitsHead(nn.Module):
 class CategoricalHead(LogitsHead):
     """features -> ``{"logits": [.., n]}``; Categorical(logits); mode = argmax."""
 
-    distribution = Categorical
+    distribution = UncheckedCategorical
 
     @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -133,7 +173,7 @@ class MaskedCategoricalHead(CategoricalHead):
     """features, mask -> ``{"logits", "mask"}``; torchrl's MaskedCategorical; mode = argmax over the allowed."""
 
     param_keys = ("logits", "mask")
-    distribution = MaskedCategorical
+    distribution = UncheckedMaskedCategorical
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         logits = self.net(x)
@@ -156,7 +196,7 @@ class GaussianHead(nn.Module):
     """features -> ``{"loc": net(x), "scale": exp(log_std)}`` [.., A]; independent Normal; mode = loc."""
 
     param_keys = ("loc", "scale")
-    distribution = IndependentNormal
+    distribution = UncheckedIndependentNormal
     distribution_kwargs: dict = {}
     __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 

@@ -45,12 +45,15 @@ from typing import Any, Callable, Sequence
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 from .. import batch as keys
+from .. import workarounds
 from ..config import OBJECTIVES, Config
 from . import compiling
 from .policy import Agent
+
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+    from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 
 @dataclass(frozen=True)

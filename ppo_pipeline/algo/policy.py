@@ -43,7 +43,6 @@ import gymnasium as gym
 import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
-from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
 
 from .. import batch as keys
 from .. import workarounds
@@ -52,10 +51,8 @@ from ..errors import ConfigError
 from . import distributions
 from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
 
-workarounds.apply()
-# torch.distributions checks its arguments' constraints on every construction (several per minibatch in
-# the loss); a non-finite parameter is the NaN stop's business (the trainer), so the checks are off.
-torch.distributions.Distribution.set_default_validate_args(False)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+    from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
 
 ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 MIN_IMAGE_SIDE = 36

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from .. import workarounds
 from ..config import Config
 from ..envs import make_vector_env
 from . import compiling
@@ -134,9 +135,11 @@ class PPO:
         self.alive = np.ones(P, dtype=bool)      # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)   # seconds per phase, this process
 
+    @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
         """Iteration ``update`` (1-based) of Algorithm 1 for every member: (a metrics row per member: losses, KL,
-        schedules; the members whose loss or weights went non-finite in it)."""
+        schedules; the members whose loss or weights went non-finite in it). Runs with workarounds 1 and 3 in
+        place (:func:`ppo_pipeline.workarounds.scoped`), upstream's behaviour again when it returns."""
         lrs, eps = [s(update) for s in self.lr], [s(update) for s in self.clip_epsilon]
         self.adam.set_lr(lrs)
         self.objective.set_epsilon(eps)

@@ -55,7 +55,9 @@ identical observations, rewards, terminated/truncated flags and episode statisti
 Seeds: envpool >= 1.2 takes one seed per env (``seed=[...]`` at make time). Env i gets exactly
 ``seeds.env_seeds(cfg.seed, n, evaluation=...)[i]``, the seed it gets on the gymnasium backend, so runs
 of different seeds never share env randomness (``env_seeds`` is disjoint across seeds and between
-training and evaluation). envpool's seeds are int32; every seed of :mod:`.seeds` fits.
+training and evaluation). envpool's seeds are int32: the seeds of run seeds 0..10 000 and every resume seed
+fit as they are; a larger run seed's (>= 2^31) are folded into int32 by :func:`.seeds.fit_int32`, still apart
+from every small seed's and resume seed.
 
 Non-Atari: ids that envpool registers under the same name *and version* as gymnasium, in the classic
 control and MuJoCo families (CartPole-v1, Pendulum-v1, Hopper-v5, ...; never Hopper-v5 for Hopper-v4).
@@ -81,12 +83,11 @@ from gymnasium.vector.utils import batch_space
 from ..config import Config
 from ..errors import ConfigError
 from .ids import is_atari, registered
-from .seeds import env_seeds
+from .seeds import env_seeds, fit_int32
 
 ALE_MAX_FRAMES = 108_000     # ALE v5's max_num_frames_per_episode (30 minutes at 60 Hz)
 SCREEN = 84                  # side of the preprocessed square frame
 NOOP, FIRE, AFTER_FIRE = 0, 1, 2
-INT32_MAX = 2**31 - 1        # envpool stores seeds as int32
 PLAIN_FAMILIES = ("gymnasium.envs.classic_control.", "gymnasium.envs.mujoco.")
 
 
@@ -132,7 +133,7 @@ def check(cfg: Config) -> None:
     """Raise :class:`ConfigError` (one line) when ``cfg`` cannot run on the envpool backend.
 
     Run on a resolved config, before anything starts: the env id must have an envpool version,
-    Atari's ``noop_max`` must be >= 1. (Every env seed fits envpool's int32: :mod:`.seeds`.)
+    Atari's ``noop_max`` must be >= 1. (Every env seed fits envpool's int32, folded where larger: :mod:`.seeds`.)
     """
     if not supports(cfg.env_id):
         raise ConfigError(
@@ -161,15 +162,16 @@ def needs_fire(env_id: str) -> bool:
 # Building blocks
 # ------------------------------------------------------------------------------------------------------
 def seed_list(seed: int | Sequence[int] | None, num_envs: int) -> list[int] | None:
-    """gymnasium's ``reset(seed=...)`` convention: an int s seeds env i with s + i; a list gives each its own."""
+    """gymnasium's ``reset(seed=...)`` convention: an int s seeds env i with s + i; a list gives each its own.
+    Seeds above int32 (a large run seed's) are folded into envpool's int32 (:func:`.seeds.fit_int32`)."""
     if seed is None:
         return None
     seeds = [int(seed) + i for i in range(num_envs)] if np.isscalar(seed) else [int(s) for s in seed]
     if len(seeds) != num_envs:
         raise ValueError(f"{len(seeds)} seeds for {num_envs} envs")
-    if min(seeds) < 0 or max(seeds) > INT32_MAX:
-        raise ConfigError(f"env seeds {min(seeds)}..{max(seeds)} do not fit envpool's int32 seeds")
-    return seeds
+    if min(seeds) < 0:
+        raise ConfigError(f"env seeds {min(seeds)}..{max(seeds)} must be >= 0")
+    return fit_int32(seeds)
 
 
 def final_obs(obs: np.ndarray, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,8 +223,8 @@ class PoolVectorEnv(gym.vector.VectorEnv):
     def __init__(self, task: str, num_envs: int, seeds: list[int], options: dict[str, Any]):
         self.task, self.num_envs, self.options = task, num_envs, options
         self.all_ids = np.arange(num_envs, dtype=np.int32)
-        self.seeds = seeds
-        self.pool = self._make_pool(seeds)
+        self.seeds = seed_list(seeds, num_envs)     # what the pool takes (int32)
+        self.pool = self._make_pool(self.seeds)
         self.fresh = True      # the pool is as built: a reset with its own seeds need not rebuild it
 
     def _make_pool(self, seeds: list[int]) -> Any:

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, suggest
+from ..workarounds import distribution_default_kept
 from .ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
+from .seeds import fit_int32
 
 PIXELS = 84          # side of the rendered frame with --pixels
 
@@ -142,7 +144,8 @@ def check_id(env_id: str) -> str:
 # ------------------------------------------------------------------------------------------------------
 def _clone_transform(transform: Any) -> Any:
     """A fresh copy of a user's transform chain (a torchrl transform belongs to one env only)."""
-    from torchrl.envs import Compose
+    with distribution_default_kept():     # workaround 5
+        from torchrl.envs import Compose
 
     if transform is None:
         return None
@@ -160,13 +163,14 @@ def _call_factory(factory: Factory, num_envs: int) -> Any:
 
 
 def _dmc_env(cfg: Any, render: bool) -> Any:
-    from torchrl.envs import (
-        CatTensors,
-        DMControlEnv,
-        DoubleToFloat,
-        PermuteTransform,
-        TransformedEnv,
-    )
+    with distribution_default_kept():     # workaround 5
+        from torchrl.envs import (
+            CatTensors,
+            DMControlEnv,
+            DoubleToFloat,
+            PermuteTransform,
+            TransformedEnv,
+        )
 
     domain, task = parse_dmc(cfg.env_id)    # (imports dm_control for headless rendering first)
     if cfg.pixels:
@@ -182,7 +186,8 @@ def _dmc_env(cfg: Any, render: bool) -> Any:
 
 def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     """A torchrl ``EnvBase`` of batch size ``[num_envs]`` for ``cfg`` (any id of this backend)."""
-    from torchrl.envs import EnvBase, SerialEnv, TransformedEnv
+    with distribution_default_kept():     # workaround 5
+        from torchrl.envs import EnvBase, SerialEnv, TransformedEnv
 
     transform = None
     if cfg.env_id.startswith(DMC):
@@ -192,7 +197,8 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     elif cfg.env_id.startswith(TORCHRL):
         factory, transform = factory_of(cfg.env_id)
     else:   # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
-        from torchrl.envs import GymEnv
+        with distribution_default_kept():     # workaround 5
+            from torchrl.envs import GymEnv
 
         from .ids import import_env_module
 
@@ -232,7 +238,8 @@ def _observation_key(env: Any, env_id: str) -> str:
 def spaces_of(env: Any, env_id: str) -> tuple[str, gym.Space, gym.Space, bool]:
     """(observation key, observation space, action space, one-hot actions) of a torchrl env; one-line
     :class:`ConfigError` for specs the agent cannot handle."""
-    from torchrl.data import Bounded, Categorical, OneHot, Unbounded
+    with distribution_default_kept():     # workaround 5
+        from torchrl.data import Bounded, Categorical, OneHot, Unbounded
 
     obs_key = _observation_key(env, env_id)
     obs_spec = env.observation_spec[obs_key]
@@ -299,7 +306,8 @@ class TorchRLVectorEnv:
 
     def reset(self, seed: list[int] | int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
-            self.env.set_seed(int(seed[0] if isinstance(seed, (list, tuple)) else seed))
+            # dm_control seeds a uint32 RandomState: a large run seed's env seed is folded (.seeds.fit_int32)
+            self.env.set_seed(fit_int32([int(seed[0] if isinstance(seed, (list, tuple)) else seed)])[0])
         self._td = self.env.reset()
         self._ret[:] = 0
         self._len[:] = 0

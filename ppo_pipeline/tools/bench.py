@@ -176,9 +176,13 @@ def collector_comparison(steps: int = 8192) -> dict[str, float]:
     """Collection alone (no training), same 64-64 policy on Hopper-v5: torchrl ``Collector`` over
     ``GymEnv`` against :class:`ppo_pipeline.algo.collect.Collector` over a gymnasium vector env."""
     import torch
-    from torchrl.collectors import Collector as TorchRLCollector
-    from torchrl.envs import DoubleToFloat, TransformedEnv
-    from torchrl.envs.libs.gym import GymEnv
+
+    from ..workarounds import distribution_default_kept
+
+    with distribution_default_kept():     # workaround 5
+        from torchrl.collectors import Collector as TorchRLCollector
+        from torchrl.envs import DoubleToFloat, TransformedEnv
+        from torchrl.envs.libs.gym import GymEnv
 
     from .. import config
     from ..algo.collect import Collector
