@@ -255,7 +255,9 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None,
                            spaces_of=envs.spaces)
         if ns.dry_run:
-            print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
+            from ..sweeps import cost
+
+            print("\n".join(cost.estimate(runs, gpu=bool(profile and profile.gpus_per_node), packs=packs)))
             if ns.pack is not None:
                 print("\n".join(describe(packs)))
             for r in runs[:5]:
