@@ -292,3 +292,25 @@ def test_paper_layouts(tmp_path: Path, capsys) -> None:
     assert "(2) last 100 episodes, ours: clip eps=0.1 0, kl_fixed beta=3 1, tie 0" in printed
     md = (out / "report.md").read_text()
     assert "## Table 6 layout" in md and "## Table 2: games won" in md
+
+
+def test_default_out_is_beside_what_it_reads(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Without --out the report goes into RUN/report (one DIR) or report/ in the folder holding the DIRs,
+    never into the current directory; the last line printed says where."""
+    runs = tmp_path / "runs"
+    one = make_run(runs, "a", score=10.0, seed=0)
+    make_run(runs, "b", score=20.0, seed=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    given = ["--random-score", "CartPole-v1=0", "--bootstrap", "0"]
+    assert report.main([str(one), *given]) == 0
+    assert (one / "report" / "report.md").is_file()
+    assert capsys.readouterr().out.splitlines()[-1] == f"written to {one / 'report'}"
+    assert report.main([str(runs / "a"), str(runs / "b"), *given]) == 0
+    assert (runs / "report" / "report.md").is_file()
+    assert capsys.readouterr().out.splitlines()[-1] == f"written to {runs / 'report'}"
+    assert report.main([str(runs), *given]) == 0          # the reports written inside are not runs
+    assert "report of 2 runs (0 skipped)" in capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []
+    assert report.default_out(["x"]) == Path("x/report")
