@@ -25,6 +25,15 @@
    calls (the import in
    :func:`ppo_pipeline.envs.ids.register_bullet`, the reset in :class:`ppo_pipeline.envs.gymnasium.QuietReset`).
    Shown by ``tests/test_workarounds.py::test_pybullet_prints_on_import_and_connect``.
+5. mujoco 3.17 warns when it compiles a model that sets the deprecated compiler attribute ``settotalmass``
+   (gymnasium's HalfCheetah-v5, dm_control's cheetah): ``WARNING: compiler attribute 'settotalmass' is deprecated
+   ...`` on stdout, and the same line appended to ``MUJOCO_LOG.TXT`` in the current directory, for every env built
+   (each vector env's worker, each evaluation env). :func:`quiet_mujoco_warnings` gives MuJoCo a warning handler
+   (``mujoco.set_mju_user_warning``): that one message is dropped, any other is printed on stderr as MuJoCo words
+   it, and MuJoCo writes no log file; dm_control, which replaces the handler with one that logs through absl when
+   it is imported, has that message filtered from the ``absl`` logger. Installed where a MuJoCo env is made (the
+   gymnasium backend's env factory, in each worker process; the torchrl backend's), never on import.
+   Shown by ``tests/test_workarounds.py::test_mujoco_warns_settotalmass_and_writes_its_log``.
 """
 
 from __future__ import annotations
@@ -66,6 +75,36 @@ DYNAMO_CTX_LOGGER = "torch._dynamo.variables.ctx_manager"
 def _not_record_function_notice(record: logging.LogRecord) -> bool:
     """False for dynamo's "Profiler record function ... will be ignored" (workaround 3)."""
     return not str(record.msg).startswith("Profiler record function")
+
+
+SETTOTALMASS = "compiler attribute 'settotalmass' is deprecated"
+_mujoco_quiet = False
+
+
+def quiet_mujoco_warnings() -> None:
+    """Install workaround 5 in this process (idempotent; nothing where mujoco is not installed): MuJoCo's warnings
+    go to :func:`_mujoco_warning`, dm_control's absl-logged ones through :func:`_not_settotalmass`."""
+    global _mujoco_quiet
+    if _mujoco_quiet:
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(_mujoco_warning)
+    logging.getLogger("absl").addFilter(_not_settotalmass)
+    _mujoco_quiet = True
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warning ``message`` on stderr, as MuJoCo prints it, unless it is the settotalmass notice."""
+    if SETTOTALMASS not in message:
+        sys.stderr.write(f"WARNING: {message}\n")
+
+
+def _not_settotalmass(record: logging.LogRecord) -> bool:
+    """False for dm_control's absl record of MuJoCo's settotalmass notice (workaround 5)."""
+    return "settotalmass" not in record.getMessage()
 
 
 def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:

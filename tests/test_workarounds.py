@@ -120,3 +120,51 @@ def test_pybullet_prints_on_import_and_connect():
         both = out.stdout + out.stderr
         assert out.returncode == 0 and "done" in out.stdout, both
         assert ("pybullet build time" in both and "argv[0]=" in both) != quiet, both
+
+
+MUJOCO_SETTOTALMASS = """
+import sys
+sys.path[0] = {root!r}
+mode = {mode!r}
+from ppo_pipeline import workarounds
+import ppo_pipeline, ppo_pipeline.envs, ppo_pipeline.envs.gymnasium  # importing changes nothing
+import mujoco
+assert mujoco.get_mju_user_warning() is None
+if mode == "with":
+    workarounds.quiet_mujoco_warnings()
+if mode == "factory":       # where a run makes its envs
+    from ppo_pipeline.config import mujoco as preset
+    from ppo_pipeline.envs.gymnasium import make_vector_env
+    make_vector_env(preset(env_id="HalfCheetah-v5"), 1).reset(seed=0)
+else:
+    import gymnasium as gym
+    gym.make("HalfCheetah-v5").reset(seed=0)
+print("done")
+"""
+
+
+def test_mujoco_warns_settotalmass_and_writes_its_log(tmp_path):
+    """Upstream: building HalfCheetah-v5 on mujoco 3.17 prints the settotalmass deprecation and writes
+    MUJOCO_LOG.TXT into the current directory (a fresh process each: the handler is per process); with workaround 5,
+    installed by hand or where the gymnasium backend makes an env, neither happens."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    for mode in ("without", "with", "factory"):
+        cwd = tmp_path / mode
+        cwd.mkdir()
+        p = subprocess.run([sys.executable, "-c", MUJOCO_SETTOTALMASS.format(root=root, mode=mode)], cwd=cwd,
+                           capture_output=True, text=True, timeout=300)
+        both = p.stdout + p.stderr
+        assert p.returncode == 0 and "done" in p.stdout, both
+        upstream = mode == "without"
+        assert ("compiler attribute 'settotalmass' is deprecated" in both) == upstream, (mode, both)
+        assert (cwd / "MUJOCO_LOG.TXT").exists() == upstream, mode
+
+
+def test_other_mujoco_warnings_still_show(capsys):
+    workarounds._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
+    workarounds._mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+    assert capsys.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.\n"

@@ -60,13 +60,12 @@ def register(name: str, factory: Factory, transform: Any = None) -> str:
 def quiet_mujoco() -> None:
     """Before dm_control is imported (by us or a user's module): MuJoCo renders through EGL when there is
     no display (else dm_control tries GLFW and warns), and the one XML deprecation every cheetah build
-    logs is dropped."""
-    import logging
-
+    logs is dropped (:func:`ppo_pipeline.workarounds.quiet_mujoco_warnings`, workaround 5)."""
+    from ..workarounds import quiet_mujoco_warnings
     from .gymnasium import use_headless_gl
 
     use_headless_gl()
-    logging.getLogger("absl").addFilter(lambda r: "settotalmass" not in r.getMessage())
+    quiet_mujoco_warnings()
 
 
 def _import_dm_control() -> None:
@@ -194,10 +193,12 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     else:   # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
         from torchrl.envs import GymEnv
 
+        from .gymnasium import quiet_mujoco_if_used
         from .ids import import_env_module
 
         def factory() -> Any:
             import_env_module(cfg.env_module)
+            quiet_mujoco_if_used(cfg.env_id)
             return GymEnv(cfg.env_id, render_mode="rgb_array" if render else None)
     env = _call_factory(factory, num_envs)
     if not isinstance(env, EnvBase):
