@@ -29,7 +29,9 @@ Groups and scores (paper: Schulman et al. 2017, Sec. 6.1 / Table 1 and Sec. 6.2 
   training: ``config.env_seeds(seed, num_envs)``) and b_e = max over the compared variants v of
   mean_{runs of v on e} s(run). A variant's normalized score is the mean of norm(run) over its runs:
   on each env the best variant scores exactly 1 and random play 0. The last column of Table 1
-  averages over all runs of the variant on all envs (the paper's "averaged over 21 runs").
+  averages over all runs of the variant on Table 1's MuJoCo tasks (the paper's "averaged over 21 runs");
+  runs on other envs are pooled within their own family only (Atari, classic control, other MuJoCo tasks,
+  DMControl, other: :func:`ppo_pipeline.report.aggregate.family`), each family printed in the same layout.
 
 Outputs in OUT (default: beside what it reads, :func:`default_out`: ``DIR/report`` for one DIR -- a run, a
 sweep, a folder of runs -- or ``report`` in the folder holding all the DIRs), named on the last line printed:
@@ -98,8 +100,8 @@ def build_report(dirs: Sequence[str | Path], out: str | Path, *, random_episodes
     except OSError as e:
         raise ReportError(f"--out {str(out)!r} cannot be created ({e.strerror})") from None
     random = random_scores(runs, random_episodes, out / CACHE, random_scores_given, log)
-    groups, table1, notes = aggregate(runs, random, bootstrap, bootstrap_seed)
-    rep = Report([str(d) for d in dirs], runs, skipped, groups, random, table1, notes, bootstrap)
+    groups, families, notes = aggregate(runs, random, bootstrap, bootstrap_seed)
+    rep = Report([str(d) for d in dirs], runs, skipped, groups, random, families, notes, bootstrap)
     curve_files = plot_curves(groups, random, out, bins, band) if plots else []
     write_markdown(rep, out / "report.md", curve_files)
     rep.files = [out / "report.md", *write_csvs(rep, out), *curve_files]
@@ -173,8 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    print("Table 1 (normalized score; the paper's value beside ours)\n" + paper_tables.text(paper_tables.table1(rep)))
-    if paper_tables.atari_games(rep):
+    games = paper_tables.atari_games(rep)
+    shown = [f for f in rep.families if not (f == "Atari" and len(games) == len(rep.family_envs(f)))]
+    print("\n\n".join(paper_tables.title(rep, f) + "\n" + paper_tables.text(paper_tables.normalized(rep, f))
+                      for f in shown))    # Atari's games of Table 6 are shown in its layout below
+    if games:
         print("\nTable 6 (last-100 score; the paper's A2C / ACER / PPO beside ours)\n"
               + paper_tables.text(paper_tables.table6(rep)))
         print("\nTable 2 (games won)\n" + "\n".join(r[0] for r in paper_tables.table2(rep)[1]))
