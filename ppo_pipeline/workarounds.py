@@ -34,6 +34,15 @@
    it is imported, has that message filtered from the ``absl`` logger. Installed where a MuJoCo env is made (the
    gymnasium backend's env factory, in each worker process; the torchrl backend's), never on import.
    Shown by ``tests/test_workarounds.py::test_mujoco_warns_settotalmass_and_writes_its_log``.
+6. torchrl 0.14's own collectors subclass its deprecated ``WeightUpdaterBase``, so importing ``torchrl.collectors``
+   warns four times, "DeprecationWarning: Creating VanillaWeightUpdater which inherits from WeightUpdaterBase is
+   deprecated ..." (and MultiProcessed-, RemoteModule-, RayWeightUpdater): about torchrl's classes, not ours,
+   seen wherever DeprecationWarnings show (pytest, ``python -W default``), once more in each of a
+   ``MultiSyncCollector``'s worker processes. :func:`quiet_torchrl_collectors` ignores that one message before
+   ``--collector torchrl`` imports torchrl's collectors, and hands the same filter to the worker processes it
+   spawns (through ``sys.warnoptions``, which multiprocessing passes on as ``-W``; only where warning options
+   were given, else those workers ignore DeprecationWarnings anyway). Every other warning still shows.
+   Shown by ``tests/test_workarounds.py::test_torchrl_collectors_import_warns_weight_updater_deprecation``.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import ctypes
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -105,6 +115,19 @@ def _mujoco_warning(message: str) -> None:
 def _not_settotalmass(record: logging.LogRecord) -> bool:
     """False for dm_control's absl record of MuJoCo's settotalmass notice (workaround 5)."""
     return "settotalmass" not in record.getMessage()
+
+
+WEIGHT_UPDATER = r"Creating \w+ which inherits from WeightUpdaterBase is deprecated"
+# the same for a spawned worker's -W option, which matches a literal start of the message and the module
+# (abc: the warning is raised from the class creation in abc.ABCMeta.__new__)
+WEIGHT_UPDATER_OPTION = "ignore:Creating :DeprecationWarning:abc"
+
+
+def quiet_torchrl_collectors() -> None:
+    """Install workaround 6 in this process (idempotent): call before importing ``torchrl.collectors``."""
+    warnings.filterwarnings("ignore", message=WEIGHT_UPDATER, category=DeprecationWarning)
+    if sys.warnoptions and WEIGHT_UPDATER_OPTION not in sys.warnoptions:
+        sys.warnoptions.append(WEIGHT_UPDATER_OPTION)
 
 
 def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+
+import pytest
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -168,3 +171,41 @@ def test_other_mujoco_warnings_still_show(capsys):
     workarounds._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
     workarounds._mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
     assert capsys.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.\n"
+
+
+def test_torchrl_collectors_import_warns_weight_updater_deprecation():
+    """Upstream: importing torchrl.collectors warns that torchrl's own weight updaters inherit a deprecated base
+    (a fresh process each: a module warns when first imported); with workaround 6 first, it does not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = ("import sys; sys.path[0] = {root!r}\n"
+            "from ppo_pipeline import workarounds\n"
+            "if {quiet}: workarounds.quiet_torchrl_collectors()\n"
+            "import torchrl.collectors\n")
+    for quiet in (False, True):
+        p = subprocess.run([sys.executable, "-W", "default", "-c", code.format(root=root, quiet=quiet)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert ("Creating VanillaWeightUpdater which inherits from WeightUpdaterBase is deprecated" in p.stderr) != quiet
+        assert ("DeprecationWarning" in p.stderr) != quiet, p.stderr
+
+
+@pytest.mark.slow
+def test_torchrl_collector_run_prints_no_upstream_warnings(tmp_path):
+    """A ``--collector torchrl --collector-workers 2`` run under ``python -W default``: neither the weight-updater
+    deprecations (main process and each spawned worker) nor MultiSyncCollector's use_buffer warning."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-W", "default", str(root / "recipes" / "classic_control.py"),
+                        "--collector", "torchrl", "--collector-workers", "2", "--total-steps", "256",
+                        "--eval-episodes", "0", "--no-progress", "--run-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "WeightUpdater" not in p.stderr and "use_buffer" not in p.stderr and "Warning" not in p.stderr, p.stderr

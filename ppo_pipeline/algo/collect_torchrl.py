@@ -188,6 +188,9 @@ class TorchRLCollector:
         self._iter: Any = None
 
     def reset(self, seeds: list[int]) -> None:
+        from ..workarounds import quiet_torchrl_collectors
+
+        quiet_torchrl_collectors()      # workaround 6: torchrl's collectors warn about themselves on import
         from torchrl.collectors import Collector, MultiSyncCollector
 
         if self.workers > 1:
@@ -208,9 +211,10 @@ class TorchRLCollector:
             self.policy = policy_module(worker_agent)      # (draws from each worker's global generator)
             makers = [functools.partial(_worker_env, self.make_envs, per, seeds[w * per:(w + 1) * per])
                       for w in range(self.workers)]
+            # use_buffers: what MultiSyncCollector assumes when it is not given, logging a warning on every batch
             self._collector = MultiSyncCollector(makers, self.policy, frames_per_batch=E * T, total_frames=-1,
                                                  env_device="cpu", policy_device="cpu", storing_device=self.device,
-                                                 cat_results=0, trust_policy=True,
+                                                 cat_results=0, use_buffers=True, trust_policy=True,
                                                  auto_register_policy_transforms=False)
         self._iter = iter(self._collector)
 

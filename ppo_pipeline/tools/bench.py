@@ -176,6 +176,10 @@ def collector_comparison(steps: int = 8192) -> dict[str, float]:
     """Collection alone (no training), same 64-64 policy on Hopper-v5: torchrl ``Collector`` over
     ``GymEnv`` against :class:`ppo_pipeline.algo.collect.Collector` over a gymnasium vector env."""
     import torch
+
+    from ..workarounds import quiet_torchrl_collectors
+
+    quiet_torchrl_collectors()      # workaround 6
     from torchrl.collectors import Collector as TorchRLCollector
     from torchrl.envs import DoubleToFloat, TransformedEnv
     from torchrl.envs.libs.gym import GymEnv
