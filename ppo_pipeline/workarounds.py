@@ -43,6 +43,12 @@
    spawns (through ``sys.warnoptions``, which multiprocessing passes on as ``-W``; only where warning options
    were given, else those workers ignore DeprecationWarnings anyway). Every other warning still shows.
    Shown by ``tests/test_workarounds.py::test_torchrl_collectors_import_warns_weight_updater_deprecation``.
+7. envpool 0.8 builds its classic-control and MuJoCo observation spaces as ``gymnasium.spaces.Box(float64 bounds,
+   dtype=float32)``, and gymnasium warns "UserWarning: WARN: Box low's precision lowered by casting to float32"
+   (and high's) each time: two lines in every ``--env-backend envpool`` CartPole run's terminal. The bounds are
+   what the space is; the cast is what the envs deliver. :func:`box_precision_notice_dropped` ignores those two
+   messages, only while our envpool backend reads its pool's spaces (a ``warnings.catch_warnings`` block: nothing
+   changes outside it). Shown by ``tests/test_workarounds.py::test_envpool_spaces_warn_box_precision_lowered``.
 """
 
 from __future__ import annotations
@@ -128,6 +134,14 @@ def quiet_torchrl_collectors() -> None:
     warnings.filterwarnings("ignore", message=WEIGHT_UPDATER, category=DeprecationWarning)
     if sys.warnoptions and WEIGHT_UPDATER_OPTION not in sys.warnoptions:
         sys.warnoptions.append(WEIGHT_UPDATER_OPTION)
+
+
+@contextlib.contextmanager
+def box_precision_notice_dropped() -> Iterator[None]:
+    """Inside, gymnasium's "Box ... precision lowered by casting" UserWarning is ignored (workaround 7)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32", category=UserWarning)
+        yield
 
 
 def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:

@@ -209,3 +209,23 @@ def test_torchrl_collector_run_prints_no_upstream_warnings(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert p.returncode == 0, p.stderr[-2000:]
     assert "WeightUpdater" not in p.stderr and "use_buffer" not in p.stderr and "Warning" not in p.stderr, p.stderr
+
+
+def test_envpool_spaces_warn_box_precision_lowered(tmp_path):
+    """Upstream: envpool's CartPole observation space is a float32 Box built from float64 bounds, and gymnasium
+    warns twice; our envpool backend reads it inside workaround 7 and warns nothing."""
+    import warnings
+
+    import envpool
+
+    from ppo_pipeline import config
+    from ppo_pipeline.envs import envpool as envpool_backend
+    from ppo_pipeline.run.prepare import prepare
+
+    with pytest.warns(UserWarning, match="precision lowered by casting to float32"):
+        envpool.make("CartPole-v1", env_type="gymnasium", num_envs=1).observation_space
+    cfg = prepare(config.classic(env_backend="envpool", num_envs=2, minibatch_size=32, run_dir=str(tmp_path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        envs = envpool_backend.make_vector_env(cfg, 2)
+    envs.close()
