@@ -48,6 +48,30 @@
 Importing the package changes nothing global (``tests/test_workarounds.py::test_importing_changes_nothing_global``):
 1 and 3 are in place inside :func:`scoped` only, or for the rest of a process that calls :func:`apply` (the package
 does in the processes it starts for itself: torchrl collector workers).
+7. mujoco 3.17 warns when it compiles a model that sets the deprecated compiler attribute ``settotalmass``
+   (gymnasium's HalfCheetah-v5, dm_control's cheetah): ``WARNING: compiler attribute 'settotalmass' is deprecated
+   ...`` on stdout, and the same line appended to ``MUJOCO_LOG.TXT`` in the current directory, for every env built
+   (each vector env's worker, each evaluation env). :func:`quiet_mujoco_warnings` gives MuJoCo a warning handler
+   (``mujoco.set_mju_user_warning``): that one message is dropped, any other is printed on stderr as MuJoCo words
+   it, and MuJoCo writes no log file; dm_control, which replaces the handler with one that logs through absl when
+   it is imported, has that message filtered from the ``absl`` logger. Installed where a MuJoCo env is made (the
+   gymnasium backend's env factory, in each worker process; the torchrl backend's), never on import.
+   Shown by ``tests/test_workarounds.py::test_mujoco_warns_settotalmass_and_writes_its_log``.
+8. torchrl 0.14's own collectors subclass its deprecated ``WeightUpdaterBase``, so importing ``torchrl.collectors``
+   warns four times, "DeprecationWarning: Creating VanillaWeightUpdater which inherits from WeightUpdaterBase is
+   deprecated ..." (and MultiProcessed-, RemoteModule-, RayWeightUpdater): about torchrl's classes, not ours,
+   seen wherever DeprecationWarnings show (pytest, ``python -W default``), once more in each of a
+   ``MultiSyncCollector``'s worker processes. :func:`quiet_torchrl_collectors` ignores that one message before
+   ``--collector torchrl`` imports torchrl's collectors, and hands the same filter to the worker processes it
+   spawns (through ``sys.warnoptions``, which multiprocessing passes on as ``-W``; only where warning options
+   were given, else those workers ignore DeprecationWarnings anyway). Every other warning still shows.
+   Shown by ``tests/test_workarounds.py::test_torchrl_collectors_import_warns_weight_updater_deprecation``.
+9. envpool 0.8 builds its classic-control and MuJoCo observation spaces as ``gymnasium.spaces.Box(float64 bounds,
+   dtype=float32)``, and gymnasium warns "UserWarning: WARN: Box low's precision lowered by casting to float32"
+   (and high's) each time: two lines in every ``--env-backend envpool`` CartPole run's terminal. The bounds are
+   what the space is; the cast is what the envs deliver. :func:`box_precision_notice_dropped` ignores those two
+   messages, only while our envpool backend reads its pool's spaces (a ``warnings.catch_warnings`` block: nothing
+   changes outside it). Shown by ``tests/test_workarounds.py::test_envpool_spaces_warn_box_precision_lowered``.
 """
 
 from __future__ import annotations
@@ -115,13 +139,62 @@ def _not_record_function_notice(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def distribution_default_kept() -> Iterator[None]:
-    """``torch.distributions.Distribution``'s default ``validate_args`` after the block as before it (workaround 5):
+    """``torch.distributions.Distribution``'s default ``validate_args`` after the block as before it (workaround 6):
     wrap each import of torchrl in it."""
     default = bool(torch.distributions.Distribution._validate_args)
     try:
         yield
     finally:
         torch.distributions.Distribution.set_default_validate_args(default)
+SETTOTALMASS = "compiler attribute 'settotalmass' is deprecated"
+_mujoco_quiet = False
+
+
+def quiet_mujoco_warnings() -> None:
+    """Install workaround 7 in this process (idempotent; nothing where mujoco is not installed): MuJoCo's warnings
+    go to :func:`_mujoco_warning`, dm_control's absl-logged ones through :func:`_not_settotalmass`."""
+    global _mujoco_quiet
+    if _mujoco_quiet:
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(_mujoco_warning)
+    logging.getLogger("absl").addFilter(_not_settotalmass)
+    _mujoco_quiet = True
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warning ``message`` on stderr, as MuJoCo prints it, unless it is the settotalmass notice."""
+    if SETTOTALMASS not in message:
+        sys.stderr.write(f"WARNING: {message}\n")
+
+
+def _not_settotalmass(record: logging.LogRecord) -> bool:
+    """False for dm_control's absl record of MuJoCo's settotalmass notice (workaround 7)."""
+    return "settotalmass" not in record.getMessage()
+
+
+WEIGHT_UPDATER = r"Creating \w+ which inherits from WeightUpdaterBase is deprecated"
+# the same for a spawned worker's -W option, which matches a literal start of the message and the module
+# (abc: the warning is raised from the class creation in abc.ABCMeta.__new__)
+WEIGHT_UPDATER_OPTION = "ignore:Creating :DeprecationWarning:abc"
+
+
+def quiet_torchrl_collectors() -> None:
+    """Install workaround 8 in this process (idempotent): call before importing ``torchrl.collectors``."""
+    warnings.filterwarnings("ignore", message=WEIGHT_UPDATER, category=DeprecationWarning)
+    if sys.warnoptions and WEIGHT_UPDATER_OPTION not in sys.warnoptions:
+        sys.warnoptions.append(WEIGHT_UPDATER_OPTION)
+
+
+@contextlib.contextmanager
+def box_precision_notice_dropped() -> Iterator[None]:
+    """Inside, gymnasium's "Box ... precision lowered by casting" UserWarning is ignored (workaround 9)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32", category=UserWarning)
+        yield
 
 
 def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:

@@ -247,7 +247,6 @@ def test_seeded_reset_replays_and_seeds_separate_runs(tmp_path):
 # ------------------------------------------------------------------------------------------------------
 # Classic control and MuJoCo (same ids and versions as gymnasium)
 # ------------------------------------------------------------------------------------------------------
-@pytest.mark.filterwarnings("ignore:.*precision lowered:UserWarning")   # envpool's float64 bounds of a float32 Box
 def test_cartpole_time_limit_gives_final_obs(tmp_path):
     """A balancing controller reaches CartPole-v1's 500-step limit: truncated (not terminated), final_obs
     for the bootstrap, statistics r = l = 500, and the returned obs is the next episode's first."""

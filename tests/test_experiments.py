@@ -14,7 +14,6 @@ import pytest
 from ppo_pipeline import config, paper
 from ppo_pipeline.envs import ids as env_ids
 from ppo_pipeline.run import launch
-from ppo_pipeline.run.prepare import prepare
 from ppo_pipeline.sweeps import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,19 +86,3 @@ def test_every_table6_game_is_an_ale_id():
 def test_bad_experiment_or_grid_is_one_line(recipe, argv, needle):
     p = _dry(recipe, argv)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, p.stderr
-
-
-def test_dry_run_estimates_hours_from_measured_speed(tmp_path, monkeypatch):
-    """The estimate divides the plan's steps by the bench's measured steps/s of the same family."""
-    bench = tmp_path / "bench"
-    bench.mkdir()
-    (bench / "b.json").write_text(json.dumps({"machine": {"cores": "2", "gpu": "none"}, "results": {
-        "hopper": {"ours": [{"sps": 1000.0}, {"sps": 1200.0}, {"sps": 800.0}]}}}))
-    monkeypatch.setattr(experiments, "BENCH_DIR", bench)
-    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)
-    runs = [{"config": prepare(config.mujoco(total_steps=3_600_000)).to_dict()}]
-    lines = experiments.estimate(runs, gpu=False)
-    assert lines[0] == "plan: 1 run(s), 3,600,384 agent steps in all"
-    assert "3,600,384 steps at 1,000 steps/s = 1.0 h" in lines[1]
-    assert lines[-1].startswith("estimated: 2.0 core-hours (2 cores per run, as measured), from bench/b.json")
-    assert "no measured GPU speed" in experiments.estimate(runs, gpu=True)[1]

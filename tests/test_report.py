@@ -95,12 +95,15 @@ def test_known_numbers(built: tuple[report.Report, Path, str]) -> None:
     assert acro_clip.train_mean == pytest.approx(_mean([(50 * -500 + 100 * v) / 150 for v in (-100, -80)]))
     assert acro_clip.normalized == pytest.approx(1.0, abs=1e-12)
     assert acro_none.normalized == pytest.approx(200.0 / 410.0, abs=1e-12)
-    # Averaged over runs on all envs: clip 6 runs all averaging 1; kl_fixed only on CartPole.
+    # Averaged over runs on the family's envs (classic control): clip 6 runs all averaging 1; kl_fixed only on
+    # CartPole. No Table 1 task ran: no Table 1 rows.
     assert rep.variants == ["none", "clip eps=0.2", "kl_fixed beta=1"]
-    assert rep.table1["clip eps=0.2"]["mean"] == pytest.approx(1.0, abs=1e-12)
-    assert rep.table1["clip eps=0.2"]["runs"] == 6
-    assert rep.table1["kl_fixed beta=1"]["mean"] == pytest.approx(0.3, abs=1e-12)
-    assert rep.table1["none"]["mean"] == pytest.approx(200.0 / 410.0, abs=1e-12)
+    assert list(rep.families) == ["classic control"] and rep.table1 == {}
+    classic = rep.families["classic control"]
+    assert classic["clip eps=0.2"]["mean"] == pytest.approx(1.0, abs=1e-12)
+    assert classic["clip eps=0.2"]["runs"] == 6
+    assert classic["kl_fixed beta=1"]["mean"] == pytest.approx(0.3, abs=1e-12)
+    assert classic["none"]["mean"] == pytest.approx(200.0 / 410.0, abs=1e-12)
 
 
 def _mean(x: list[float]) -> float:
@@ -259,7 +262,7 @@ def test_random_score_measured_on_cartpole(tmp_path: Path) -> None:
 
 def test_paper_layouts(tmp_path: Path, capsys) -> None:
     """Table 1 rows in the paper's order with the paper's value beside ours (variants told apart by their
-    hyperparameter) when every task is Table 1's, the paper's column left empty otherwise; Table 6 rows
+    hyperparameter), over Table 1's tasks only (other envs in their own family's table); Table 6 rows
     beside A2C / ACER / PPO; Table 2 counts. Printed, and in report.md."""
     root = tmp_path / "runs"
     make_run(root / "mujoco", "h-clip1", score=100.0, env="Hopper-v5", clip_epsilon=0.1)
@@ -269,11 +272,12 @@ def test_paper_layouts(tmp_path: Path, capsys) -> None:
     make_run(root / "atari", "pong-clip", score=-20.0, head=-21.0, env="ALE/Pong-v5", clip_epsilon=0.1)
     make_run(root / "atari", "pong-kl", score=-19.0, head=-21.0, env="ALE/Pong-v5", objective="kl_fixed", kl_beta=3.0)
     given = ["--random-score", "Hopper-v5=10", "--random-score", "ALE/Pong-v5=-21", "--bootstrap", "50"]
-    # Atari runs among the tasks: Table 1's normalized rows, but not beside the paper's MuJoCo numbers
+    # Atari runs beside the MuJoCo ones: Table 1's rows over Hopper only, beside the paper's; Pong in Table 6
     assert report.main([str(root), "--out", str(tmp_path / "mixed"), *given]) == 0
     printed = capsys.readouterr().out
-    assert "paper (Table 1: MuJoCo tasks only)" in printed and "-0.39" not in printed and "0.76" not in printed
-    assert "the paper's column is left empty" in (tmp_path / "mixed" / "report.md").read_text()
+    assert "Table 1 (normalized score over Table 1's MuJoCo tasks: Hopper-v5;" in printed and "0.76" in printed
+    assert ["clip", "eps=0.1", "1.00"] in [ln.split()[:3] for ln in printed.splitlines()]
+    assert "Normalized score, Atari" not in printed
     out = tmp_path / "out"
     assert report.main([str(root / "mujoco"), "--out", str(out), *given]) == 0
     printed = capsys.readouterr().out
@@ -292,3 +296,57 @@ def test_paper_layouts(tmp_path: Path, capsys) -> None:
     assert "(2) last 100 episodes, ours: clip eps=0.1 0, kl_fixed beta=3 1, tie 0" in printed
     md = (out / "report.md").read_text()
     assert "## Table 6 layout" in md and "## Table 2: games won" in md
+
+
+def test_default_out_is_beside_what_it_reads(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Without --out the report goes into RUN/report (one DIR) or report/ in the folder holding the DIRs,
+    never into the current directory; the last line printed says where."""
+    runs = tmp_path / "runs"
+    one = make_run(runs, "a", score=10.0, seed=0)
+    make_run(runs, "b", score=20.0, seed=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    given = ["--random-score", "CartPole-v1=0", "--bootstrap", "0"]
+    assert report.main([str(one), *given]) == 0
+    assert (one / "report" / "report.md").is_file()
+    assert capsys.readouterr().out.splitlines()[-1] == f"written to {one / 'report'}"
+    assert report.main([str(runs / "a"), str(runs / "b"), *given]) == 0
+    assert (runs / "report" / "report.md").is_file()
+    assert capsys.readouterr().out.splitlines()[-1] == f"written to {runs / 'report'}"
+    assert report.main([str(runs), *given]) == 0          # the reports written inside are not runs
+    assert "report of 2 runs (0 skipped)" in capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []
+    assert report.default_out(["x"]) == Path("x/report")
+
+
+def test_families_are_never_pooled(tmp_path: Path, capsys) -> None:
+    """runs/ holding Pong, CartPole and Hopper runs: Table 1 counts Hopper only among the tasks of clip eps=0.2 and
+    has no row for a variant run on Pong alone; Pong is in Table 6's layout, CartPole in its own family's table."""
+    root = tmp_path / "runs"
+    make_run(root, "hopper-clip", score=100.0, env="Hopper-v5")
+    make_run(root, "hopper-none", score=20.0, env="Hopper-v5", objective="none")
+    make_run(root, "cart-clip", score=200.0, env="CartPole-v1")
+    make_run(root, "cart-kl", score=50.0, env="CartPole-v1", objective="kl_fixed", kl_beta=1.0)
+    make_run(root, "pong-clip", score=-20.0, head=-21.0, env="ALE/Pong-v5")
+    make_run(root, "pong-clip3", score=-19.0, head=-21.0, env="ALE/Pong-v5", clip_epsilon=0.3)
+    given = ["--random-score", "Hopper-v5=10", "--random-score", "CartPole-v1=20", "--random-score",
+             "ALE/Pong-v5=-21", "--bootstrap", "0"]
+    assert report.main([str(root), *given]) == 0
+    printed = capsys.readouterr().out
+    table1 = printed.split("\n\n")[0].splitlines()
+    assert table1[0].startswith("Table 1 (normalized score over Table 1's MuJoCo tasks: Hopper-v5;")
+    rows = [ln.split() for ln in table1[2:]]
+    # a row per variant run on Hopper (none for clip eps=0.3, run on Pong only), each over 1 task, beside the paper
+    assert rows == [["none", "0.11", "0.11", "[0.11,", "0.11]", "1", "1/1", "-0.39"],
+                    ["clip", "eps=0.2", "1.00", "1.00", "[1.00,", "1.00]", "1", "1/1", "0.82"]]
+    assert "Normalized score, classic control (CartPole-v1;" in printed and "kl_fixed beta=1" in printed
+    assert "Table 6" in printed and "Normalized score, Atari" not in printed
+    rep = report.build_report([root], tmp_path / "o", random_scores_given={"Hopper-v5": 10.0, "CartPole-v1": 20.0,
+                                                                          "ALE/Pong-v5": -21.0}, bootstrap=0,
+                              plots=False, log=io.StringIO())
+    assert list(rep.families) == ["Table 1 MuJoCo", "Atari", "classic control"]
+    assert rep.table1["clip eps=0.2"]["envs"] == 1 and rep.table1["clip eps=0.2"]["runs"] == 1
+    assert "clip eps=0.3" not in rep.table1 and set(rep.families["Atari"]) == {"clip eps=0.2", "clip eps=0.3"}
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "## Normalized score, classic control" in md and "### Atari" in md

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
+import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
@@ -300,3 +302,109 @@ def test_from_any_shortcut_only_inside_scoped_and_an_update():
         assert seen == [True] and not in_place() and rows and not diverged
     finally:
         envs.close()
+
+
+MUJOCO_SETTOTALMASS = """
+import sys
+sys.path[0] = {root!r}
+mode = {mode!r}
+from ppo_pipeline import workarounds
+import ppo_pipeline, ppo_pipeline.envs, ppo_pipeline.envs.gymnasium  # importing changes nothing
+import mujoco
+assert mujoco.get_mju_user_warning() is None
+if mode == "with":
+    workarounds.quiet_mujoco_warnings()
+if mode == "factory":       # where a run makes its envs
+    from ppo_pipeline.config import mujoco as preset
+    from ppo_pipeline.envs.gymnasium import make_vector_env
+    make_vector_env(preset(env_id="HalfCheetah-v5"), 1).reset(seed=0)
+else:
+    import gymnasium as gym
+    gym.make("HalfCheetah-v5").reset(seed=0)
+print("done")
+"""
+
+
+def test_mujoco_warns_settotalmass_and_writes_its_log(tmp_path):
+    """Upstream: building HalfCheetah-v5 on mujoco 3.17 prints the settotalmass deprecation and writes
+    MUJOCO_LOG.TXT into the current directory (a fresh process each: the handler is per process); with workaround 5,
+    installed by hand or where the gymnasium backend makes an env, neither happens."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    for mode in ("without", "with", "factory"):
+        cwd = tmp_path / mode
+        cwd.mkdir()
+        p = subprocess.run([sys.executable, "-c", MUJOCO_SETTOTALMASS.format(root=root, mode=mode)], cwd=cwd,
+                           capture_output=True, text=True, timeout=300)
+        both = p.stdout + p.stderr
+        assert p.returncode == 0 and "done" in p.stdout, both
+        upstream = mode == "without"
+        assert ("compiler attribute 'settotalmass' is deprecated" in both) == upstream, (mode, both)
+        assert (cwd / "MUJOCO_LOG.TXT").exists() == upstream, mode
+
+
+def test_other_mujoco_warnings_still_show(capsys):
+    workarounds._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
+    workarounds._mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+    assert capsys.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.\n"
+
+
+def test_torchrl_collectors_import_warns_weight_updater_deprecation():
+    """Upstream: importing torchrl.collectors warns that torchrl's own weight updaters inherit a deprecated base
+    (a fresh process each: a module warns when first imported); with workaround 6 first, it does not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = ("import sys; sys.path[0] = {root!r}\n"
+            "from ppo_pipeline import workarounds\n"
+            "if {quiet}: workarounds.quiet_torchrl_collectors()\n"
+            "import torchrl.collectors\n")
+    for quiet in (False, True):
+        p = subprocess.run([sys.executable, "-W", "default", "-c", code.format(root=root, quiet=quiet)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert ("Creating VanillaWeightUpdater which inherits from WeightUpdaterBase is deprecated" in p.stderr) != quiet
+        assert ("DeprecationWarning" in p.stderr) != quiet, p.stderr
+
+
+@pytest.mark.slow
+def test_torchrl_collector_run_prints_no_upstream_warnings(tmp_path):
+    """A ``--collector torchrl --collector-workers 2`` run under ``python -W default``: neither the weight-updater
+    deprecations (main process and each spawned worker) nor MultiSyncCollector's use_buffer warning."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-W", "default", str(root / "recipes" / "classic_control.py"),
+                        "--collector", "torchrl", "--collector-workers", "2", "--total-steps", "256",
+                        "--eval-episodes", "0", "--no-progress", "--run-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "WeightUpdater" not in p.stderr and "use_buffer" not in p.stderr and "Warning" not in p.stderr, p.stderr
+
+
+def test_envpool_spaces_warn_box_precision_lowered(tmp_path):
+    """Upstream: envpool's CartPole observation space is a float32 Box built from float64 bounds, and gymnasium
+    warns twice; our envpool backend reads it inside workaround 7 and warns nothing."""
+    import warnings
+
+    import envpool
+
+    from ppo_pipeline import config
+    from ppo_pipeline.envs import envpool as envpool_backend
+    from ppo_pipeline.run.prepare import prepare
+
+    with pytest.warns(UserWarning, match="precision lowered by casting to float32"):
+        envpool.make("CartPole-v1", env_type="gymnasium", num_envs=1).observation_space
+    cfg = prepare(config.classic(env_backend="envpool", num_envs=2, minibatch_size=32, run_dir=str(tmp_path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        envs = envpool_backend.make_vector_env(cfg, 2)
+    envs.close()

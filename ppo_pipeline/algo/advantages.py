@@ -17,7 +17,7 @@ from .. import batch as keys
 from .. import workarounds
 from ..config import Config
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.objectives.value import GAE
 
 

@@ -43,7 +43,7 @@ from .normalize import ObsNormalizer, RewardScaler
 from .policy import Agent
 from .spaces import env_action
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.data import Categorical, Composite, Unbounded
     from torchrl.envs import EnvBase
 
@@ -195,7 +195,8 @@ class TorchRLCollector:
         self._iter: Any = None
 
     def reset(self, seeds: list[int]) -> None:
-        with workarounds.distribution_default_kept():     # workaround 5
+        workarounds.quiet_torchrl_collectors()      # workaround 8: torchrl's collectors warn about themselves on import
+        with workarounds.distribution_default_kept():     # workaround 6
             from torchrl.collectors import Collector, MultiSyncCollector
 
         if self.workers > 1:
@@ -216,9 +217,10 @@ class TorchRLCollector:
             self.policy = policy_module(worker_agent)      # (draws from each worker's global generator)
             makers = [functools.partial(_worker_env, self.make_envs, per, seeds[w * per:(w + 1) * per])
                       for w in range(self.workers)]
+            # use_buffers: what MultiSyncCollector assumes when it is not given, logging a warning on every batch
             self._collector = MultiSyncCollector(makers, self.policy, frames_per_batch=E * T, total_frames=-1,
                                                  env_device="cpu", policy_device="cpu", storing_device=self.device,
-                                                 cat_results=0, trust_policy=True,
+                                                 cat_results=0, use_buffers=True, trust_policy=True,
                                                  auto_register_policy_transforms=False)
         self._iter = iter(self._collector)
 

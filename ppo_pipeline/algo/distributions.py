@@ -55,7 +55,7 @@ from torch.distributions import (
 
 from .. import workarounds
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
 
 Params = Dict[str, torch.Tensor]

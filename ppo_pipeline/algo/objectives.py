@@ -52,7 +52,7 @@ from ..config import OBJECTIVES, Config
 from . import compiling
 from .policy import Agent
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 

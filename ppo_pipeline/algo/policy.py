@@ -51,7 +51,7 @@ from ..errors import ConfigError
 from . import distributions
 from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 5)
+with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
 
 ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)

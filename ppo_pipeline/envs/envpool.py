@@ -370,8 +370,11 @@ class PlainVectorEnv(PoolVectorEnv):
     def __init__(self, cfg: Config, num_envs: int, *, evaluation: bool = False):
         check(cfg)
         super().__init__(task_id(cfg.env_id), num_envs, env_seeds(cfg.seed, num_envs, evaluation=evaluation), {})
-        self.single_observation_space = self.pool.observation_space
-        self.single_action_space = self.pool.action_space
+        from ..workarounds import box_precision_notice_dropped
+
+        with box_precision_notice_dropped():      # workaround 9: envpool's float64 bounds of a float32 Box
+            self.single_observation_space = self.pool.observation_space
+            self.single_action_space = self.pool.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.episodes = EpisodeCounter(num_envs)

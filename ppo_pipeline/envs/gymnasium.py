@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from multiprocessing import resource_tracker
 from typing import Any, Callable, Iterator
 
@@ -41,7 +42,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
-from .ids import import_env_module, is_atari, is_bullet, is_entry_point, registered
+from .ids import import_env_module, is_atari, is_bullet, is_entry_point, is_mujoco, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -168,9 +169,20 @@ def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) 
     def make() -> gym.Env:
         registered()
         import_env_module(cfg.env_module)   # (again) in a worker process
+        quiet_mujoco_if_used(cfg.env_id)
         return (make_atari if is_atari(cfg.env_id) else make_plain)(cfg, evaluation=evaluation, render=render)
 
     return make
+
+
+def quiet_mujoco_if_used(env_id: str) -> None:
+    """Workaround 5 (:func:`ppo_pipeline.workarounds.quiet_mujoco_warnings`) in this process, before ``env_id``'s
+    env is built, when it may compile a MuJoCo model: gymnasium's MuJoCo tasks, or any env once mujoco is
+    imported (a user's env module); other envs do not pay for importing mujoco."""
+    if is_mujoco(env_id) or "mujoco" in sys.modules:
+        from ..workarounds import quiet_mujoco_warnings
+
+        quiet_mujoco_warnings()
 
 
 def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,

@@ -62,13 +62,12 @@ def register(name: str, factory: Factory, transform: Any = None) -> str:
 def quiet_mujoco() -> None:
     """Before dm_control is imported (by us or a user's module): MuJoCo renders through EGL when there is
     no display (else dm_control tries GLFW and warns), and the one XML deprecation every cheetah build
-    logs is dropped."""
-    import logging
-
+    logs is dropped (:func:`ppo_pipeline.workarounds.quiet_mujoco_warnings`, workaround 7)."""
+    from ..workarounds import quiet_mujoco_warnings
     from .gymnasium import use_headless_gl
 
     use_headless_gl()
-    logging.getLogger("absl").addFilter(lambda r: "settotalmass" not in r.getMessage())
+    quiet_mujoco_warnings()
 
 
 def _import_dm_control() -> None:
@@ -144,7 +143,7 @@ def check_id(env_id: str) -> str:
 # ------------------------------------------------------------------------------------------------------
 def _clone_transform(transform: Any) -> Any:
     """A fresh copy of a user's transform chain (a torchrl transform belongs to one env only)."""
-    with distribution_default_kept():     # workaround 5
+    with distribution_default_kept():     # workaround 6
         from torchrl.envs import Compose
 
     if transform is None:
@@ -163,7 +162,7 @@ def _call_factory(factory: Factory, num_envs: int) -> Any:
 
 
 def _dmc_env(cfg: Any, render: bool) -> Any:
-    with distribution_default_kept():     # workaround 5
+    with distribution_default_kept():     # workaround 6
         from torchrl.envs import (
             CatTensors,
             DMControlEnv,
@@ -186,7 +185,7 @@ def _dmc_env(cfg: Any, render: bool) -> Any:
 
 def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     """A torchrl ``EnvBase`` of batch size ``[num_envs]`` for ``cfg`` (any id of this backend)."""
-    with distribution_default_kept():     # workaround 5
+    with distribution_default_kept():     # workaround 6
         from torchrl.envs import EnvBase, SerialEnv, TransformedEnv
 
     transform = None
@@ -197,13 +196,15 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     elif cfg.env_id.startswith(TORCHRL):
         factory, transform = factory_of(cfg.env_id)
     else:   # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
-        with distribution_default_kept():     # workaround 5
+        with distribution_default_kept():     # workaround 6
             from torchrl.envs import GymEnv
 
+        from .gymnasium import quiet_mujoco_if_used
         from .ids import import_env_module
 
         def factory() -> Any:
             import_env_module(cfg.env_module)
+            quiet_mujoco_if_used(cfg.env_id)
             return GymEnv(cfg.env_id, render_mode="rgb_array" if render else None)
     env = _call_factory(factory, num_envs)
     if not isinstance(env, EnvBase):
@@ -238,7 +239,7 @@ def _observation_key(env: Any, env_id: str) -> str:
 def spaces_of(env: Any, env_id: str) -> tuple[str, gym.Space, gym.Space, bool]:
     """(observation key, observation space, action space, one-hot actions) of a torchrl env; one-line
     :class:`ConfigError` for specs the agent cannot handle."""
-    with distribution_default_kept():     # workaround 5
+    with distribution_default_kept():     # workaround 6
         from torchrl.data import Bounded, Categorical, OneHot, Unbounded
 
     obs_key = _observation_key(env, env_id)

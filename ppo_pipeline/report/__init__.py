@@ -1,6 +1,6 @@
 """Report over run directories: the paper's scores across seeds, Table 1's normalized score, curves.
 
-    python -m ppo_pipeline.report DIR [DIR ...] --out OUT
+    python -m ppo_pipeline.report DIR [DIR ...] [--out OUT]
 
 Every directory below a DIR that holds a ``config.json`` is a run (a sweep directory is searched
 recursively; its manifest is not needed). A directory holding ``metrics.csv`` or ``episodes.csv``
@@ -29,9 +29,13 @@ Groups and scores (paper: Schulman et al. 2017, Sec. 6.1 / Table 1 and Sec. 6.2 
   training: ``config.env_seeds(seed, num_envs)``) and b_e = max over the compared variants v of
   mean_{runs of v on e} s(run). A variant's normalized score is the mean of norm(run) over its runs:
   on each env the best variant scores exactly 1 and random play 0. The last column of Table 1
-  averages over all runs of the variant on all envs (the paper's "averaged over 21 runs").
+  averages over all runs of the variant on Table 1's MuJoCo tasks (the paper's "averaged over 21 runs");
+  runs on other envs are pooled within their own family only (Atari, classic control, other MuJoCo tasks,
+  DMControl, other: :func:`ppo_pipeline.report.aggregate.family`), each family printed in the same layout.
 
-Outputs in OUT: ``report.md`` (tables), ``report.csv`` (one row per env and variant), ``runs.csv``
+Outputs in OUT (default: beside what it reads, :func:`default_out`: ``DIR/report`` for one DIR -- a run, a
+sweep, a folder of runs -- or ``report`` in the folder holding all the DIRs), named on the last line printed:
+``report.md`` (tables), ``report.csv`` (one row per env and variant), ``runs.csv``
 (one row per run), ``curves.png`` (one panel per env) and ``curves-<env>.png``, and
 ``random_scores.json`` (the cache of measured random-policy scores).
 """
@@ -39,6 +43,7 @@ Outputs in OUT: ``report.md`` (tables), ``report.csv`` (one row per env and vari
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -51,7 +56,24 @@ from .random_policy import CACHE, random_scores
 from .runs import LAST_N, ReportError, Skipped, load_runs
 from .tables import write_csvs, write_markdown
 
-__all__ = ["Report", "ReportError", "build_parser", "build_report", "main"]
+__all__ = ["Report", "ReportError", "build_parser", "build_report", "default_out", "main"]
+
+
+def default_out(dirs: Sequence[str | Path]) -> Path:
+    """Where the report goes when no ``--out`` is given: ``DIR/report`` for one DIR, else ``report`` in the
+    deepest folder holding every DIR (never the current directory unless it holds what is read)."""
+    paths = [Path(d) for d in dirs]
+    if len(paths) == 1:
+        return paths[0] / "report"
+    try:
+        common = Path(os.path.commonpath([p.resolve() for p in paths]))
+    except ValueError:              # no common folder (another drive)
+        common = paths[0].resolve().parent
+    try:
+        common = common.relative_to(Path.cwd())     # a relative path prints as the user typed it
+    except ValueError:
+        pass
+    return common / "report"
 
 
 def build_report(dirs: Sequence[str | Path], out: str | Path, *, random_episodes: int = LAST_N,
@@ -78,8 +100,8 @@ def build_report(dirs: Sequence[str | Path], out: str | Path, *, random_episodes
     except OSError as e:
         raise ReportError(f"--out {str(out)!r} cannot be created ({e.strerror})") from None
     random = random_scores(runs, random_episodes, out / CACHE, random_scores_given, log)
-    groups, table1, notes = aggregate(runs, random, bootstrap, bootstrap_seed)
-    rep = Report([str(d) for d in dirs], runs, skipped, groups, random, table1, notes, bootstrap)
+    groups, families, notes = aggregate(runs, random, bootstrap, bootstrap_seed)
+    rep = Report([str(d) for d in dirs], runs, skipped, groups, random, families, notes, bootstrap)
     curve_files = plot_curves(groups, random, out, bins, band) if plots else []
     write_markdown(rep, out / "report.md", curve_files)
     rep.files = [out / "report.md", *write_csvs(rep, out), *curve_files]
@@ -122,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                       epilog="Formulas: see the module docstring (pydoc ppo_pipeline.report) and report.md.")
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="run directories or folders/sweeps holding them (searched recursively for config.json)")
-    p.add_argument("--out", default="report", help="output folder for report.md, CSVs, PNGs (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder for report.md, CSVs, PNGs (default: DIR/report for one "
+                                                "DIR, else report/ in the folder holding the DIRs)")
     p.add_argument("--random-episodes", type=_nonneg, default=LAST_N, metavar="N",
                    help="random-policy episodes per seed for the normalized score; 0 = do not measure "
                         "(default: %(default)s)")
@@ -143,21 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    out = Path(ns.out) if ns.out is not None else default_out(ns.dirs)
     try:
-        rep = build_report(ns.dirs, ns.out, random_episodes=ns.random_episodes,
+        rep = build_report(ns.dirs, out, random_episodes=ns.random_episodes,
                            random_scores_given=dict(ns.random_score), bootstrap=ns.bootstrap,
                            bootstrap_seed=ns.bootstrap_seed, bins=ns.bins, band=ns.band,
                            finished_only=ns.finished_only)
     except ReportError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    print("Table 1 (normalized score; the paper's value beside ours)\n" + paper_tables.text(paper_tables.table1(rep)))
-    if paper_tables.atari_games(rep):
+    games = paper_tables.atari_games(rep)
+    shown = [f for f in rep.families if not (f == "Atari" and len(games) == len(rep.family_envs(f)))]
+    print("\n\n".join(paper_tables.title(rep, f) + "\n" + paper_tables.text(paper_tables.normalized(rep, f))
+                      for f in shown))    # Atari's games of Table 6 are shown in its layout below
+    if games:
         print("\nTable 6 (last-100 score; the paper's A2C / ACER / PPO beside ours)\n"
               + paper_tables.text(paper_tables.table6(rep)))
         print("\nTable 2 (games won)\n" + "\n".join(r[0] for r in paper_tables.table2(rep)[1]))
-    print(f"\nreport of {len(rep.runs)} runs ({len(rep.skipped)} skipped) in {ns.out}: "
-          + ", ".join(p.name for p in rep.files))
+    print(f"\nreport of {len(rep.runs)} runs ({len(rep.skipped)} skipped): " + ", ".join(p.name for p in rep.files)
+          + f"\nwritten to {out}")
     return 0
 
 

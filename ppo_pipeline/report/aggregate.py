@@ -1,4 +1,8 @@
-"""Grouping runs by (env, variant) and the numbers the tables show, Table 1's normalization included."""
+"""Grouping runs by (env, variant) and the numbers the tables show, Table 1's normalization included.
+
+Normalized scores are pooled within an env family only (:func:`family`): Table 1's over Table 1's MuJoCo tasks,
+and each other family (Atari, classic control, ...) apart, so a Pong or CartPole run never counts among a Table 1
+row's tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import paper
+from ..envs import ids
 from .random_policy import RandomScore
 from .runs import Run, Skipped
 from .stats import bootstrap_ci, iqm, mean, std
@@ -16,6 +22,27 @@ from .stats import bootstrap_ci, iqm, mean, std
 NEUTRAL_FIELDS = {"seed", "name", "run_dir", "device", "torch_threads", "progress", "tensorboard",
                   "vector_env", "env_backend", "eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
                   "capture_video", "compile", "track", "wandb_project", "wandb_entity", "wandb_group"}
+
+
+TABLE1_FAMILY = "Table 1 MuJoCo"
+FAMILIES = (TABLE1_FAMILY, "other MuJoCo", "Atari", "classic control", "DMControl", "other")
+
+
+def family(env_id: str) -> str:
+    """The family whose runs ``env_id``'s are compared with (one of :data:`FAMILIES`): Table 1's 7 MuJoCo tasks,
+    other MuJoCo tasks, Atari games, classic control, DMControl (``dmc:``), anything else."""
+    if paper.is_table1_task(env_id):
+        return TABLE1_FAMILY
+    if env_id.startswith("dmc:"):
+        return "DMControl"
+    if paper.game_of(env_id) is not None or ids.is_atari(env_id):
+        return "Atari"
+    if ids.is_mujoco(env_id):
+        return "other MuJoCo"
+    import gymnasium as gym
+
+    spec = gym.envs.registry.get(env_id)
+    return "classic control" if "classic_control" in str(getattr(spec, "entry_point", "")) else "other"
 
 
 @dataclass
@@ -51,10 +78,23 @@ class Report:
     skipped: list[Skipped]
     groups: list[Group]
     random: dict[str, RandomScore]
-    table1: dict[str, dict[str, Any]]          # variant -> {"per_env": {env: norm}, "mean", "iqm", "ci", "runs"}
+    families: dict[str, dict[str, dict[str, Any]]]   # family -> variant -> {"per_env", "mean", "iqm", "ci", "runs"}
     notes: list[str]
     bootstrap: int
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def table1(self) -> dict[str, dict[str, Any]]:
+        """Table 1's rows: variant -> its normalized score over Table 1's MuJoCo tasks (empty when none ran)."""
+        return self.families.get(TABLE1_FAMILY, {})
+
+    def family_envs(self, fam: str) -> list[str]:
+        """The report's envs of family ``fam``."""
+        return [e for e in self.envs if family(e) == fam]
+
+    def family_variants(self, fam: str) -> list[str]:
+        """The variants run on family ``fam``'s envs, in the paper's row order."""
+        return [v for v in self.variants if v in self.families.get(fam, {})]
 
     def group(self, env_id: str, variant: str) -> Group:
         for g in self.groups:
@@ -73,8 +113,9 @@ class Report:
 
 
 def aggregate(runs: Sequence[Run], random: dict[str, RandomScore], n_boot: int = 2000,
-              boot_seed: int = 0) -> tuple[list[Group], dict[str, dict[str, Any]], list[str]]:
-    """Groups by (env, variant) with their statistics, Table 1 by variant, and notes on the data."""
+              boot_seed: int = 0) -> tuple[list[Group], dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """Groups by (env, variant) with their statistics; per family (:func:`family`, in :data:`FAMILIES` order) each
+    variant's normalized score pooled over that family's envs; notes on the data."""
     notes: list[str] = []
     by: dict[tuple[str, str], Group] = {}
     for r in sorted(runs, key=lambda r: (r.env_id, r.variant_key, r.seed, str(r.path))):
@@ -109,18 +150,19 @@ def aggregate(runs: Sequence[Run], random: dict[str, RandomScore], n_boot: int =
             for r in g.runs:
                 r.normalized = (r.score - r_e) / denom if math.isfinite(r_e) and denom > 0 else math.nan
             g.normalized = mean(r.normalized for r in g.runs)
-    table1: dict[str, dict[str, Any]] = {}
+    families: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in FAMILIES}
     for g in groups:
-        t = table1.setdefault(g.variant, {"key": g.key, "per_env": {}, "values": []})
+        t = families[family(g.env_id)].setdefault(g.variant, {"key": g.key, "per_env": {}, "values": []})
         t["per_env"][g.env_id] = g.normalized
         vals = [r.normalized for r in g.runs if math.isfinite(r.normalized)]
         if vals:
             t["values"].append(vals)
-    for v, t in table1.items():
+    families = {f: rows for f, rows in families.items() if rows}
+    for t in (t for rows in families.values() for t in rows.values()):
         flat = [x for vals in t["values"] for x in vals]
         t["runs"] = len(flat)
         t["envs"] = len(t["values"])
         t["mean"] = mean(flat)
         t["iqm"] = iqm(flat)
         t["ci"] = bootstrap_ci(t["values"], n_boot, boot_seed) if flat else (math.nan, math.nan)
-    return groups, table1, notes
+    return groups, families, notes

@@ -1,6 +1,6 @@
 """The report's numbers in the paper's layouts, our values beside the published ones
 (:mod:`ppo_pipeline.paper`): Table 1 (a row per objective and hyperparameter, the normalized score over
-tasks and seeds), Table 6 (a row per Atari game, the last-100 score beside A2C / ACER / PPO) and Table 2
+Table 1's MuJoCo tasks and seeds; other families in the same layout, each over its own tasks), Table 6 (a row per Atari game, the last-100 score beside A2C / ACER / PPO) and Table 2
 (games "won"). Each function returns (header, rows) of strings, printed by ``python -m
 ppo_pipeline.report`` and written into ``report.md``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import paper
-from .aggregate import Report
+from .aggregate import TABLE1_FAMILY, Report
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -20,25 +20,32 @@ def _num(x: float | None, digits: int = 2) -> str:
 
 
 def table1(rep: Report) -> Table:
-    """A row per variant in the paper's order (no clipping; clip eps; adaptive KL d_targ; fixed KL beta):
-    our normalized score (mean over every run of the variant, all tasks), IQM [95% CI], runs, tasks, and
-    the paper's Table 1 value for that row -- only when every task is one of Table 1's MuJoCo tasks (a
-    CartPole or Atari score normalized the same way is not comparable with it)."""
-    envs = rep.envs
-    comparable = table1_comparable(rep)
+    """Table 1's layout over Table 1's MuJoCo tasks only: :func:`normalized` of that family, with the paper's
+    value beside each row."""
+    return normalized(rep, TABLE1_FAMILY)
+
+
+def normalized(rep: Report, fam: str) -> Table:
+    """A row per variant run on family ``fam``'s envs, in the paper's order (no clipping; clip eps; adaptive KL
+    d_targ; fixed KL beta): its normalized score pooled over its runs on that family's envs only, IQM [95% CI],
+    runs, tasks; for Table 1's family the paper's Table 1 value beside it."""
+    envs = rep.family_envs(fam)
+    paper_column = fam == TABLE1_FAMILY
     rows = []
-    for v in rep.variants:
-        t = rep.table1[v]
+    for v in rep.family_variants(fam):
+        t = rep.families[fam][v]
         rows.append([v, _num(t["mean"]), f"{_num(t['iqm'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}]",
                      str(t["runs"]), f"{t['envs']}/{len(envs)}",
-                     _num(paper.TABLE1_BY_LABEL.get(v)) if comparable else "-"])
-    paper_column = "paper (Table 1)" if comparable else "paper (Table 1: MuJoCo tasks only)"
-    return ["variant", "ours", "IQM [95% CI]", "runs", "tasks", paper_column], rows
+                     *([_num(paper.TABLE1_BY_LABEL.get(v))] if paper_column else [])])
+    return ["variant", "ours", "IQM [95% CI]", "runs", "tasks", *(["paper (Table 1)"] if paper_column else [])], rows
 
 
-def table1_comparable(rep: Report) -> bool:
-    """Whether the report's tasks are all Table 1's (MuJoCo), so its normalized scores sit beside the paper's."""
-    return bool(rep.envs) and all(paper.is_table1_task(e) for e in rep.envs)
+def title(rep: Report, fam: str) -> str:
+    """The heading of family ``fam``'s normalized-score table."""
+    envs = ", ".join(rep.family_envs(fam))
+    if fam == TABLE1_FAMILY:
+        return f"Table 1 (normalized score over Table 1's MuJoCo tasks: {envs}; the paper's value beside ours)"
+    return f"Normalized score, {fam} ({envs}; random play 0, the best variant on each task 1)"
 
 
 def atari_games(rep: Report) -> list[tuple[str, str]]:

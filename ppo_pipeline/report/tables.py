@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import paper_tables
-from .aggregate import Report
+from .aggregate import TABLE1_FAMILY, Report
 from .runs import LAST_N
 
 
@@ -45,14 +45,18 @@ def write_markdown(rep: Report, path: Path, curve_files: Sequence[Path]) -> None
                      f"{num(g.score_iqm)} [{num(g.iqm_ci[0])}, {num(g.iqm_ci[1])}]", status])
     L += _table(["env", "variant", "runs", "env steps", "last-100 mean +- std", f"IQM [{pct} CI]", "status"], rows)
 
-    L += ["", "## Table 1 in the paper's layout", "",
-          "Normalized score of each variant, averaged over all its runs on all tasks (random play 0, the best "
-          "compared variant on each task 1; details below), beside the paper's Table 1 (7 tasks x 3 seeds, 1M "
-          "steps). A variant run on fewer tasks or at another budget is not the paper's number: see tasks and env steps."
-          + ("" if paper_tables.table1_comparable(rep) else
-             " These tasks are not Table 1's (its 7 MuJoCo tasks), so the paper's column is left empty."),
-          ""]
-    L += paper_tables.markdown(paper_tables.table1(rep))
+    for fam in rep.families:
+        if fam == TABLE1_FAMILY:
+            L += ["", "## Table 1 in the paper's layout", "",
+                  "Normalized score of each variant, averaged over all its runs on Table 1's MuJoCo tasks (random "
+                  "play 0, the best compared variant on each task 1; details below), beside the paper's Table 1 (7 "
+                  "tasks x 3 seeds, 1M steps). A variant run on fewer tasks or at another budget is not the paper's "
+                  "number: see tasks and env steps. Runs on other envs are scored in their own family's table.", ""]
+        else:
+            L += ["", f"## Normalized score, {fam}", "",
+                  f"The same score pooled over the {fam} tasks only ({', '.join(rep.family_envs(fam))}); the "
+                  f"paper has no such table.", ""]
+        L += paper_tables.markdown(paper_tables.normalized(rep, fam))
     if paper_tables.atari_games(rep):
         L += ["", "## Table 6 layout: Atari, last-100 score", "",
               "Mean +- std over seeds of each run's last-100 training episodes (raw game score), beside Table 6 "
@@ -61,24 +65,28 @@ def write_markdown(rep: Report, path: Path, curve_files: Sequence[Path]) -> None
         L += ["", "## Table 2: games won", ""]
         L += [f"- {r[0]}" for r in paper_tables.table2(rep)[1]]
 
-    envs, variants = rep.envs, rep.variants
-    L += ["", "## Table 1: normalized score, per task", "",
+    L += ["", "## Normalized score per task, by family", "",
           "Per env e: norm(run) = (s(run) - r_e) / (b_e - r_e), s = mean of the run's last 100 episodes, "
           "r_e = random-policy score (uniform random actions, same env stack and env seeds), "
           "b_e = the best compared variant's mean score on e. A variant's entry is the mean of norm(run) "
-          "over its runs (the best variant is 1, random play 0); the last columns pool all its runs on all envs.",
-          ""]
-    rows = []
+          "over its runs (the best variant is 1, random play 0); the last columns pool all its runs on the "
+          "family's envs (never across families).", ""]
     unfinished = {g.variant for g in rep.groups if g.in_progress}
-    for v in variants:
-        t = rep.table1[v]
-        cells = [num(t["per_env"].get(e, math.nan), 3) if e in t["per_env"] else "-" for e in envs]
-        partial = f" ({t['envs']} of {len(envs)} envs)" if t["envs"] < len(envs) else ""
-        ci = f"{num(t['iqm'], 3)} [{num(t['ci'][0], 3)}, {num(t['ci'][1], 3)}]"
-        rows.append([v + (" *" if v in unfinished else "")] + cells + [num(t["mean"], 3) + partial, ci, str(t["runs"])])
-    L += _table(["variant"] + envs + ["mean over runs", f"IQM [{pct} CI]", "runs"], rows)
+    for fam in rep.families:
+        envs = rep.family_envs(fam)
+        rows = []
+        for v in rep.family_variants(fam):
+            t = rep.families[fam][v]
+            cells = [num(t["per_env"].get(e, math.nan), 3) if e in t["per_env"] else "-" for e in envs]
+            partial = f" ({t['envs']} of {len(envs)} envs)" if t["envs"] < len(envs) else ""
+            ci = f"{num(t['iqm'], 3)} [{num(t['ci'][0], 3)}, {num(t['ci'][1], 3)}]"
+            rows.append([v + (" *" if v in unfinished else "")] + cells + [num(t["mean"], 3) + partial, ci,
+                                                                             str(t["runs"])])
+        L += ["", f"### {fam}", ""]
+        L += _table(["variant"] + envs + ["mean over runs", f"IQM [{pct} CI]", "runs"], rows)
     if unfinished:
         L += ["", "\\* includes runs not finished yet (scored on the episodes they have so far)."]
+    envs = rep.envs
     L += ["", "Random-policy score r_e and best variant b_e:", ""]
     rows = []
     for e in envs:

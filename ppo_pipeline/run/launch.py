@@ -254,7 +254,9 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides)
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None)
         if ns.dry_run:
-            print("\n".join(experiments.estimate(runs, gpu=bool(profile and profile.gpus_per_node))))
+            from ..sweeps import cost
+
+            print("\n".join(cost.estimate(runs, gpu=bool(profile and profile.gpus_per_node), packs=packs)))
             if ns.pack is not None:
                 print("\n".join(describe(packs)))
             for r in runs[:5]:

@@ -5,23 +5,19 @@
 * A named experiment (``--experiment table1``): the paper's rows as variants (each a dict of config
   overrides), its envs, seeds and budget (:data:`EXPERIMENTS`).
 * A run's name encodes what varies: ``<env>__<objective>[__<field>=<value>...]__s<seed>``.
-* ``--dry-run``: :func:`estimate` turns the plan into agent steps and core-hours (or GPU-hours) from the
-  speed the bench measured on this machine (``results/bench/*.json``).
+* ``--dry-run``: :func:`ppo_pipeline.sweeps.cost.estimate` turns the plan into agent steps and core-hours (or
+  GPU-hours) from the speed the bench measured for each kind of run (``results/bench/*.json``).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from .. import paper
 from ..errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = REPO_ROOT / "results" / "bench"
 MAX_RUNS = 10_000
 
 
@@ -91,65 +87,3 @@ def run_name(env_id: str, objective: str, varied: dict[str, Any], seed: int) -> 
 def check_size(n: int) -> None:
     if n > MAX_RUNS:
         raise ConfigError(f"the sweep has {n:,} runs; at most {MAX_RUNS:,} (split it)")
-
-
-# ------------------------------------------------------------------------------------------------------
-# --dry-run: the cost of a plan
-# ------------------------------------------------------------------------------------------------------
-def family(env_id: str, is_atari: bool) -> str:
-    """The bench workload whose speed stands for ``env_id``'s: pong (Atari), cartpole (classic control),
-    hopper (everything else: MuJoCo, DMControl, user envs)."""
-    if is_atari:
-        return "pong"
-    return "cartpole" if env_id.split("-v")[0] in ("CartPole", "Acrobot", "MountainCar", "Pendulum",
-                                                    "MountainCarContinuous") else "hopper"
-
-
-def measured_speed(gpu: bool) -> tuple[dict[str, float], str, int] | None:
-    """The newest bench figures of this checkout (``results/bench/*.json``) for CPU or GPU:
-    (workload -> our median steps/s, the file, the cores it ran on); None when there are none."""
-    # newest first by name (bench-DATE-...json): a clone's file times are all the checkout's
-    files = sorted(BENCH_DIR.glob("*.json"), reverse=True) if BENCH_DIR.is_dir() else []
-    for path in files:
-        try:
-            data = json.loads(path.read_text())
-            on_gpu = data["machine"].get("gpu", "none") != "none"
-            if on_gpu != gpu or "results" not in data:
-                continue
-            speeds = {k: sorted(r["sps"] for r in v["ours"])[len(v["ours"]) // 2] for k, v in data["results"].items()}
-            return speeds, str(path.relative_to(REPO_ROOT)), int(data["machine"]["cores"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
-
-
-def estimate(runs: Sequence[dict[str, Any]], *, gpu: bool) -> list[str]:
-    """Lines describing a plan (the runs of :func:`ppo_pipeline.sweeps.sweep.plan`): runs, agent steps, and hours
-    from measured speed."""
-    from ..config import Config
-    from ..envs.ids import is_atari
-
-    steps: dict[str, int] = {}
-    for r in runs:
-        cfg = Config.from_dict(r["config"])
-        fam = family(cfg.env_id, is_atari(cfg.env_id))
-        steps[fam] = steps.get(fam, 0) + cfg.steps_run
-    total = sum(steps.values())
-    lines = [f"plan: {len(runs):,} run(s), {total:,} agent steps in all"]
-    speed = measured_speed(gpu)
-    if speed is None:
-        lines.append(f"no measured {'GPU' if gpu else 'CPU'} speed in results/bench/ to estimate hours from: "
-                     f"python -m ppo_pipeline.bench --json results/bench/bench-DATE-{'gpu' if gpu else 'cpu'}.json")
-        return lines
-    sps, source, cores = speed
-    hours = 0.0
-    for fam, n in sorted(steps.items()):
-        if fam not in sps:
-            lines.append(f"  {fam}-like runs: no {fam} figure in {source}")
-            continue
-        h = n / sps[fam] / 3600
-        hours += h
-        lines.append(f"  {fam}-like runs: {n:,} steps at {sps[fam]:,.0f} steps/s = {h:,.1f} h of one run at a time")
-    unit = "GPU-hours" if gpu else f"core-hours ({cores} cores per run, as measured)"
-    lines.append(f"estimated: {hours * (1 if gpu else cores):,.1f} {unit}, from {source}")
-    return lines

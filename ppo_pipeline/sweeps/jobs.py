@@ -4,6 +4,7 @@ submitit job around either (preemption-safe: checkpoint, requeue, resume)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import signal
@@ -21,6 +22,7 @@ from ..run.prepare import prepare
 
 LOCAL = "local"
 FINISHED = "FINISHED"
+RUNS = "runs"        # a sweep's runs' folder, relative to the sweep directory (what every stored run_dir says)
 
 
 def _job_id() -> str:
@@ -30,12 +32,19 @@ def _job_id() -> str:
     return os.environ.get("SLURM_JOB_ID") or f"{LOCAL}:{os.getpid()}"
 
 
-def _job_info(resume_from: Path | None) -> dict[str, Any]:
+def _job_info() -> dict[str, Any]:
     return {"job_id": _job_id(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "host": socket.gethostname(), "pid": os.getpid(),
             "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
-            "resumed_from": str(resume_from) if resume_from else None,
             "started": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def _store_relative(members: Sequence[Config]) -> None:
+    """Each member's ``config.json`` with ``run_dir`` relative to the sweep directory (``runs``), as the manifest
+    has it: the trainer wrote the absolute folder this job runs in, which would not follow a moved sweep."""
+    for m in members:
+        if (m.run_path() / rundir.CONFIG).is_file():
+            rundir.write_config(m.run_path(), dataclasses.replace(m, run_dir=RUNS))
 
 
 def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> Any:
@@ -62,18 +71,22 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
         resume_from = checkpoint.latest(members[0].run_path())
         if resume_from is not None:
             checkpoint.load_for_run(resume_from, members[0].to_dict())   # CheckpointError names the file
-    info = _job_info(resume_from[0] if isinstance(resume_from, list) else resume_from)
+    info = _job_info()
+    froms = list(resume_from) if isinstance(resume_from, list) else [resume_from] * len(members)   # per member
     trainer: Any = None
 
     def mark(state: str, **extra: Any) -> None:
         for p, m in enumerate(members):
             if p not in getattr(trainer, "failed", {}):
                 m.run_path().mkdir(parents=True, exist_ok=True)
-                rundir.write_json(m.run_path() / rundir.JOB_STATE, {**info, "state": state, **extra})
+                # the checkpoint it resumed from, relative to its run directory (a moved sweep reads the same)
+                since = os.path.relpath(froms[p], m.run_path()) if froms[p] is not None else None
+                rundir.write_json(m.run_path() / rundir.JOB_STATE, {**info, "resumed_from": since, "state": state, **extra})
 
     mark("RUNNING")
     try:
         trainer = Trainer(members if pack_dir is not None else members[0], pack_dir=pack_dir)
+        _store_relative(members)
         trainer.checkpoint_on_signal(*signals)
         summaries = trainer.train(resume_from)
     except TrainingInterrupted as e:

@@ -47,7 +47,7 @@ from ..run import checkpoint
 from ..run.cli import OneLineParser, fail
 from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
-from .jobs import FINISHED, LOCAL, SweepJob, run_unit
+from .jobs import FINISHED, LOCAL, RUNS, SweepJob, run_unit
 
 MANIFEST = "manifest.json"
 FORMAT = "ppo-pipeline/sweep/v1"
@@ -72,11 +72,12 @@ def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]
         own = (env_overrides or {}).get(env_id, {})
         for varied in variants:
             for seed in seeds:
-                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / "runs"),
+                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / RUNS),
                                           **{**own, **varied})
                 cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
                 check_envs(cfg)
                 cfg.name = experiments.run_name(cfg.env_id, cfg.objective, varied, seed)
+                cfg.run_dir = RUNS        # stored relative to the sweep directory: a moved sweep reads the same
                 runs.append({"name": cfg.name, "env_id": cfg.env_id, "objective": cfg.objective, "seed": seed,
                              "varied": dict(varied), "config": cfg.to_dict(), "job_id": None, "job_ids": []})
     names = [r["name"] for r in runs]
@@ -93,7 +94,11 @@ def create(sweep_dir: Path, runs: list[dict[str, Any]], *, launcher: str, cluste
     if sweep_dir.exists():
         raise SweepError(f"sweep directory {str(sweep_dir)!r} exists; continue it with "
                          f"`python -m ppo_pipeline.sweep resume {sweep_dir}` or choose another --sweep-dir")
-    (sweep_dir / "runs").mkdir(parents=True)
+    (sweep_dir / RUNS).mkdir(parents=True)
+    # Every path the sweep reads back is relative to the sweep directory (runs' run_dir, pack.json's members), so
+    # a moved or copied folder reads the same. "command" is a record of what was typed, not read back; its
+    # interpreter stays absolute: it names the environment (a venv's python) the sweep and its SLURM jobs run
+    # in, which is not inside the sweep directory and does not move with it.
     manifest = {"format": FORMAT, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "launcher": launcher, "cluster": cluster, "max_parallel": max_parallel,
                 "command": [sys.executable, *sys.argv[:1], *argv], "submissions": [], "runs": runs,
@@ -156,13 +161,13 @@ def load_manifest(sweep_dir: Path) -> dict[str, Any]:
 
 
 def _run_path(sweep_dir: Path, run: dict[str, Any]) -> Path:
-    return sweep_dir / "runs" / run["name"]
+    return sweep_dir / RUNS / run["name"]
 
 
 def _with_run_dir(sweep_dir: Path, run: dict[str, Any], **override: Any) -> dict[str, Any]:
-    """The run's config with run_dir pointing into this sweep directory (wherever it now lives), and
-    ``override``'s fields."""
-    return {**run["config"], "run_dir": str((sweep_dir / "runs").resolve()), "name": run["name"], **override}
+    """The run's config with run_dir pointing into this sweep directory (wherever it now lives; the stored run_dir,
+    ``runs`` or an older manifest's absolute path, is not read), and ``override``'s fields."""
+    return {**run["config"], "run_dir": str((sweep_dir / RUNS).resolve()), "name": run["name"], **override}
 
 
 def check_checkpoints(sweep_dir: Path, runs: list[dict[str, Any]]) -> None:

@@ -177,9 +177,10 @@ def collector_comparison(steps: int = 8192) -> dict[str, float]:
     ``GymEnv`` against :class:`ppo_pipeline.algo.collect.Collector` over a gymnasium vector env."""
     import torch
 
-    from ..workarounds import distribution_default_kept
+    from ..workarounds import distribution_default_kept, quiet_torchrl_collectors
 
-    with distribution_default_kept():     # workaround 5
+    quiet_torchrl_collectors()      # workaround 8
+    with distribution_default_kept():     # workaround 6
         from torchrl.collectors import Collector as TorchRLCollector
         from torchrl.envs import DoubleToFloat, TransformedEnv
         from torchrl.envs.libs.gym import GymEnv
