@@ -30,6 +30,7 @@ Continuous control: observation normalization and reward scaling live in :mod:`p
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -150,6 +151,59 @@ class QuietReset(gym.Wrapper):
             return self.env.reset(**kwargs)
 
 
+def is_flagrun(env_id: str) -> bool:
+    """The Bullet humanoid flag runs (``HumanoidFlagrunBulletEnv-v0``, ``HumanoidFlagrunHarderBulletEnv-v0``)."""
+    return is_bullet(env_id) and "Flagrun" in env_id
+
+
+class FlagInView(gym.Wrapper):
+    """A Bullet flag run's ``rgb_array`` frames with the flag in them.
+
+    The env's own camera looks at the robot from 3 m and never turns, so the flag (a red sphere of radius
+    0.5 m at height 0.7 m, up to about 14 m away) is out of the frame in most steps. This camera looks at the
+    midpoint of the robot and the flag from the side (yaw along the robot -> flag heading: the robot on the
+    left, the flag on the right), at a distance that fits both with a 1.5 m margin (at least the env's 3 m).
+    It turns with the heading, and cuts when the env moves the flag (reached, or timed out). Same image
+    size (320x240) and renderer (TinyRenderer without EGL) as the env's; only ``render`` is changed.
+    """
+
+    FOV = 60.0          # vertical field of view, degrees (the env's)
+    PITCH = -20.0
+    MARGIN = 1.5        # metres beside the robot and the flag (a falling robot reaches out)
+    MIN_DISTANCE = 3.0  # the env's own camera distance
+
+    def camera(self) -> tuple[tuple[float, ...], tuple[float, ...], int, int] | None:
+        """(view matrix, projection matrix, width, height) for the current state (pybullet's column-major
+        16-tuples), or None before the first reset."""
+        u = self.env.unwrapped
+        robot = getattr(u, "robot", None)
+        if getattr(u, "physicsClientId", -1) < 0 or not hasattr(robot, "walk_target_x") \
+                or not hasattr(robot, "body_real_xyz"):
+            return None
+        w, h = int(u._render_width), int(u._render_height)
+        bx, by, _ = robot.body_real_xyz
+        fx, fy = float(robot.walk_target_x), float(robot.walk_target_y)
+        half_sep = math.hypot(fx - bx, fy - by) / 2
+        half_width = math.tan(math.radians(self.FOV / 2)) * w / h      # visible half-width per metre of distance
+        distance = max(self.MIN_DISTANCE, (half_sep + self.MARGIN) / half_width)
+        view = u._p.computeViewMatrixFromYawPitchRoll(
+            cameraTargetPosition=[(bx + fx) / 2, (by + fy) / 2, 0.7], distance=distance,
+            yaw=math.degrees(math.atan2(fy - by, fx - bx)), pitch=self.PITCH, roll=0, upAxisIndex=2)
+        proj = u._p.computeProjectionMatrixFOV(fov=self.FOV, aspect=w / h, nearVal=0.1, farVal=100.0)
+        return tuple(view), tuple(proj), w, h
+
+    def render(self) -> Any:
+        cam = None if self.env.unwrapped.render_mode != "rgb_array" else self.camera()
+        if cam is None:
+            return self.env.render()
+        import pybullet
+
+        view, proj, w, h = cam
+        _, _, px, _, _ = self.env.unwrapped._p.getCameraImage(
+            width=w, height=h, viewMatrix=view, projectionMatrix=proj, renderer=pybullet.ER_BULLET_HARDWARE_OPENGL)
+        return np.reshape(np.asarray(px, dtype=np.uint8), (h, w, -1))[:, :, :3].copy()
+
+
 def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
     """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics (and an
     env's ``action_masks()`` moved into its observation)."""
@@ -159,6 +213,8 @@ def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -
     env = gym.make(env_id, render_mode="rgb_array" if render else None)
     if is_bullet(cfg.env_id):
         env = QuietReset(env)
+        if render and is_flagrun(cfg.env_id):
+            env = FlagInView(env)
     if has_action_masks(env):
         env = ActionMasksInObservation(env)
     return gym.wrappers.RecordEpisodeStatistics(env)
