@@ -42,7 +42,8 @@ def _ctrl_c_after(argv: list[str], run: Path, rows: int, timeout: float = 420) -
 
 @pytest.mark.parametrize("recipe, name", [("classic_control.py", "CartPole-v1__clip__s0"),
                                           ("mujoco.py", "Hopper-v5__clip__s0"),
-                                          ("atari.py", "ALE-Pong-v5__clip__s0")])
+                                          ("atari.py", "ALE-Pong-v5__clip__s0"),
+                                          ("humanoid.py", "HumanoidBulletEnv-v0__clip__s0")])
 def test_recipe_defaults_start_stop_and_resume(tmp_path, recipe, name):
     run = tmp_path / name
     p = _ctrl_c_after([str(ROOT / "recipes" / recipe), "--run-dir", str(tmp_path)], run, rows=1)
