@@ -25,6 +25,7 @@ from __future__ import annotations
 from ..config import Config
 from ..errors import ConfigError
 from . import gymnasium as gymnasium_backend
+from .ids import EnvSpec, decided, family
 
 
 def resolve_id(env_id: str, env_module: str = "") -> str:
@@ -40,9 +41,26 @@ def resolve_id(env_id: str, env_module: str = "") -> str:
     return resolve_env_id(env_id, env_module)
 
 
+_SPECS: dict[tuple, EnvSpec] = {}   # (env_id, env_module, env_backend, pixels, noop_max, pack) -> its spec
+
+
+def spec_of(cfg: Config, *, pack: bool = False) -> EnvSpec:
+    """What ``cfg``'s (resolved) env id is and which backend builds its envs (``pack``: a pack's envs,
+    :func:`backend`), decided once per env stack and cached: :func:`ppo_pipeline.run.prepare.prepare` builds it,
+    the later stages read it."""
+    key = (cfg.env_id, cfg.env_module, cfg.env_backend, cfg.pixels, cfg.noop_max, pack)
+    spec = _SPECS.get(key)
+    if spec is None:
+        fam = family(cfg.env_id)
+        spec = EnvSpec(cfg.env_id, cfg.env_module, fam, _choose_backend(cfg, fam, pack), cfg.pixels, pack)
+        if decided(cfg.env_id):      # (an id no registry holds yet is looked at again next time)
+            _SPECS[key] = spec
+    return spec
+
+
 def backend(cfg: Config, *, pack: bool = False) -> str:
-    """The backend that builds ``cfg``'s envs: ``cfg.env_backend``, with ``auto`` resolved to the faster one
-    measured for the env family (``python -m ppo_pipeline.bench --raw``): envpool for Atari games it has
+    """The backend that builds ``cfg``'s envs (:func:`spec_of`): ``cfg.env_backend``, with ``auto`` resolved to the
+    faster one measured for the env family (``python -m ppo_pipeline.bench --raw``): envpool for Atari games it has
     (C++ emulators stepped in threads, no subprocesses), gymnasium for everything else (classic control
     and MuJoCo step faster in one process than through envpool's thread pool at a run's env counts, and
     only in-process envs can be snapshotted for an exact resume). A pack (``pack``) steps all its members'
@@ -50,14 +68,15 @@ def backend(cfg: Config, *, pack: bool = False) -> str:
     agent steps/s; ``--env-backend gymnasium`` keeps such a pack's resume exact); for classic control the two
     are even (CartPole x 33 x 8 envs: 25.6k against 24.2k), so gymnasium stays (exact resume, the solo runs'
     own env implementation)."""
-    from .ids import is_atari, is_mujoco, is_torchrl_id
+    return spec_of(cfg, pack=pack).backend
 
-    if is_torchrl_id(cfg.env_id):
+
+def _choose_backend(cfg: Config, fam: str, pack: bool) -> str:
+    if fam in ("dmc", "torchrl"):
         return "torchrl"
     if cfg.env_backend != "auto":
         return cfg.env_backend
-
-    if is_atari(cfg.env_id) or (pack and is_mujoco(cfg.env_id)):
+    if fam == "atari" or (pack and fam == "mujoco"):
         from . import envpool
 
         try:
@@ -72,15 +91,15 @@ def check(cfg: Config) -> None:
     """Raise :class:`~ppo_pipeline.errors.ConfigError` (one line) when ``cfg``'s backend cannot build its
     envs; run before anything starts."""
     from . import seeds
-    from .ids import DMC, is_torchrl_id
 
     seeds.check(cfg.seed, cfg.num_envs, cfg.eval_episodes)
-    if cfg.pixels and not cfg.env_id.startswith(DMC):
+    spec = spec_of(cfg)
+    if cfg.pixels and not spec.is_dmc:
         raise ConfigError(f"pixels: only dmc: ids render pixel observations (env_id {cfg.env_id!r})")
-    if is_torchrl_id(cfg.env_id) and cfg.env_backend not in ("auto", "torchrl"):
+    if spec.is_torchrl_id and cfg.env_backend not in ("auto", "torchrl"):
         raise ConfigError(f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto "
                           f"or torchrl")
-    chosen = backend(cfg)
+    chosen = spec.backend
     if chosen == "envpool":
         from . import envpool
 

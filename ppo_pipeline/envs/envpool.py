@@ -82,13 +82,13 @@ from gymnasium.vector.utils import batch_space
 
 from ..config import Config
 from ..errors import ConfigError
-from .ids import is_atari, registered
+from .ids import family, registered
 from .seeds import env_seeds, fit_int32
 
 ALE_MAX_FRAMES = 108_000     # ALE v5's max_num_frames_per_episode (30 minutes at 60 Hz)
 SCREEN = 84                  # side of the preprocessed square frame
 NOOP, FIRE, AFTER_FIRE = 0, 1, 2
-PLAIN_FAMILIES = ("gymnasium.envs.classic_control.", "gymnasium.envs.mujoco.")
+PLAIN_FAMILIES = ("classic", "mujoco")     # the families (ids.family) whose dynamics envpool ports
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -112,14 +112,9 @@ def task_id(env_id: str) -> str | None:
     """
     ids = _envpool_ids()
     if env_id.startswith("ALE/") and env_id.endswith("-v5"):
-        atari = {t.lower(): t for t, family in ids.items() if family == "envpool.atari"}
+        atari = {t.lower(): t for t, module in ids.items() if module == "envpool.atari"}
         return atari.get(env_id[len("ALE/"):].lower())
-    if is_atari(env_id):
-        return None
-    registered()
-    spec = gym.envs.registry.get(env_id)
-    entry = str(getattr(spec, "entry_point", ""))
-    if env_id in ids and entry.startswith(PLAIN_FAMILIES):
+    if env_id in ids and family(env_id) in PLAIN_FAMILIES:
         return env_id
     return None
 
@@ -140,7 +135,7 @@ def check(cfg: Config) -> None:
             f"env_id {cfg.env_id!r} has no envpool version; --env-backend envpool takes ALE/<Game>-v5 Atari "
             f"ids (e.g. ALE/Pong-v5) and the same-version classic-control/MuJoCo ids (e.g. CartPole-v1, "
             f"Hopper-v5); use --env-backend gymnasium")
-    if is_atari(cfg.env_id) and cfg.noop_max < 1:
+    if family(cfg.env_id) == "atari" and cfg.noop_max < 1:
         raise ConfigError(f"noop_max={cfg.noop_max}: the envpool backend always takes 1..noop_max no-ops; "
                           f"use --noop-max >= 1 or --env-backend gymnasium")
 
@@ -419,6 +414,6 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
 
         return gymnasium_backend.make_vector_env(cfg, num_envs, evaluation=evaluation, render=render)
     check(cfg)
-    if is_atari(cfg.env_id):
+    if family(cfg.env_id) == "atari":
         return AtariVectorEnv(cfg, num_envs, evaluation=evaluation)
     return PlainVectorEnv(cfg, num_envs, evaluation=evaluation)

@@ -43,7 +43,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from ..config import Config
-from .ids import import_env_module, is_atari, is_bullet, is_entry_point, is_mujoco, registered
+from .ids import family, import_env_module, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -153,7 +153,7 @@ class QuietReset(gym.Wrapper):
 
 def is_flagrun(env_id: str) -> bool:
     """The Bullet humanoid flag runs (``HumanoidFlagrunBulletEnv-v0``, ``HumanoidFlagrunHarderBulletEnv-v0``)."""
-    return is_bullet(env_id) and "Flagrun" in env_id
+    return family(env_id) == "bullet" and "Flagrun" in env_id
 
 
 class FlagInView(gym.Wrapper):
@@ -204,14 +204,15 @@ class FlagInView(gym.Wrapper):
         return np.reshape(np.asarray(px, dtype=np.uint8), (h, w, -1))[:, :, :3].copy()
 
 
-def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
+def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False, fam: str | None = None) -> gym.Env:
     """Any other env: a registered id, or a user's ``package.module:EnvClass``, with episode statistics (and an
-    env's ``action_masks()`` moved into its observation)."""
+    env's ``action_masks()`` moved into its observation). ``fam``: the id's family (:func:`.ids.family`)."""
+    fam = fam or family(cfg.env_id)
     env_id: str | EnvSpec = cfg.env_id
-    if is_entry_point(cfg.env_id):
+    if fam == "class":
         env_id = EnvSpec(id=cfg.env_id.rpartition(":")[2], entry_point=cfg.env_id)
     env = gym.make(env_id, render_mode="rgb_array" if render else None)
-    if is_bullet(cfg.env_id):
+    if fam == "bullet":
         env = QuietReset(env)
         if render and is_flagrun(cfg.env_id):
             env = FlagInView(env)
@@ -221,21 +222,26 @@ def make_plain(cfg: Config, *, evaluation: bool = False, render: bool = False) -
 
 
 def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) -> Callable[[], gym.Env]:
-    """A picklable function that builds one env of ``cfg``'s stack (what a vector env's worker calls)."""
+    """A picklable function that builds one env of ``cfg``'s stack (what a vector env's worker calls; the id's
+    family is decided here, in the process that makes the vector env)."""
+    fam = family(cfg.env_id)
+
     def make() -> gym.Env:
         registered()
         import_env_module(cfg.env_module)   # (again) in a worker process
-        quiet_mujoco_if_used(cfg.env_id)
-        return (make_atari if is_atari(cfg.env_id) else make_plain)(cfg, evaluation=evaluation, render=render)
+        quiet_mujoco_if_used(fam == "mujoco")
+        if fam == "atari":
+            return make_atari(cfg, evaluation=evaluation, render=render)
+        return make_plain(cfg, evaluation=evaluation, render=render, fam=fam)
 
     return make
 
 
-def quiet_mujoco_if_used(env_id: str) -> None:
-    """Workaround 5 (:func:`ppo_pipeline.workarounds.quiet_mujoco_warnings`) in this process, before ``env_id``'s
-    env is built, when it may compile a MuJoCo model: gymnasium's MuJoCo tasks, or any env once mujoco is
-    imported (a user's env module); other envs do not pay for importing mujoco."""
-    if is_mujoco(env_id) or "mujoco" in sys.modules:
+def quiet_mujoco_if_used(mujoco_task: bool) -> None:
+    """Workaround 5 (:func:`ppo_pipeline.workarounds.quiet_mujoco_warnings`) in this process, before an env is
+    built, when it may compile a MuJoCo model: gymnasium's MuJoCo tasks (``mujoco_task``), or any env once mujoco
+    is imported (a user's env module); other envs do not pay for importing mujoco."""
+    if mujoco_task or "mujoco" in sys.modules:
         from ..workarounds import quiet_mujoco_warnings
 
         quiet_mujoco_warnings()
@@ -255,7 +261,7 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
     fns = [env_factory(cfg, evaluation=evaluation, render=render) for _ in range(num_envs)]
     mode = cfg.vector_env
     if mode == "auto":
-        mode = "async" if is_atari(cfg.env_id) and num_envs > 1 else "sync"
+        mode = "async" if family(cfg.env_id) == "atari" and num_envs > 1 else "sync"
     if mode == "async":
         with signals_blocked():   # the workers inherit the mask: Ctrl-C and SLURM's signals are the trainer's
             envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context="spawn")

@@ -1,5 +1,6 @@
-"""Environment ids: what is registered, ``Pong`` -> ``ALE/Pong-v5``, which ids are Atari games, and
-users' own envs: ``package.module:EnvClass`` (any ``gymnasium.Env`` subclass, no registration needed)
+"""Environment ids: what is registered, ``Pong`` -> ``ALE/Pong-v5``, which family an id is of (:func:`family`,
+decided once per id: Atari, MuJoCo, classic control, ...), the typed :class:`EnvSpec` a run's later stages read,
+and users' own envs: ``package.module:EnvClass`` (any ``gymnasium.Env`` subclass, no registration needed)
 or a module that registers gymnasium ids when imported (``--env-module my_pkg``).
 
 Imports no :class:`~ppo_pipeline.config.Config` and no env backend: the lowest layer of env lookups.
@@ -11,6 +12,7 @@ import functools
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -142,19 +144,93 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
                                                 "PKG for a package that registers it"))
 
 
+# ------------------------------------------------------------------------------------------------------
+# What an id is: its family, decided once
+# ------------------------------------------------------------------------------------------------------
+# atari: ALE games; mujoco: gymnasium's MuJoCo tasks; classic: gymnasium's classic control; bullet: the Bullet
+# ports (BULLET_SUFFIX); dmc: dmc:DOMAIN-TASK; torchrl: torchrl:factory; class: package.module:EnvClass;
+# other: any other registered id (a user's module's), or one not registered here
+FAMILIES = ("atari", "mujoco", "classic", "bullet", "dmc", "torchrl", "class", "other")
+_FAMILY: dict[str, str] = {}     # env id -> its family, for ids whose family cannot change any more
+
+
+def derive_family(env_id: str) -> tuple[str, bool]:
+    """(``env_id``'s family, whether that is final): the one place the prefixes and the registry's entry points are
+    read. Not final for a plain id the registry does not hold (a module imported later may register it)."""
+    if env_id.startswith(DMC):
+        return "dmc", True
+    if env_id.startswith(TORCHRL):
+        return "torchrl", True
+    _register_ale()
+    _register_bullet()
+    spec = gym.envs.registry.get(env_id)
+    entry = str(getattr(spec, "entry_point", "")) if spec else ""
+    if "ale_py" in entry or env_id.startswith("ALE/"):
+        return "atari", True
+    if "gymnasium.envs.mujoco" in entry:
+        return "mujoco", True
+    if "classic_control" in entry:
+        return "classic", True
+    if is_bullet(env_id):
+        return "bullet", True
+    if spec is None and ":" in env_id:
+        return "class", True
+    return "other", spec is not None
+
+
+def family(env_id: str) -> str:
+    """``env_id``'s family (one of :data:`FAMILIES`), derived once per id (:func:`derive_family`)."""
+    known = _FAMILY.get(env_id)
+    if known is not None:
+        return known
+    fam, final = derive_family(env_id)
+    if final:
+        _FAMILY[env_id] = fam
+    return fam
+
+
+def decided(env_id: str) -> bool:
+    """Whether ``env_id``'s family is final (cached): a registered id, a prefixed one (``ALE/``, ``dmc:``, ...)."""
+    return env_id in _FAMILY
+
+
 def is_mujoco(env_id: str) -> bool:
     """True for gymnasium's MuJoCo tasks (``Hopper-v5``, ...)."""
-    if is_torchrl_id(env_id):
-        return False
-    spec = gym.envs.registry.get(env_id)
-    return "gymnasium.envs.mujoco" in str(getattr(spec, "entry_point", "")) if spec else False
+    return family(env_id) == "mujoco"
 
 
 def is_atari(env_id: str) -> bool:
     """True for ALE games (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
-    if is_torchrl_id(env_id):
-        return False
-    registered()
-    spec = gym.envs.registry.get(env_id)
-    entry = str(getattr(spec, "entry_point", "")) if spec else ""
-    return "ale_py" in entry or env_id.startswith("ALE/")
+    return family(env_id) == "atari"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a run's env id is, decided once where the run is prepared (:func:`ppo_pipeline.envs.spec_of`, cached):
+    the resolved id, its family, the backend that builds its envs and whether they observe pixels. The later
+    stages (env checks, the backends, the budget line, the sweep's cost) read it instead of asking the registry
+    again. Not a :class:`~ppo_pipeline.config.Config` field: the config stays the plain values it is saved as.
+    (Not gymnasium's ``EnvSpec``, a registry entry.)"""
+    id: str
+    module: str                  # --env-module, imported before the id was resolved
+    family: str                  # one of FAMILIES
+    backend: str                 # gymnasium, envpool or torchrl: the one that builds the envs
+    pixels: bool = False         # dmc: rendered 84x84 RGB frames
+    pack: bool = False           # a pack's envs (its members' envs stepped at once: the backend may differ)
+
+    @property
+    def is_atari(self) -> bool:
+        return self.family == "atari"
+
+    @property
+    def is_mujoco(self) -> bool:
+        return self.family == "mujoco"
+
+    @property
+    def is_dmc(self) -> bool:
+        return self.family == "dmc"
+
+    @property
+    def is_torchrl_id(self) -> bool:
+        """A ``dmc:`` or ``torchrl:`` id (the torchrl backend's, always)."""
+        return self.family in ("dmc", "torchrl")

@@ -38,7 +38,7 @@ import torch
 
 from ..errors import ConfigError, suggest
 from ..workarounds import distribution_default_kept
-from .ids import DMC, TORCHRL, import_user_module, is_atari, is_torchrl_id
+from .ids import DMC, TORCHRL, family, import_user_module
 from .seeds import fit_int32
 
 PIXELS = 84          # side of the rendered frame with --pixels
@@ -202,9 +202,11 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
         from .gymnasium import quiet_mujoco_if_used
         from .ids import import_env_module
 
+        mujoco_task = family(cfg.env_id) == "mujoco"
+
         def factory() -> Any:
             import_env_module(cfg.env_module)
-            quiet_mujoco_if_used(cfg.env_id)
+            quiet_mujoco_if_used(mujoco_task)
             return GymEnv(cfg.env_id, render_mode="rgb_array" if render else None)
     env = _call_factory(factory, num_envs)
     if not isinstance(env, EnvBase):
@@ -359,7 +361,7 @@ def check(cfg: Any) -> None:
     if cfg.env_id in _REGISTRY and cfg.collector_workers > 1:
         raise ConfigError(f"collector_workers={cfg.collector_workers}: {cfg.env_id} is registered in this process only; "
                           f"worker processes build envs by name: give torchrl:package.module:function")
-    if not is_torchrl_id(cfg.env_id) and is_atari(cfg.env_id):
+    if family(cfg.env_id) == "atari":
         raise ConfigError(f"env_backend=torchrl: {cfg.env_id} is an Atari game; its real-game statistics and "
                           f"life-loss episodes come from our gymnasium or envpool stacks (--env-backend gymnasium "
                           f"or envpool)")

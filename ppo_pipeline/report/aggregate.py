@@ -28,21 +28,18 @@ TABLE1_FAMILY = "Table 1 MuJoCo"
 FAMILIES = (TABLE1_FAMILY, "other MuJoCo", "Atari", "classic control", "DMControl", "other")
 
 
+_REPORT_FAMILY = {"atari": "Atari", "mujoco": "other MuJoCo", "classic": "classic control", "dmc": "DMControl"}
+
+
 def family(env_id: str) -> str:
     """The family whose runs ``env_id``'s are compared with (one of :data:`FAMILIES`): Table 1's 7 MuJoCo tasks,
-    other MuJoCo tasks, Atari games, classic control, DMControl (``dmc:``), anything else."""
+    other MuJoCo tasks, Atari games, classic control, DMControl (``dmc:``), anything else; from the id's family
+    (:func:`ppo_pipeline.envs.ids.family`)."""
     if paper.is_table1_task(env_id):
         return TABLE1_FAMILY
-    if env_id.startswith("dmc:"):
-        return "DMControl"
-    if paper.game_of(env_id) is not None or ids.is_atari(env_id):
+    if paper.game_of(env_id) is not None:
         return "Atari"
-    if ids.is_mujoco(env_id):
-        return "other MuJoCo"
-    import gymnasium as gym
-
-    spec = gym.envs.registry.get(env_id)
-    return "classic control" if "classic_control" in str(getattr(spec, "entry_point", "")) else "other"
+    return _REPORT_FAMILY.get(ids.family(env_id), "other")
 
 
 @dataclass

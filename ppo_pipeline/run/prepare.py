@@ -1,8 +1,9 @@
 """The config a run starts from: lookups and the checks that need this machine, before anything starts.
 
 :func:`ppo_pipeline.config.validate` checks values on their own (no imports of the layers above, no I/O);
-here the env id is looked up (``Pong`` -> ``ALE/Pong-v5``, users' modules imported), the device resolved,
-and the run folder, W&B and the Atari recipe's scope checked. Every failure is one
+here the env id is looked up (``Pong`` -> ``ALE/Pong-v5``, users' modules imported) and decided once into
+:class:`~ppo_pipeline.envs.ids.EnvSpec` (its family and backend, :func:`ppo_pipeline.envs.spec_of`: what the
+later stages read), the device resolved, and the run folder, W&B and the Atari recipe's scope checked. Every failure is one
 :class:`~ppo_pipeline.errors.ConfigError` line.
 """
 
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from .. import envs
 from ..config import Config, check_device_spec, validate
-from ..envs import ids
 from ..errors import ConfigError
 from . import tracking
 
@@ -32,7 +32,8 @@ def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Co
     """:func:`resolve`, then :func:`~ppo_pipeline.config.validate` and the machine's checks: the config a
     run starts from (``device=False``: left for the node that runs it to resolve, e.g. a SLURM job)."""
     out = resolve(cfg, device=device)
-    if atari_only and not ids.is_atari(out.env_id):
+    spec = envs.spec_of(out)         # what the env id is, decided here once
+    if atari_only and not spec.is_atari:
         raise ConfigError(f"env_id {out.env_id!r} is not an Atari game; the Atari recipe takes ALE ids such as "
                           f"ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)")
     validate(out)
@@ -49,7 +50,7 @@ def check_envs(cfg: Config) -> None:
     from ..algo.policy import check_spaces
 
     envs.check(cfg)
-    if not ids.is_atari(cfg.env_id):       # Atari's stack is ours: Box frames and Discrete actions, always
+    if not envs.spec_of(cfg).is_atari:       # Atari's stack is ours: Box frames and Discrete actions, always
         check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
 
 
@@ -88,7 +89,7 @@ def check_writable(path: Path) -> None:
 def budget_line(cfg: Config) -> str:
     """One line saying exactly what the run trains, e.g. for Atari
     ``10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x 128 steps (10,000,000 asked)``."""
-    frames = f" ({cfg.steps_run * cfg.frame_skip:,} frames)" if ids.is_atari(cfg.env_id) else ""
+    frames = f" ({cfg.steps_run * cfg.frame_skip:,} frames)" if envs.spec_of(cfg).is_atari else ""
     asked = "" if cfg.steps_run == cfg.total_steps else f" ({cfg.total_steps:,} asked, rounded up to whole batches)"
     return (f"{cfg.env_id}: {cfg.steps_run:,} agent steps{frames} = {cfg.num_updates:,} updates of "
             f"{cfg.num_envs} envs x {cfg.num_steps} steps{asked}")

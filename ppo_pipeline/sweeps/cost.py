@@ -20,7 +20,6 @@ from typing import Any, Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO_ROOT / "results" / "bench"
-CLASSIC = ("CartPole", "Acrobot", "MountainCar", "Pendulum", "MountainCarContinuous")
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,14 @@ class Figure:
     source: str                  # the file, relative to the checkout
 
 
-def family(env_id: str, is_atari: bool) -> str:
-    """The bench workload whose speed stands for ``env_id``'s: pong (Atari), cartpole (classic control),
-    cheetah (DMControl through torchrl), hopper (everything else: MuJoCo, Bullet, user envs)."""
-    if is_atari:
-        return "pong"
-    if env_id.startswith("dmc:"):
-        return "cheetah"
-    return "cartpole" if env_id.split("-v")[0] in CLASSIC else "hopper"
+WORKLOADS = {"atari": "pong", "classic": "cartpole", "dmc": "cheetah"}
+
+
+def workload_of(env_family: str) -> str:
+    """The bench workload whose speed stands for an env family's (:func:`ppo_pipeline.envs.ids.family`): pong
+    (Atari), cartpole (classic control), cheetah (DMControl through torchrl), hopper (everything else: MuJoCo,
+    Bullet, user envs)."""
+    return WORKLOADS.get(env_family, "hopper")
 
 
 def _default_backend(workload: str) -> str | None:
@@ -138,8 +137,7 @@ def units(runs: Sequence[dict[str, Any]], packs: Sequence[Sequence[str]] = ()) -
     """(unit, runs, agent steps) of each process the plan starts: ``runs`` are the plan's entries, ``packs`` the
     run names of each pack (runs in none train alone)."""
     from ..config import Config
-    from ..envs import backend
-    from ..envs.ids import is_atari
+    from ..envs import spec_of
 
     by_name = {r.get("name", str(i)): r for i, r in enumerate(runs)}
     packed = {n for p in packs if len(p) > 1 for n in p}
@@ -148,8 +146,9 @@ def units(runs: Sequence[dict[str, Any]], packs: Sequence[Sequence[str]] = ()) -
     for names in groups:
         cfgs = [Config.from_dict(by_name[n]["config"]) for n in names]
         cfg = cfgs[0]
-        workload = family(cfg.env_id, is_atari(cfg.env_id)) + ("-lstm" if cfg.policy == "lstm" else "")
-        unit = Unit(workload, len(names), backend(cfg, pack=len(names) > 1), cfg.collector)
+        spec = spec_of(cfg, pack=len(names) > 1)
+        unit = Unit(workload_of(spec.family) + ("-lstm" if cfg.policy == "lstm" else ""), len(names), spec.backend,
+                    cfg.collector)
         out.append((unit, len(names), sum(c.steps_run for c in cfgs)))
     return out
 

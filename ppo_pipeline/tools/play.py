@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..envs.ids import is_atari
 from ..envs.seeds import env_seeds
 from ..errors import UserError
 from .. import rundir
@@ -183,7 +182,7 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
     also written to ``video_dir/episode-{i:03d}.mp4`` at ``fps`` (default: real time). Returns the episodes
     (their frames dropped once written).
     """
-    from ..envs import make_vector_env
+    from ..envs import make_vector_env, spec_of
 
     cfg = run.cfg
     envs = make_vector_env(cfg, 1, evaluation=True, render=video_dir is not None)
@@ -191,7 +190,7 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
         agent = build_agent(run, envs.single_observation_space, envs.single_action_space, device)
         norm = frozen_obs_norm(run, envs.single_observation_space)
         policy = agent_policy(agent, norm, envs.single_action_space, deterministic=deterministic)
-        rate = fps or default_fps(envs, atari_frame_skip=cfg.frame_skip if is_atari(cfg.env_id) else None)
+        rate = fps or default_fps(envs, atari_frame_skip=cfg.frame_skip if spec_of(cfg).is_atari else None)
         if not deterministic:
             torch.manual_seed(cfg.seed)
         seeds = env_seeds(cfg.seed, episodes, evaluation=True)
