@@ -143,7 +143,7 @@ def check_pack_step(case: PackCase, objective_cls: Callable[..., MemberObjective
     for p in range(len(case.members)):
         terms, solo_grads, solo_after = solo_step(case, p)
         for k, v in terms.items():
-            assert torch.allclose(out[k][p], v, rtol=1e-4, atol=1e-5), (k, p, float(out[k][p]), float(v))
+            assert torch.allclose(out[k][p], v, rtol=1e-4, atol=1e-5), (k, p, float(out[k][p].detach()), float(v))
         for g, s in zip(grads, solo_grads):
             assert torch.allclose(g[p], s, rtol=1e-3, atol=1e-5), ("gradient", p)
         for w, s in zip(params, solo_after):

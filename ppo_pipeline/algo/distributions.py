@@ -142,7 +142,6 @@ class LogitsHead(nn.Module):
 
     param_keys = ("logits",)
     distribution_kwargs: dict = {}
-    __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -157,11 +156,9 @@ class CategoricalHead(LogitsHead):
 
     distribution = UncheckedCategorical
 
-    @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         return params["logits"].argmax(-1)
 
-    @torch.jit.ignore
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
         """a ~ Categorical(softmax(logits)), from ``generator`` (None: torch's global one)."""
         logits = params["logits"]
@@ -181,11 +178,9 @@ class MaskedCategoricalHead(CategoricalHead):
             mask = torch.ones_like(logits, dtype=torch.bool)
         return {"logits": logits, "mask": mask.to(torch.bool)}
 
-    @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         return params["logits"].masked_fill(~params["mask"], float("-inf")).argmax(-1)
 
-    @torch.jit.ignore
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
         """a ~ softmax over the allowed actions (a masked action has probability exactly 0)."""
         logits = params["logits"].masked_fill(~params["mask"], float("-inf"))
@@ -198,7 +193,6 @@ class GaussianHead(nn.Module):
     param_keys = ("loc", "scale")
     distribution = UncheckedIndependentNormal
     distribution_kwargs: dict = {}
-    __jit_ignored_attributes__ = ["distribution_kwargs"]   # eager-only (the loss's distribution); not scriptable
 
     def __init__(self, net: nn.Module, action_dim: int, log_std_init: float = 0.0, learned: bool = True):
         super().__init__()
@@ -209,7 +203,6 @@ class GaussianHead(nn.Module):
         else:      # a schedule's value (Table 4's LinearAnneal), written by the run before each update
             self.register_buffer("log_std", log_std)
 
-    @torch.jit.ignore
     def set_log_std(self, value: float) -> None:
         """Write a scheduled log stdev (the head was built with ``learned=False``)."""
         with torch.no_grad():
@@ -221,11 +214,9 @@ class GaussianHead(nn.Module):
         std = std.reshape(list(std.shape[:-1]) + [1] * (loc.dim() - std.dim()) + [std.shape[-1]])
         return {"loc": loc, "scale": std.expand_as(loc)}
 
-    @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         return params["loc"]
 
-    @torch.jit.ignore
     def draw(self, params: Params, generator: torch.Generator | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
         """a = loc + scale * z, z ~ N(0, I) from ``generator`` (None: torch's global one), or z = ``noise``
@@ -246,11 +237,9 @@ class MultiCategoricalHead(LogitsHead):
         self.nvec: List[int] = [int(n) for n in nvec]
         self.distribution_kwargs = {"nvec": self.nvec}
 
-    @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([x.argmax(-1) for x in params["logits"].split(self.nvec, dim=-1)], -1)
 
-    @torch.jit.ignore
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
         parts = []
         for x in params["logits"].split(self.nvec, dim=-1):
@@ -264,11 +253,9 @@ class BernoulliHead(LogitsHead):
 
     distribution = IndependentBernoulli
 
-    @torch.jit.export
     def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         return (params["logits"] > 0).to(params["logits"].dtype)
 
-    @torch.jit.ignore
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
         probs = params["logits"].sigmoid()
         return torch.bernoulli(probs, generator=generator)

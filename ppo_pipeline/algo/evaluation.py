@@ -71,7 +71,7 @@ class AgentPolicy(Policy):
     def __init__(self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True,
                  members: int = 1):
         self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
-        self.members = members
+        self.members, self.alive = members, None      # alive: [P] bool, set by evaluate for a pack
         self.device = next(agent.parameters()).device
         self.state: dict[str, torch.Tensor] | None = None
         self.starts: np.ndarray | None = None
@@ -80,7 +80,8 @@ class AgentPolicy(Policy):
         norm = obs if self.obs_norm is None else normalize_members(self.obs_norm, obs, self.members, update=False)
         x = obs_tensor(norm, self.device)
         if not getattr(self.agent, "recurrent", False):
-            return env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION], self.action_space)
+            return self._idle_dead(env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION],
+                                              self.action_space))
         n = x.shape[0]
         if self.state is None or self.state[keys.STATE_H].shape[0] != n:
             self.state, self.starts = self.agent.initial_state(n, self.device), np.zeros(n, dtype=bool)
@@ -89,6 +90,12 @@ class AgentPolicy(Policy):
         out = self.agent.act(x, deterministic=self.deterministic, state=state)
         self.state = {k: out[f"next_{k}"] for k in state}
         return env_action(out[keys.ACTION], self.action_space)
+
+    def _idle_dead(self, actions: np.ndarray) -> np.ndarray:
+        """A stopped (diverged) member's envs take a neutral action, as in the collector: never its NaNs."""
+        if self.alive is not None and not self.alive.all():
+            actions[np.repeat(~self.alive, len(actions) // self.members)] = 0
+        return actions
 
     def ended(self, done: np.ndarray) -> None:
         if getattr(self.agent, "recurrent", False):
@@ -102,16 +109,19 @@ def agent_policy(agent: Any, obs_norm: Any, action_space: gym.Space, *, determin
 
 
 @torch.no_grad()
-def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int) -> list[list[float]]:
+def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int,
+             alive: np.ndarray | None = None) -> list[list[float]]:
     """Deterministic policy (argmax / mean) of each member (one config: a solo run) on ``episodes`` fresh eval envs
     of its own seeds, one episode each, at most ``eval_max_steps`` steps, observed through a frozen copy of its
-    statistics; each member's episodes' real game scores (all members' envs stepped as one batch)."""
+    statistics; each member's episodes' real game scores (all members' envs stepped as one batch). ``alive``: which
+    members still train (a stopped one's envs idle; its scores mean nothing)."""
     members = [members] if isinstance(members, Config) else list(members)
     cfg, P = members[0], len(members)
     envs = make_vector_env(cfg, P * episodes, evaluation=True, pack=P > 1)
     try:
         frozen = obs_norm.frozen_copy() if obs_norm is not None else None
         policy = agent_policy(agent, frozen, envs.single_action_space, members=P)
+        policy.alive = None if alive is None else np.asarray(alive, dtype=bool)
         seeds = [s for m in members for s in env_seeds(m.seed, episodes, evaluation=True)]
         returns = first_episode_returns(envs, policy, seeds, cfg.eval_max_steps)
     finally:

@@ -108,9 +108,7 @@ class CombinedEncoder(nn.Module):
         for k in self.keys:
             x = obs[k]
             if k in self.images:
-                for name, encoder in self.images.items():     # (a ModuleDict is indexed by iteration in TorchScript)
-                    if name == k:
-                        parts.append(encoder(x))
+                parts.append(self.images[k](x))
             else:
                 nd = self.vector_dims[k]
                 parts.append((x.flatten(x.dim() - nd) if nd > 0 else x.unsqueeze(-1)).to(torch.float32))

@@ -210,7 +210,7 @@ class Trainer:
         """Every member's deterministic evaluation (its own eval env seeds and frozen statistics, batched); with
         ``capture_video`` (a solo run) its first episode is recorded too."""
         t0 = time.perf_counter()
-        self.last_eval = list(evaluate(self.agent, self.members, self.ppo.obs_norm, self.cfg.eval_episodes))
+        self.last_eval = evaluate(self.agent, self.members, self.ppo.obs_norm, self.cfg.eval_episodes, self.ppo.alive)
         if self.cfg.capture_video:
             loggers[0].log_video(self.cfg, self.agent, self.ppo.obs_norm, update, self.collector.global_step)
         self.ppo.phase_time["eval"] += time.perf_counter() - t0
