@@ -1,6 +1,6 @@
 """Typed run configuration, the paper's presets, and validation into one-line errors.
 
-Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.run.cli`), and the
+Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.cli`), and the
 config actually used is written to ``runs/<name>/config.json``.
 
 Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):

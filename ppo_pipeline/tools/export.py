@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..run.cli import OneLineParser, fail
+from ..cli import OneLineParser, fail
 from .exported import exported_module, onnx_program, program
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
 
@@ -135,7 +135,7 @@ def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
 
 def check_exported(out: Path, fmt: str, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
     """Load ``out`` back and compare its actions on ``obs`` with the agent's own; RuntimeError if they differ."""
-    from .video import agent_policy
+    from ..algo.evaluation import agent_policy
 
     expected = agent_policy(agent, obs_norm, action_space, deterministic=True)(obs)
     x = ({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()} if isinstance(obs, dict)
