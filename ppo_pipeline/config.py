@@ -198,10 +198,6 @@ class Config:
                 raise ConfigError(f"{source}: {f.name}={data[f.name]!r} is unknown; allowed: {', '.join(choices)}")
         return cls.from_dict({k: float(v) if k in _FLOATS and isinstance(v, int) else v for k, v in data.items()})
 
-    def validate(self) -> None:
-        """:func:`validate` (the values alone; no lookups, no I/O)."""
-        validate(self)
-
 
 def validate(cfg: Config) -> None:
     """Check every value of ``cfg`` on its own; raise :class:`ConfigError` with one line naming the bad value.

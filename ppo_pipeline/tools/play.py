@@ -42,7 +42,8 @@ from .. import rundir
 from ..run import checkpoint
 from ..cli import OneLineParser, fail
 from ..run.prepare import resolve, resolve_device
-from ..run.video import Episode, agent_policy, default_fps, record_episode, write_mp4
+from ..algo.evaluation import AgentPolicy
+from ..run.video import Episode, default_fps, record_episode, write_mp4
 
 if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
     from ..algo.policy import Agent
@@ -190,7 +191,7 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
     try:
         agent = build_agent(run, envs.single_observation_space, envs.single_action_space, device)
         norm = frozen_obs_norm(run, envs.single_observation_space)
-        policy = agent_policy(agent, norm, envs.single_action_space, deterministic=deterministic)
+        policy = AgentPolicy(agent, norm, envs.single_action_space, deterministic=deterministic)
         rate = fps or default_fps(envs, atari_frame_skip=cfg.frame_skip if is_atari(cfg.env_id) else None)
         if not deterministic:
             torch.manual_seed(cfg.seed)
