@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from .config import Config
 from .envs import ids as env_ids
 from .run.callbacks import Callback
-from .run.launch import new_run
+from .launch import new_run
 from .run.prepare import budget_line
 
 __all__ = ["train", "Callback"]

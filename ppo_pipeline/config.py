@@ -1,6 +1,6 @@
 """Typed run configuration, the paper's presets, and validation into one-line errors.
 
-Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.run.cli`), and the
+Every field of :class:`Config` becomes a command-line option (see :mod:`ppo_pipeline.cli`), and the
 config actually used is written to ``runs/<name>/config.json``.
 
 Presets reproduce the paper (Schulman et al. 2017, arXiv 1707.06347):
@@ -197,10 +197,6 @@ class Config:
             if f.name in data and choices and data[f.name] not in choices:
                 raise ConfigError(f"{source}: {f.name}={data[f.name]!r} is unknown; allowed: {', '.join(choices)}")
         return cls.from_dict({k: float(v) if k in _FLOATS and isinstance(v, int) else v for k, v in data.items()})
-
-    def validate(self) -> None:
-        """:func:`validate` (the values alone; no lookups, no I/O)."""
-        validate(self)
 
 
 def validate(cfg: Config) -> None:

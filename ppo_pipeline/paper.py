@@ -93,7 +93,3 @@ FIGURE4_SETTINGS = {
     "HumanoidFlagrunHarderBulletEnv-v0": {"num_envs": 128, "total_steps": 100_000_000},
     "Humanoid-v5": {"num_envs": 32, "total_steps": 50_000_000},
 }
-# Figure 4's final returns, read off the curves: RoboschoolHumanoid-v0 ~4,000 at 50M, Flagrun ~2,500 and
-# FlagrunHarder ~3,000 at 100M (Roboschool's simulator, not Bullet's ports: compare with care).
-FIGURE4_RETURNS = {"HumanoidBulletEnv-v0": 4000.0, "HumanoidFlagrunBulletEnv-v0": 2500.0,
-                   "HumanoidFlagrunHarderBulletEnv-v0": 3000.0}

@@ -14,6 +14,6 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 if __name__ == "__main__":
     # Imported here, not above: Atari's env worker processes start by re-importing this file, and must
     # not pay for torch.
-    from ppo_pipeline.run.launch import recipe_main
+    from ppo_pipeline.launch import recipe_main
 
     sys.exit(recipe_main("classic", __doc__))

@@ -14,6 +14,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 if __name__ == "__main__":
-    from ppo_pipeline.run.launch import recipe_main
+    from ppo_pipeline.launch import recipe_main
 
     sys.exit(recipe_main("roboschool", __doc__))

@@ -36,7 +36,7 @@ def one_line_error(argv: list[str], capsys) -> str:
     """Run the classic recipe's main on ``argv``: it must exit 2 with one ``error:`` line, which is returned."""
     import pytest
 
-    from ppo_pipeline.run import launch
+    from ppo_pipeline import launch
 
     with pytest.raises(SystemExit) as e:
         launch.main(config.classic, "t", argv)

@@ -25,6 +25,7 @@ from ppo_pipeline.algo.evaluation import AgentPolicy
 from ppo_pipeline.algo.normalize import make_obs_normalizer
 from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.tools import export
+from ppo_pipeline.tools.exported import exported_module
 
 MASKED = gym.spaces.Dict({"observation": gym.spaces.Box(0.0, 1.0, (5,), np.float32),
                           "action_mask": gym.spaces.MultiBinary(4)})
@@ -134,7 +135,7 @@ def exported(tmp_path_factory) -> dict:
             norm = make_obs_normalizer(obs_space, clip=10.0)
             norm(random_obs(obs_space, 500, rng))          # statistics away from (0, 1)
             norm = norm.frozen_copy()
-        module = export.policy_module(agent, norm, act_space)
+        module = exported_module(agent, norm, act_space)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for fmt in export.FORMATS:

@@ -114,7 +114,7 @@ def test_the_roboschool_preset_is_table4():
 
 
 def test_figure4_dry_run_plans_each_task_at_its_budget(capsys):
-    from ppo_pipeline.run.launch import main
+    from ppo_pipeline.launch import main
 
     assert main(config.roboschool, "t", ["--experiment", "figure4", "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -154,7 +154,7 @@ def test_bad_input_of_the_schedules_is_one_line(capsys, tmp_path):
 
 def test_bullet_id_without_the_extra_names_the_install_command(tmp_path):
     code = ("import sys; sys.modules['pybullet_envs_gymnasium'] = None; sys.path[0] = %r; "
-            "from ppo_pipeline.run.launch import recipe_main; "
+            "from ppo_pipeline.launch import recipe_main; "
             "sys.exit(recipe_main('roboschool', 'd', ['--run-dir', %r]))" % (str(ROOT), str(tmp_path)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert out.returncode == 2

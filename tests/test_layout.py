@@ -1,5 +1,5 @@
-"""The package's shape: layers import downwards only (no import circle, function-level imports
-included), no module over 450 lines, no class over 200."""
+"""The package's shape: layers import downwards only (no import circle, no import of a higher layer,
+function-level imports included), no module over 450 lines, no class over 200."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "ppo_pipeline"
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 200
+
+# The layers, lowest first: a module may import its own layer and the layers below it, never one above.
+# An entry names top-level modules and packages of ppo_pipeline (a package holds its submodules).
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "config", "batch", "paper", "workarounds", "threads", "rundir", "cli"),  # the base
+    ("envs",),
+    ("algo",),
+    ("pack",),
+    ("run",),       # one run; its metrics write the evaluation videos (run/video.py)
+    ("tools",),     # play, export, bench (whose figures the sweeps' cost estimates read)
+    ("sweeps",),
+    ("report",),
+    # the front doors: the package itself, ppo_pipeline.train, the recipes' launch of runs and sweeps,
+    # the `python -m ppo_pipeline.X` shims
+    ("ppo_pipeline", "api", "launch", "play", "export", "bench", "sweep"),
+]
 
 
 def modules() -> dict[str, Path]:
@@ -84,6 +100,47 @@ def test_no_import_circle():
 def test_find_cycle_sees_a_circle():      # the checker itself can fail
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of a dotted module name of the package."""
+    parts = module.split(".")
+    key = parts[1] if len(parts) > 1 else parts[0]
+    for i, names in enumerate(LAYERS):
+        if key in names:
+            return i
+    raise KeyError(f"{module} is in no layer of LAYERS: add it to tests/test_layout.py")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``"a -> b"`` for every import of a module ``b`` from a layer above ``a``'s."""
+    return [f"{a} -> {b}" for a in sorted(graph) for b in sorted(graph[a]) if layer_of(b) > layer_of(a)]
+
+
+def test_imports_point_down():
+    graph = import_graph()
+    unplaced = sorted(n for n in graph if not any(n == "ppo_pipeline" or n.split(".")[1] in names
+                                                  for names in LAYERS))
+    assert not unplaced, f"modules in no layer of LAYERS: {unplaced}"
+    up = upward_imports(graph)
+    assert not up, "imports of a higher layer: " + "; ".join(up)
+
+
+def test_upward_imports_sees_an_upward_edge(tmp_path):   # the checker itself can fail
+    assert upward_imports({"ppo_pipeline.run.metrics": {"ppo_pipeline.tools.play", "ppo_pipeline.config"},
+                           "ppo_pipeline.tools.play": {"ppo_pipeline.run.metrics"}}) == [
+        "ppo_pipeline.run.metrics -> ppo_pipeline.tools.play"]
+    # every import form the graph reads, top level or in a function, relative or absolute
+    known = {n: PKG / "x.py" for n in ("ppo_pipeline.run.metrics", "ppo_pipeline.run", "ppo_pipeline.tools",
+                                       "ppo_pipeline.tools.play", "ppo_pipeline.sweeps", "ppo_pipeline.sweeps.sweep",
+                                       "ppo_pipeline.report", "ppo_pipeline.api", "ppo_pipeline")}
+    for source in ("from ..tools import play", "from ..tools.play import main", "import ppo_pipeline.tools.play",
+                   "from ppo_pipeline.tools.play import main", "def f():\n    from ..sweeps import sweep",
+                   "def f():\n    import ppo_pipeline.report", "from .. import api", "from .. import tools"):
+        f = tmp_path / "metrics.py"
+        f.write_text(source + "\n")
+        up = upward_imports({"ppo_pipeline.run.metrics": imports("ppo_pipeline.run.metrics", f, known)})
+        assert up and all(e.startswith("ppo_pipeline.run.metrics -> ") for e in up), source
 
 
 def test_config_is_a_leaf():

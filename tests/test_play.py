@@ -1,4 +1,4 @@
-"""``python -m ppo_pipeline.play`` and :mod:`ppo_pipeline.tools.video` on tiny real runs.
+"""``python -m ppo_pipeline.play`` and :mod:`ppo_pipeline.run.video` on tiny real runs.
 
 * play prints a line per episode and the summary line, and its episodes are the trainer's evaluation
   episodes (same seeds, same frozen statistics): its returns equal :func:`evaluate`'s;
@@ -32,7 +32,8 @@ from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.run import checkpoint
 from ppo_pipeline.run.trainer import Trainer
-from ppo_pipeline.tools import play, video
+from ppo_pipeline.run import video
+from ppo_pipeline.tools import play
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # tiny nets: one thread is fastest on a shared machine
 SUMMARY = re.compile(r"^mean return (-?\d+\.\d\d) ± (\d+\.\d\d) over (\d+) episodes? \(length (\d+\.\d) ± (\d+\.\d)\)$")

@@ -14,7 +14,7 @@ from tensordict import TensorDict
 
 from ppo_pipeline import config
 from ppo_pipeline.algo.collect import Collector
-from ppo_pipeline.algo.evaluation import agent_policy
+from ppo_pipeline.algo.evaluation import AgentPolicy
 from ppo_pipeline.algo.normalize import ObsNormalizer
 from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.algo.spaces import obs_tensor
@@ -67,7 +67,7 @@ def test_collector_loss_evaluation_and_export_agree(name: str, seed: int) -> Non
         mode = agent.policy_head.mode({k: out[k] for k in agent.param_keys})
         assert torch.equal(mode, dist.mode)
     # evaluation's path (raw observations in, env actions out) is the head's mode, clipped to the bounds
-    evaluated = agent_policy(agent, norm, act_space)(obs)
+    evaluated = AgentPolicy(agent, norm, act_space)(obs)
     expected = mode.numpy() if name != "box" else np.clip(mode.numpy(), act_space.low, act_space.high)
     np.testing.assert_array_equal(evaluated, expected)
     # export's path: the torch.export program's module, raw observations in, acts exactly as evaluation does

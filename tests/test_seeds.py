@@ -131,8 +131,8 @@ def test_seed_bounds_are_one_line_errors():
 @pytest.mark.parametrize("seed", [12345, 42, 2**31 - 1, 2**32 - 1])
 def test_recipe_command_line_takes_any_seed(tmp_path, seed):
     """What users type (CleanRL, SB3 and gymnasium take any of these) passes the recipe's checks."""
-    from ppo_pipeline.run.cli import build_parser, config_from_args
-    from ppo_pipeline.run.launch import new_run
+    from ppo_pipeline.cli import build_parser, config_from_args
+    from ppo_pipeline.launch import new_run
 
     parser = build_parser(config.classic, "t")
     cfg = new_run(config_from_args(parser.parse_args(["--seed", str(seed), "--run-dir", str(tmp_path)])))
@@ -141,7 +141,7 @@ def test_recipe_command_line_takes_any_seed(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
 def test_recipe_command_line_refuses_seeds_out_of_range(capsys, tmp_path, seed):
-    from ppo_pipeline.run import launch
+    from ppo_pipeline import launch
 
     with pytest.raises(SystemExit) as exc:
         launch.main(config.classic, "t", ["--seed", seed, "--run-dir", str(tmp_path)])
@@ -155,7 +155,7 @@ def test_a_run_with_a_large_seed_trains_and_evaluates(tmp_path, capsys, seed):
     """A tiny CartPole run: its training and evaluation envs, global and per-member generators seeded."""
     import json
 
-    from ppo_pipeline.run import launch
+    from ppo_pipeline import launch
 
     assert launch.main(config.classic, "t", ["--seed", str(seed), "--total-steps", "256", "--eval-episodes", "2",
                                              "--eval-max-steps", "20", "--run-dir", str(tmp_path), "--no-progress",

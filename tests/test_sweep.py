@@ -16,8 +16,9 @@ import torch
 
 from ppo_pipeline.algo.ppo import PPO
 from ppo_pipeline.config import ConfigError, classic
-from ppo_pipeline.run import checkpoint, launch
-from ppo_pipeline.run.cli import parse_seeds
+from ppo_pipeline.run import checkpoint
+from ppo_pipeline import launch
+from ppo_pipeline.cli import parse_seeds
 from ppo_pipeline.run.metrics import TIMING_COLUMNS
 from ppo_pipeline.sweeps import sweep
 

@@ -12,7 +12,8 @@ import pytest
 from helpers import tiny
 
 from ppo_pipeline import config
-from ppo_pipeline.run import checkpoint, launch
+from ppo_pipeline.run import checkpoint
+from ppo_pipeline import launch
 from ppo_pipeline.run.metrics import METRIC_COLUMNS, TIMING_COLUMNS
 from ppo_pipeline.rundir import read_rows
 from ppo_pipeline.run.trainer import Trainer

@@ -25,7 +25,7 @@ from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.algo.sampler import SequenceSampler
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.envs.seeds import env_seeds
-from ppo_pipeline.run import launch
+from ppo_pipeline import launch
 from ppo_pipeline.run.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Videos of evaluation episodes (``--capture-video``, ppo_pipeline.tools.video) and W&B tracking
+"""Videos of evaluation episodes (``--capture-video``, ppo_pipeline.run.video) and W&B tracking
 (``--track``, ppo_pipeline.run.tracking, offline), each with its one-line refusals."""
 
 from __future__ import annotations

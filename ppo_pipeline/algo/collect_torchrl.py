@@ -47,8 +47,6 @@ with workarounds.distribution_default_kept():     # torchrl's import turns it of
     from torchrl.data import Categorical, Composite, Unbounded
     from torchrl.envs import EnvBase
 
-EPISODE_KEYS = ("episode_return", "episode_length", "episode_end")
-
 
 class ContractEnv(EnvBase):
     """A batched env of our contract as a torchrl ``EnvBase`` of batch size ``[num_envs]`` (CPU)."""

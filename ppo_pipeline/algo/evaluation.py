@@ -57,10 +57,6 @@ class RandomPolicy(Policy):
         return self.space.sample()
 
 
-def random_policy(envs: gym.vector.VectorEnv, seed: int) -> Policy:
-    return RandomPolicy(envs, seed)
-
-
 class AgentPolicy(Policy):
     """The agent as evaluation plays it: raw observations (as the env gives them) through ``obs_norm`` (the run's
     statistics with ``update=False``: pass a frozen copy) -> the agent's action (``deterministic``: argmax of the
@@ -102,12 +98,6 @@ class AgentPolicy(Policy):
             self.starts = np.asarray(done, dtype=bool).copy()
 
 
-def agent_policy(agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True,
-                 members: int = 1) -> AgentPolicy:
-    """:class:`AgentPolicy` (numpy observations ``[B, *obs_shape]`` -> numpy actions ``[B(, A)]``)."""
-    return AgentPolicy(agent, obs_norm, action_space, deterministic=deterministic, members=members)
-
-
 @torch.no_grad()
 def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int,
              alive: np.ndarray | None = None) -> list[list[float]]:
@@ -120,7 +110,7 @@ def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, epis
     envs = make_vector_env(cfg, P * episodes, evaluation=True, pack=P > 1)
     try:
         frozen = obs_norm.frozen_copy() if obs_norm is not None else None
-        policy = agent_policy(agent, frozen, envs.single_action_space, members=P)
+        policy = AgentPolicy(agent, frozen, envs.single_action_space, members=P)
         policy.alive = None if alive is None else np.asarray(alive, dtype=bool)
         seeds = [s for m in members for s in env_seeds(m.seed, episodes, evaluation=True)]
         returns = first_episode_returns(envs, policy, seeds, cfg.eval_max_steps)
@@ -152,7 +142,7 @@ def random_score(cfg: Config, seed: int, episodes: int = 100, max_steps: int = 5
     returns: list[float] = []
     try:
         steps = 0
-        for _, _, _, _, info in rollout(envs, random_policy(envs, seed), env_seeds(seed, cfg.num_envs)):
+        for _, _, _, _, info in rollout(envs, RandomPolicy(envs, seed), env_seeds(seed, cfg.num_envs)):
             steps += envs.num_envs
             returns.extend(r for _, r, _ in episode_stats(info))
             if len(returns) >= episodes or steps >= max_steps:

@@ -171,33 +171,6 @@ def total_loss(out: TensorDictBase) -> torch.Tensor:
     return loss
 
 
-class LossTotals:
-    """Sums of an update's per-minibatch loss terms on the device (no sync per minibatch); :meth:`means`
-    syncs once. Keys: ``loss`` (Eq. 9 total), ``policy_loss``, ``value_loss`` (L^VF, without c1),
-    ``entropy``, ``approx_kl``, ``clip_fraction`` (clip only)."""
-
-    def __init__(self, value_coef: float):
-        self.value_coef = value_coef
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
-
-    def add(self, out: dict[str, torch.Tensor]) -> None:
-        """One minibatch's terms: torchrl's loss keys (``loss_objective``, ``loss_critic``, ``entropy``,
-        ``kl_approx``, ``clip_fraction``) and ``loss``, the total."""
-        terms = {"loss": out["loss"], "policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"]}
-        if "loss_critic" in out:
-            terms["value_loss"] = out["loss_critic"] / max(self.value_coef, 1e-12)
-        for key in ("entropy", "clip_fraction"):
-            if key in out:
-                terms[key] = out[key]
-        for k, v in terms.items():
-            self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach()
-        self.n += 1
-
-    def means(self) -> dict[str, float]:
-        return {k: float(v) / self.n for k, v in self.sums.items()}
-
-
 def set_clip_epsilon(loss: PPOLoss, value: float) -> None:
     """Write epsilon * alpha into ClipPPOLoss's buffer (other objectives have none)."""
     if isinstance(loss, ClipPPOLoss):

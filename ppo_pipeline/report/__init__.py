@@ -48,7 +48,7 @@ import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from ..run.cli import OneLineParser
+from ..cli import OneLineParser
 from . import paper_tables
 from .aggregate import Report, aggregate
 from .plots import plot_curves

@@ -111,7 +111,7 @@ class RunLogger:
     def log_video(self, cfg: Any, agent: Any, obs_norm: Any, update: int, step: int) -> Path:
         """``--capture-video``: record an evaluation's first episode to ``videos/update-N.mp4``, shown
         in TensorBoard and (``--track``) W&B."""
-        from ..tools.video import record_evaluation_video
+        from .video import record_evaluation_video
 
         path = self.run_path / "videos" / f"update-{update:08d}.mp4"
         record_evaluation_video(cfg, agent, obs_norm, path, writer=self.tb, step=step)

@@ -1,7 +1,7 @@
 """Seed sweeps: envs x objectives x seeds, run locally or as a SLURM job array through submitit.
 
 Submitting (``recipes/*.py --launcher slurm --cluster NAME --seeds 0-4 --env A,B --objective clip,kl_adaptive``,
-see :mod:`ppo_pipeline.run.launch`) creates a sweep directory::
+see :mod:`ppo_pipeline.launch`) creates a sweep directory::
 
     SWEEP_DIR/manifest.json          what was submitted: each run's config, its job ids, the cluster profile
     SWEEP_DIR/runs/<run>/            one run directory per (env, objective, seed): metrics.csv, checkpoints ...
@@ -44,7 +44,7 @@ from ..config import Config, ConfigError
 from ..errors import UserError
 from .. import rundir
 from ..run import checkpoint
-from ..run.cli import OneLineParser, fail
+from ..cli import OneLineParser, fail
 from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
 from .jobs import FINISHED, LOCAL, RUNS, SweepJob, run_unit

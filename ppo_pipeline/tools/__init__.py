@@ -1,2 +1,3 @@
 """User tools around finished or running runs: play (watch and score a checkpoint), export (torch.export /
-ONNX policy), video, and the speed benchmark. The report is its own package, :mod:`ppo_pipeline.report`."""
+ONNX policy) and the speed benchmark (whose figures the sweeps' cost estimates read). The report is its
+own package, :mod:`ppo_pipeline.report`."""

@@ -133,7 +133,7 @@ def run_peer(w: Workload, steps: int, peer_dir: Path, peer_python: str, tmp: Pat
 def raw_env_sps(key: str, backend: str = "gymnasium", seconds: float = 5.0) -> float:
     """Vector-env steps/s x num_envs with random actions, same stack and batching as training: the ceiling."""
     from .. import config
-    from ..algo.evaluation import random_policy, rollout
+    from ..algo.evaluation import RandomPolicy, rollout
     from ..envs import check, make_vector_env
     from ..run.prepare import prepare
 
@@ -143,7 +143,7 @@ def raw_env_sps(key: str, backend: str = "gymnasium", seconds: float = 5.0) -> f
     cfg = prepare(preset(env_id=w.env_id, num_envs=n, env_backend=backend, minibatch_size=n))
     check(cfg)
     envs = make_vector_env(cfg, cfg.num_envs)
-    steps = rollout(envs, random_policy(envs, 0), list(range(cfg.num_envs)))
+    steps = rollout(envs, RandomPolicy(envs, 0), list(range(cfg.num_envs)))
     next(steps)                      # reset and a first step: start-up is not the rate
     count, t0 = 0, time.perf_counter()
     for i, _ in enumerate(steps, start=1):

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..run.cli import OneLineParser, fail
+from ..cli import OneLineParser, fail
 from .exported import exported_module, onnx_program, program
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
 
@@ -65,12 +65,6 @@ META_FILE = "ppo_pipeline.json"
 # ------------------------------------------------------------------------------------------------------
 FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}             # --format -> its suffix
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")   # the `onnx` extra
-
-
-def policy_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> nn.Module:
-    """The deterministic policy of ``agent`` (a :class:`~ppo_pipeline.algo.policy.Agent`) as a plain
-    ``nn.Module`` on the CPU, ``obs_norm``'s statistics folded in (:func:`~.exported.exported_module`)."""
-    return exported_module(agent, obs_norm, action_space)
 
 
 def describe(run: SavedRun, agent: nn.Module, obs_space: gym.Space, action_space: gym.Space, fmt: str) -> dict[str, Any]:
@@ -135,9 +129,9 @@ def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
 
 def check_exported(out: Path, fmt: str, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
     """Load ``out`` back and compare its actions on ``obs`` with the agent's own; RuntimeError if they differ."""
-    from .video import agent_policy
+    from ..algo.evaluation import AgentPolicy
 
-    expected = agent_policy(agent, obs_norm, action_space, deterministic=True)(obs)
+    expected = AgentPolicy(agent, obs_norm, action_space, deterministic=True)(obs)
     x = ({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()} if isinstance(obs, dict)
          else torch.from_numpy(np.ascontiguousarray(obs)))
     state = () if not agent.recurrent else tuple(
@@ -162,7 +156,7 @@ def export(run: SavedRun, out: Path, fmt: str = "pt2") -> str:
         envs.close()
     agent = build_agent(run, obs_space, action_space, "cpu")
     norm = frozen_obs_norm(run, obs_space)
-    save(policy_module(agent, norm, action_space), obs_space, out, fmt, describe(run, agent, obs_space, action_space, fmt))
+    save(exported_module(agent, norm, action_space), obs_space, out, fmt, describe(run, agent, obs_space, action_space, fmt))
     check_exported(out, fmt, agent, norm, action_space, obs)
     prep = "normalized inside with the run's frozen statistics" if norm is not None else "no normalization"
     if isinstance(action_space, gym.spaces.Discrete):

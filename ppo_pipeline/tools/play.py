@@ -16,7 +16,7 @@ torch's generator seeded with the run's seed.
 
 Output: one line per episode, then ``mean return R ± S over N episodes (length L ± S)`` (S: standard
 deviation over the episodes, ddof 0). ``--video DIR`` writes ``DIR/episode-000.mp4``, ... (one frame per
-agent step, real-time rate, see :mod:`ppo_pipeline.tools.video`; Atari: the RGB game screen).
+agent step, real-time rate, see :mod:`ppo_pipeline.run.video`; Atari: the RGB game screen).
 
 Bad input prints one line ``error: ...`` and exits with code 2 before any episode starts; Ctrl-C prints
 one line and exits with code 130.
@@ -39,9 +39,10 @@ from ..envs.seeds import env_seeds
 from ..errors import UserError
 from .. import rundir
 from ..run import checkpoint
-from ..run.cli import OneLineParser, fail
+from ..cli import OneLineParser, fail
 from ..run.prepare import resolve, resolve_device
-from .video import Episode, agent_policy, default_fps, record_episode, write_mp4
+from ..algo.evaluation import AgentPolicy
+from ..run.video import Episode, default_fps, record_episode, write_mp4
 
 if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
     from ..algo.policy import Agent
@@ -189,7 +190,7 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
     try:
         agent = build_agent(run, envs.single_observation_space, envs.single_action_space, device)
         norm = frozen_obs_norm(run, envs.single_observation_space)
-        policy = agent_policy(agent, norm, envs.single_action_space, deterministic=deterministic)
+        policy = AgentPolicy(agent, norm, envs.single_action_space, deterministic=deterministic)
         rate = fps or default_fps(envs, atari_frame_skip=cfg.frame_skip if spec_of(cfg).is_atari else None)
         if not deterministic:
             torch.manual_seed(cfg.seed)

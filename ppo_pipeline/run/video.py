@@ -2,7 +2,7 @@
 
 The pieces, each usable alone:
 
-* :func:`~ppo_pipeline.algo.evaluation.agent_policy` (from evaluation): an :class:`~ppo_pipeline.algo.policy.Agent` (and the run's frozen observation
+* :class:`~ppo_pipeline.algo.evaluation.AgentPolicy` (from evaluation): an :class:`~ppo_pipeline.algo.policy.Agent` (and the run's frozen observation
   statistics) as a numpy policy ``obs [1, *obs_shape] -> env action`` (deterministic: argmax / Gaussian
   mean, clipped to the action bounds like the collector's :func:`~ppo_pipeline.algo.collect.env_action`).
 * :func:`record_episode`: one episode of a 1-env evaluation vector env (made with ``render=True``),
@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..algo.evaluation import Policy, agent_policy
+from ..algo.evaluation import AgentPolicy, Policy
 from ..errors import UserError
 
 if TYPE_CHECKING:  # only for annotations: keep this module importable without building models
@@ -235,7 +235,7 @@ def record_evaluation_video(cfg: "Config", agent: "Agent", obs_norm: "ObsNormali
     envs = make_vector_env(cfg, 1, evaluation=True, render=True)
     try:
         norm = obs_norm.frozen_copy() if obs_norm is not None else None
-        policy = agent_policy(agent, norm, envs.single_action_space, deterministic=True)
+        policy = AgentPolicy(agent, norm, envs.single_action_space, deterministic=True)
         with torch.no_grad():
             episode = record_episode(envs, policy, env_seeds(cfg.seed, 1, evaluation=True)[0], cfg.eval_max_steps)
         fps = default_fps(envs, atari_frame_skip=cfg.frame_skip if is_atari(cfg.env_id) else None)

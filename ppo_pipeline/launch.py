@@ -30,12 +30,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .. import envs
-from ..config import PRESETS, Config, ConfigError
-from ..errors import UserError
-from ..pack.plan import describe, plan_packs
-from ..sweeps import experiments
-from .. import rundir
+from . import envs
+from .config import PRESETS, Config, ConfigError
+from .errors import UserError
+from .pack.plan import describe, plan_packs
+from .sweeps import experiments
+from . import rundir
 from .cli import (
     allow_grids,
     build_parser,
@@ -46,7 +46,7 @@ from .cli import (
     grid_axes,
     parse_seeds,
 )
-from .prepare import budget_line, check_envs, prepare
+from .run.prepare import budget_line, check_envs, prepare
 
 # Options that may come with --resume: how the run executes, not what it learns.
 RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
@@ -145,7 +145,7 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
     A run directory with a config but no checkpoint yet (stopped during start-up) starts from the
     beginning: nothing was trained, nothing is lost.
     """
-    from . import checkpoint
+    from .run import checkpoint
 
     if not ns.resume.strip():
         raise ConfigError("--resume '' is empty; give the run directory to continue (e.g. runs/<name>)")
@@ -178,7 +178,7 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
 def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None = None) -> int:
     """Train one prepared run here. Ctrl-C / SIGTERM stop it after the update in flight, checkpointed,
     with one line printed at once; a second Ctrl-C stops at once (the newest checkpoint stays valid)."""
-    from .trainer import TrainingError, TrainingInterrupted, run_training
+    from .run.trainer import TrainingError, TrainingInterrupted, run_training
 
     hint = resume_hint or f"--resume {cfg.run_path()}"
     print(("resuming " if resume_from is not None else "") + budget_line(cfg), flush=True)
@@ -196,7 +196,7 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
     except TrainingInterrupted:
         return 130           # the line was printed when the signal came
     except KeyboardInterrupt:     # during start-up, or a second Ctrl-C
-        from . import checkpoint
+        from .run import checkpoint
 
         saved = checkpoint.latest(cfg.run_path())
         sys.stderr.write(f"stopped at once; the newest checkpoint ({saved.name}) stays valid; continue with: {hint}\n"
@@ -217,7 +217,7 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
                recipe: str, atari_only: bool = False) -> int:
     """Plan, check and start a sweep (or print its plan with --dry-run); every bad input is one line and
     exit 2 before anything starts."""
-    from ..sweeps import slurm, sweep
+    from .sweeps import slurm, sweep
 
     try:
         given = given_options(parser, argv)
@@ -254,7 +254,7 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides)
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None)
         if ns.dry_run:
-            from ..sweeps import cost
+            from .sweeps import cost
 
             print("\n".join(cost.estimate(runs, gpu=bool(profile and profile.gpus_per_node), packs=packs)))
             if ns.pack is not None:

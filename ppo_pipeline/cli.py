@@ -14,8 +14,8 @@ import re
 import sys
 from typing import Any, Callable, Sequence
 
-from ..config import Config, ConfigError
-from ..errors import suggest
+from .config import Config, ConfigError
+from .errors import suggest
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -112,7 +112,7 @@ def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[s
 
 
 # ------------------------------------------------------------------------------------------------------
-# Sweep helpers (used by ppo_pipeline.run.launch / ppo_pipeline.sweeps.sweep)
+# Sweep helpers (used by ppo_pipeline.launch / ppo_pipeline.sweeps.sweep)
 # ------------------------------------------------------------------------------------------------------
 MAX_SEEDS = 10_000
 
