@@ -14,8 +14,8 @@ are those of its solo module on its own inputs (float rounding apart; ``tests/te
 Networks with other layers (Atari's Nature CNN, a ``Dict`` observation's encoder) are stacked by
 :class:`VmapStacked`: the solo module's own ``forward``, vectorized over the member dimension by
 ``torch.func.vmap`` with each member's slice of the stacked parameters (``torch.func.functional_call``), so any
-layer stacks and every layer sees the solo shapes. For the Table 3 MLPs the ``baddbmm`` path is kept: it is the
-faster of the two there (``python -m ppo_pipeline.bench --pack``; figures in docs/speed.md).
+layer stacks and every layer sees the solo shapes. The Table 3 MLPs keep the ``baddbmm`` path, whose pack figures
+are measured (docs/speed.md); ``VmapStacked`` on them has not been timed against it yet.
 """
 
 from __future__ import annotations
