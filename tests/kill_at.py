@@ -41,9 +41,9 @@ if point == "startup":
 elif point == "update":
     learn = ppo.PPO.learn
 
-    def _learn(self, batch, update):
+    def _learn(self, batch):
         hit()
-        return learn(self, batch, update)
+        return learn(self, batch)
 
     ppo.PPO.learn = _learn
 else:
