@@ -116,7 +116,7 @@ def test_compiled_adam_step_follows_the_lr_schedule_and_dead_members(case: P.Pac
         for g in grads:
             g[0] = float("nan")
         for adam in adams:
-            adam.set_lr(lr)
+            adam.set_lr([lr] * n)
             for w, g in zip(adam.params, grads):
                 w.grad = g.clone()
             adam.step(dead=dead)
@@ -134,8 +134,8 @@ def test_compiled_pack_policy_step_is_the_eager_one(case: P.PackCase) -> None:
     pack = P.PackAgent(case.agents)
     envs = min(4, case.data.batch_size[1])
     noise = pack.rollout_noise(1, envs, [torch.Generator().manual_seed(p) for p in range(len(case.agents))])
-    obs = torch.stack([case.data[p]["observation"][:envs] for p in range(len(case.agents))])
+    obs = torch.cat([case.data[p]["observation"][:envs] for p in range(len(case.agents))])   # [P x E, obs]
     with torch.no_grad():
-        eager, compiled = pack.act(obs, None, noise=noise[0]), torch.compile(pack.sample)(obs, noise[0])
+        eager, compiled = pack.act(obs, noise=noise[0]), torch.compile(pack.sample)(obs, noise[0])
     for k in eager:
         assert torch.allclose(eager[k], compiled[k], rtol=1e-5, atol=1e-6), k
