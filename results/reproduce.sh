@@ -44,3 +44,11 @@ python -m ppo_pipeline.report ../pomdp --out results/pomdp-lstm --random-episode
 # (2026-11-30) Table 1 at the paper's full budget (issue 19): 11 rows x 7 tasks x seeds 0-2 x 1M steps, 7 packs of 33
 python recipes/mujoco.py --experiment table1 --pack 33 --sweep-dir ../t1full --no-progress
 python -m ppo_pipeline.report ../t1full --out results/table1-full --finished-only
+# (2026-12-02) Figure 4 (Sec. 6.3, Table 4 preset), 10M steps each (10-20% of the paper's 50M/100M), 1 seed, run by hand
+# in the background from a snapshot of 5ef3744, two at a time on one torch thread each, niced (in progress: see
+# docs/results.md); resume a stopped one with `python recipes/humanoid.py --resume runs-figure4/<run>`
+python recipes/humanoid.py --env-id Humanoid-v5 --num-envs 32 --total-steps 10000000 --run-dir runs-figure4 --torch-threads 1 --no-progress
+python recipes/humanoid.py --env-id HumanoidBulletEnv-v0 --num-envs 32 --total-steps 10000000 --run-dir runs-figure4 --torch-threads 1 --no-progress
+python recipes/humanoid.py --env-id HumanoidFlagrunBulletEnv-v0 --num-envs 128 --total-steps 10000000 --run-dir runs-figure4 --torch-threads 1 --no-progress
+python recipes/humanoid.py --env-id HumanoidFlagrunHarderBulletEnv-v0 --num-envs 128 --total-steps 10000000 --run-dir runs-figure4 --torch-threads 1 --no-progress
+python -m ppo_pipeline.report runs-figure4 --out results/figure4 --random-episodes 20

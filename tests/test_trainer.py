@@ -109,20 +109,20 @@ def test_compiled_update_matches_eager(tmp_path):
     minibatch (float32 noise apart), and a run with it trains to the end."""
     import torch
 
-    from ppo_pipeline.algo import compiling
+    from ppo_pipeline.algo.objectives import loss_step
 
     cfg = tiny(config.mujoco, tmp_path, env_id="Hopper-v5", name="on", compile="on", num_steps=256,
                minibatch_size=64, epochs=2, total_steps=512, eval_episodes=0, torch_threads=1)
     trainer = Trainer(cfg)
     ppo = trainer.ppo
-    assert ppo.update_step.compiled and ppo.agent.act.compiled
+    assert ppo.objective._step.compiled and ppo.collector.sample.compiled
     ppo.collector.reset([0])
     batch = ppo.collector.collect()
     ppo.gae(batch)
     mb = batch.reshape(-1)[:64]
     results = []
-    for step in (compiling.loss_step(ppo.loss), torch.compile(compiling.loss_step(ppo.loss))):
-        ppo.optimizer.zero_grad()
+    for step in (loss_step(ppo.objective.loss), torch.compile(loss_step(ppo.objective.loss))):
+        ppo.adam.zero_grad()
         terms = step(mb)
         results.append((terms, [p.grad.clone() for p in ppo.params]))
     (eager, g_eager), (compiled, g_compiled) = results
@@ -131,7 +131,7 @@ def test_compiled_update_matches_eager(tmp_path):
     for a, b in zip(g_eager, g_compiled):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
     summary = trainer.train()
-    assert summary["status"] == "finished" and ppo.update_step.compiled
+    assert summary["status"] == "finished" and ppo.objective._step.compiled
 
 
 def test_hooks_see_each_update_and_evaluation_and_can_stop_the_run(tmp_path):
