@@ -60,6 +60,10 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --clip-epsilon 0.1,0.2,0.3 --lr 3e-4,1e-3 --seeds 0-2 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --pack 33 --dry-run": [],
+    "python recipes/humanoid.py --experiment figure4 --dry-run": [],
+    "python recipes/humanoid.py --env-id Humanoid-v5 --num-envs 32 --total-steps 10000000": [
+        "--total-steps", "2048", "--num-envs", "2", "--num-steps", "1024", "--minibatch-size", "1024",
+        "--eval-episodes", "1", "--eval-max-steps", "50"],
     "python recipes/classic_control.py --env-id examples.envs:CartPoleNoVel --policy lstm": ["--total-steps", "512"],
     "python recipes/classic_control.py --env-id examples.envs:MaskedChain": ["--total-steps", "512"],
     "python recipes/classic_control.py --env-id examples.envs:DictCartPole": ["--total-steps", "512"],
@@ -186,6 +190,14 @@ def test_help_and_dry_runs(scratch):
             else:
                 assert "(default: ALE/Pong-v5)" in " ".join(p.stdout.split())
     assert not (scratch / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_humanoid_command_as_printed(scratch):
+    """docs/results.md's Figure 4 command, on a budget of two updates of 2 envs."""
+    cmd = "python recipes/humanoid.py --env-id Humanoid-v5 --num-envs 32 --total-steps 10000000"
+    p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+    assert "last-100 training return" in p.stdout, p.stdout[-2000:]
 
 
 @pytest.mark.slow
