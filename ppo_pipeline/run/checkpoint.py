@@ -145,6 +145,14 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def snapshottable(envs: Any) -> bool:
+    """In-process envs whose state pickling keeps: not subprocess envs or envpool, and not pybullet's (a Bullet
+    env's physics lives in its physics-server connection, which a pickle drops: the env comes back unconnected)."""
+    if not isinstance(envs, gym.vector.SyncVectorEnv):
+        return False
+    return not any(type(e.unwrapped).__module__.startswith("pybullet") for e in envs.envs)
+
+
 def snapshot_envs(envs: gym.vector.VectorEnv, start: int = 0, stop: int | None = None) -> dict[str, Any] | None:
     """The state of the in-process envs ``start:stop`` of ``envs`` (a pack member's share), for an exact resume;
     None where it can't be taken (subprocess envs, envpool).
@@ -155,7 +163,7 @@ def snapshot_envs(envs: gym.vector.VectorEnv, start: int = 0, stop: int | None =
     generator and, for MuJoCo, the simulator's full integration state (time, qpos, qvel, act, warm
     start, controls, ...: ``mj_getState(mjSTATE_INTEGRATION)``) are kept beside it.
     """
-    if not isinstance(envs, gym.vector.SyncVectorEnv):
+    if not snapshottable(envs):
         return None
     sub = list(envs.envs[start:stop])
     try:

@@ -68,7 +68,8 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     checkpoint.restore_rng(ref["rng"])
     update = ref["update"]
     snapshots = [s.get("envs") for s in states]
-    if all(s is not None for s in snapshots) and c.exact_resume:
+    # (a Bullet run's checkpoints of earlier versions hold pickles of unconnected envs: never restored)
+    if all(s is not None for s in snapshots) and c.exact_resume and checkpoint.snapshottable(ppo.envs):
         ppo.envs.close()
         ppo.envs = c.envs = checkpoint.restore_envs(snapshots)
         c.obs = _cat([s["collector"]["obs"] for s in states]) if len(states) > 1 else states[0]["collector"]["obs"]
