@@ -42,7 +42,7 @@ class MaskedChain(gym.Env):
 
     def __init__(self, length: int = 6, max_steps: int = 30, render_mode: str | None = None):
         self.length, self.max_steps = length, max_steps
-        rng = np.random.default_rng(1234)          # the same chain for every env and seed
+        rng = np.random.default_rng(1234)  # the same chain for every env and seed
         self.masks = np.zeros((length, self.N_ACTIONS), dtype=np.int8)
         self.forward = np.zeros(length, dtype=np.int64)
         for cell in range(length):
@@ -50,9 +50,12 @@ class MaskedChain(gym.Env):
             self.masks[cell, allowed] = 1
             self.forward[cell] = allowed[0]
         self.action_space = gym.spaces.Discrete(self.N_ACTIONS)
-        self.observation_space = gym.spaces.Dict({
-            "observation": gym.spaces.Box(0.0, 1.0, (length,), np.float32),
-            "action_mask": gym.spaces.MultiBinary(self.N_ACTIONS)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "observation": gym.spaces.Box(0.0, 1.0, (length,), np.float32),
+                "action_mask": gym.spaces.MultiBinary(self.N_ACTIONS),
+            }
+        )
         self.cell = self.t = 0
         self.illegal = 0
 
@@ -95,9 +98,12 @@ class MaskedChainMethod(MaskedChain):
 class DictCartPole(gym.ObservationWrapper):
     def __init__(self, render_mode: str | None = None):
         super().__init__(gym.make("CartPole-v1", render_mode=render_mode))
-        self.observation_space = gym.spaces.Dict({
-            "cart": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
-            "pole": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "cart": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+                "pole": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+            }
+        )
 
     def observation(self, obs: np.ndarray) -> dict:
         return {"cart": obs[:2].astype(np.float32), "pole": obs[2:].astype(np.float32)}
@@ -105,9 +111,12 @@ class DictCartPole(gym.ObservationWrapper):
 
 class DictImage(gym.Env):
     def __init__(self, render_mode: str | None = None):
-        self.observation_space = gym.spaces.Dict({
-            "image": gym.spaces.Box(0, 255, (40, 40, 1), np.uint8),
-            "goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (40, 40, 1), np.uint8),
+                "goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            }
+        )
         self.action_space = gym.spaces.Discrete(4)
         self.goal = np.zeros(2, dtype=np.float32)
         self.t = 0
@@ -115,7 +124,7 @@ class DictImage(gym.Env):
     def _obs(self) -> dict:
         image = np.zeros((40, 40, 1), dtype=np.uint8)
         r, c = ((self.goal + 1) * 17).astype(int)
-        image[r:r + 6, c:c + 6] = 255
+        image[r : r + 6, c : c + 6] = 255
         return {"image": image, "goal": self.goal.copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -9,7 +9,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:   # lazy: importing the package does not import torch
+def __getattr__(name: str) -> Any:  # lazy: importing the package does not import torch
     if name == "train":
         from .api import train
 

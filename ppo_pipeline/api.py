@@ -7,19 +7,26 @@ env id the recipes take or on a factory of torchrl envs, with a transform chain 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .config import Config
 from .envs import ids as env_ids
-from .run.callbacks import Callback
 from .launch import new_run
+from .run.callbacks import Callback
 from .run.prepare import budget_line
 
-__all__ = ["train", "Callback"]
+__all__ = ["Callback", "train"]
 
 
-def train(env: Callable[..., Any] | str, cfg: Config | None = None, *, transform: Any = None,
-          callbacks: Sequence[Callback] = (), **overrides: Any) -> dict[str, Any]:
+def train(
+    env: Callable[..., Any] | str,
+    cfg: Config | None = None,
+    *,
+    transform: Any = None,
+    callbacks: Sequence[Callback] = (),
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train one run here on ``env`` and return its summary (the Python entry point of a recipe).
 
     ``env``: a factory returning a torchrl ``EnvBase`` (unbatched, or batched of size ``num_envs`` when

@@ -12,7 +12,8 @@ import copy
 import dataclasses
 import re
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .config import Config, ConfigError
 from .errors import suggest
@@ -55,14 +56,19 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, ata
         flag = "--" + f.name.replace("_", "-")
         group = groups.setdefault(_section(f.name), parser.add_argument_group(_section(f.name)))
         if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                               help=help_text)
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
         elif f.type in ("list", list):
             group.add_argument(flag, dest=f.name, type=_int_list, default=default, metavar="N,N", help=help_text)
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type, f.type) if isinstance(f.type, str) else f.type
-            kwargs: dict[str, Any] = {"type": typ, "default": default, "help": help_text,
-                                      "metavar": typ.__name__.upper()}
+            kwargs: dict[str, Any] = {
+                "type": typ,
+                "default": default,
+                "help": help_text,
+                "metavar": typ.__name__.upper(),
+            }
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
                 kwargs["metavar"] = "{" + ",".join(meta["choices"]) + "}"
@@ -70,17 +76,59 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, ata
 
 
 _SECTIONS = {
-    "environment": ("env_id", "env_module", "num_envs", "frame_skip", "noop_max", "frame_stack", "episodic_life",
-                    "clip_reward_sign", "normalize_obs", "clip_obs", "scale_reward", "clip_reward", "vector_env",
-                    "env_backend", "pixels", "collector", "collector_workers"),
+    "environment": (
+        "env_id",
+        "env_module",
+        "num_envs",
+        "frame_skip",
+        "noop_max",
+        "frame_stack",
+        "episodic_life",
+        "clip_reward_sign",
+        "normalize_obs",
+        "clip_obs",
+        "scale_reward",
+        "clip_reward",
+        "vector_env",
+        "env_backend",
+        "pixels",
+        "collector",
+        "collector_workers",
+    ),
     "budget and batch": ("total_steps", "num_steps", "epochs", "minibatch_size"),
-    "optimisation": ("lr", "adam_eps", "anneal", "lr_schedule", "lr_kl_target", "lr_min", "lr_max", "max_grad_norm",
-                     "compile"),
-    "objective": ("objective", "clip_epsilon", "kl_target", "kl_beta", "gamma", "gae_lambda", "value_coef",
-                  "entropy_coef", "clip_value", "normalize_advantage"),
+    "optimisation": (
+        "lr",
+        "adam_eps",
+        "anneal",
+        "lr_schedule",
+        "lr_kl_target",
+        "lr_min",
+        "lr_max",
+        "max_grad_norm",
+        "compile",
+    ),
+    "objective": (
+        "objective",
+        "clip_epsilon",
+        "kl_target",
+        "kl_beta",
+        "gamma",
+        "gae_lambda",
+        "value_coef",
+        "entropy_coef",
+        "clip_value",
+        "normalize_advantage",
+    ),
     "model": ("hidden_sizes", "shared_trunk", "policy", "lstm_hidden", "log_std", "log_std_init", "log_std_final"),
-    "outputs and tracking": ("tensorboard", "progress", "capture_video", "track", "wandb_project", "wandb_entity",
-                             "wandb_group"),
+    "outputs and tracking": (
+        "tensorboard",
+        "progress",
+        "capture_video",
+        "track",
+        "wandb_project",
+        "wandb_entity",
+        "wandb_group",
+    ),
 }
 
 
@@ -96,8 +144,9 @@ def config_from_args(ns: argparse.Namespace) -> Config:
     return Config(**{k: v for k, v in vars(ns).items() if k in names})
 
 
-def build_parser(preset: Callable[..., Config], description: str, prog: str | None = None, *,
-                 atari: bool = True) -> argparse.ArgumentParser:
+def build_parser(
+    preset: Callable[..., Config], description: str, prog: str | None = None, *, atari: bool = True
+) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser, preset(), atari=atari)
     return parser
@@ -159,8 +208,11 @@ def allow_grids(parser: argparse.ArgumentParser, aliases: dict[str, tuple[str, .
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
         f = fields.get(action.dest)
-        if f is None or action.dest in NOT_GRID or not (f.type in ("int", "float") or "choices" in f.metadata
-                                                         or action.dest == "env_id"):
+        if (
+            f is None
+            or action.dest in NOT_GRID
+            or not (f.type in ("int", "float") or "choices" in f.metadata or action.dest == "env_id")
+        ):
             continue
         action.type = _grid_type(action.type, tuple(action.choices) if action.choices else None)
         if action.choices:
@@ -180,10 +232,13 @@ def _grid_type(typ: Callable[[str], Any], choices: tuple[str, ...] | None) -> Ca
             try:
                 value = typ(part)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"invalid {getattr(typ, '__name__', 'value')} value: {part!r}") from None
+                raise argparse.ArgumentTypeError(
+                    f"invalid {getattr(typ, '__name__', 'value')} value: {part!r}"
+                ) from None
             if choices is not None and value not in choices:
                 raise argparse.ArgumentTypeError(
-                    f"invalid choice: {value!r} (choose from {', '.join(repr(c) for c in choices)})")
+                    f"invalid choice: {value!r} (choose from {', '.join(repr(c) for c in choices)})"
+                )
             if value not in values:
                 values.append(value)
         return GridValues(values) if len(values) > 1 else values[0]

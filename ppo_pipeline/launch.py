@@ -27,15 +27,10 @@ import dataclasses
 import datetime as _dt
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from . import envs
-from .config import PRESETS, Config, ConfigError
-from .errors import UserError
-from .pack.plan import describe, plan_packs
-from .sweeps import experiments
-from . import rundir
+from . import envs, rundir
 from .cli import (
     allow_grids,
     build_parser,
@@ -46,7 +41,11 @@ from .cli import (
     grid_axes,
     parse_seeds,
 )
+from .config import PRESETS, Config, ConfigError
+from .errors import UserError
+from .pack.plan import describe, plan_packs
 from .run.prepare import budget_line, check_envs, prepare
+from .sweeps import experiments
 
 # Options that may come with --resume: how the run executes, not what it learns.
 RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
@@ -57,32 +56,70 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """--launcher, --cluster, --seeds, --sweep-dir, --max-parallel, --experiment, --dry-run; comma lists
     (grid axes) on every numeric and choice option and on --env-id (alias --env)."""
     g = parser.add_argument_group("sweep (a grid over any options x envs x seeds; see python -m ppo_pipeline.sweep)")
-    g.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                   help="local: run here, one run after the other (default); slurm: submit a job array with submitit")
-    g.add_argument("--cluster", default=None, metavar="NAME",
-                   help="cluster profile slurm/clusters/NAME.toml for --launcher slurm (default: local)")
-    g.add_argument("--seeds", default=None, metavar="SPEC",
-                   help="seeds of a sweep: a range 0-4, a list 0,2,5, or both 0-2,7 (overrides --seed)")
-    g.add_argument("--experiment", default=None, metavar="NAME",
-                   help="a paper experiment: table1 (recipes/mujoco.py) or table6 (recipes/atari.py); --env-id "
-                        "(a subset), --seeds and --total-steps override its own (default: none)")
-    g.add_argument("--dry-run", action="store_true", default=False,
-                   help="print the plan (runs, agent steps, estimated hours from measured speed) and exit "
-                        "without starting anything (default: off)")
-    g.add_argument("--sweep-dir", default=None, metavar="DIR",
-                   help="new sweep directory (default: sweeps/<date-time>); must not exist")
-    g.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                   help="at most N jobs at once (SLURM array %%N; default: the cluster profile's array_parallelism)")
-    g.add_argument("--pack", type=int, default=None, metavar="N",
-                   help="train the runs that can share (same env, batch geometry, network, budget; any seed and "
-                        "objective) in packs of at most N, each pack one batched computation in one process / SLURM "
-                        "job (default: 1, every run alone)")
+    g.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: run here, one run after the other (default); slurm: submit a job array with submitit",
+    )
+    g.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NAME",
+        help="cluster profile slurm/clusters/NAME.toml for --launcher slurm (default: local)",
+    )
+    g.add_argument(
+        "--seeds",
+        default=None,
+        metavar="SPEC",
+        help="seeds of a sweep: a range 0-4, a list 0,2,5, or both 0-2,7 (overrides --seed)",
+    )
+    g.add_argument(
+        "--experiment",
+        default=None,
+        metavar="NAME",
+        help="a paper experiment: table1 (recipes/mujoco.py) or table6 (recipes/atari.py); --env-id "
+        "(a subset), --seeds and --total-steps override its own (default: none)",
+    )
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=False,
+        help="print the plan (runs, agent steps, estimated hours from measured speed) and exit "
+        "without starting anything (default: off)",
+    )
+    g.add_argument(
+        "--sweep-dir",
+        default=None,
+        metavar="DIR",
+        help="new sweep directory (default: sweeps/<date-time>); must not exist",
+    )
+    g.add_argument(
+        "--max-parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N jobs at once (SLURM array %%N; default: the cluster profile's array_parallelism)",
+    )
+    g.add_argument(
+        "--pack",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train the runs that can share (same env, batch geometry, network, budget; any seed and "
+        "objective) in packs of at most N, each pack one batched computation in one process / SLURM "
+        "job (default: 1, every run alone)",
+    )
     allow_grids(parser, {"env_id": ("--env",)})
 
 
 def _is_sweep(ns: argparse.Namespace) -> bool:
-    return (ns.launcher != "local" or ns.dry_run or any(getattr(ns, k) is not None for k in SWEEP_OPTIONS)
-            or bool(grid_axes(ns)))
+    return (
+        ns.launcher != "local"
+        or ns.dry_run
+        or any(getattr(ns, k) is not None for k in SWEEP_OPTIONS)
+        or bool(grid_axes(ns))
+    )
 
 
 def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None) -> int:
@@ -95,15 +132,20 @@ def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None
         return 130
 
 
-def main(preset: Callable[..., Config], description: str, argv: Sequence[str] | None = None, *,
-         atari_only: bool = False) -> int:
+def main(
+    preset: Callable[..., Config], description: str, argv: Sequence[str] | None = None, *, atari_only: bool = False
+) -> int:
     """Parse a recipe's command line and run it: one run here, or a sweep (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(preset, description, atari=atari_only)
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue the run in RUN_DIR from its newest checkpoint (its config.json wins; "
-                             "only --device, --torch-threads, --[no-]progress, --[no-]tensorboard may be given "
-                             "with it); a checkpoint file resumes from that checkpoint")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its newest checkpoint (its config.json wins; "
+        "only --device, --torch-threads, --[no-]progress, --[no-]tensorboard may be given "
+        "with it); a checkpoint file resumes from that checkpoint",
+    )
     add_sweep_options(parser)
     ns = parser.parse_args(argv)
     if _is_sweep(ns):
@@ -134,12 +176,15 @@ def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
 def _refuse_reuse(run_path: Path) -> None:
     """A fresh run never writes into a directory that already holds a run (its logs, its checkpoints)."""
     if (run_path / rundir.CONFIG).exists():
-        raise ConfigError(f"run directory {str(run_path)!r} already holds a run; continue it with "
-                          f"--resume {run_path}, or start another with --name NEW_NAME (or another --seed/--run-dir)")
+        raise ConfigError(
+            f"run directory {str(run_path)!r} already holds a run; continue it with "
+            f"--resume {run_path}, or start another with --name NEW_NAME (or another --seed/--run-dir)"
+        )
 
 
-def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str],
-                 atari_only: bool) -> tuple[Config, Path | None]:
+def _resume_plan(
+    ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str], atari_only: bool
+) -> tuple[Config, Path | None]:
     """The config and checkpoint that ``--resume RUN_DIR`` (or ``--resume CHECKPOINT``) continues from.
 
     A run directory with a config but no checkpoint yet (stopped during start-up) starts from the
@@ -152,13 +197,17 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
     extra = sorted(given_options(parser, argv) - set(RESUME_OPTIONS))
     if extra:
         flag = "--" + extra[0].replace("_", "-")
-        raise ConfigError(f"{flag} cannot be given with --resume: the run continues with its own config.json "
-                          f"(edit it to change {extra[0]}); allowed with --resume: --device, --torch-threads, "
-                          f"--[no-]progress, --[no-]tensorboard")
+        raise ConfigError(
+            f"{flag} cannot be given with --resume: the run continues with its own config.json "
+            f"(edit it to change {extra[0]}); allowed with --resume: --device, --torch-threads, "
+            f"--[no-]progress, --[no-]tensorboard"
+        )
     target = Path(ns.resume)
     run_dir = target.parent if target.is_file() else target
     cfg = rundir.read_config(run_dir, "--resume")
-    cfg = dataclasses.replace(cfg, **{k: getattr(ns, k) for k in RESUME_OPTIONS[1:] if k in given_options(parser, argv)})
+    cfg = dataclasses.replace(
+        cfg, **{k: getattr(ns, k) for k in RESUME_OPTIONS[1:] if k in given_options(parser, argv)}
+    )
     cfg = prepare(cfg, atari_only=atari_only)
     check_envs(cfg)
     resume_from = target if target.is_file() else checkpoint.latest(run_dir)
@@ -169,8 +218,9 @@ def _resume_plan(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: 
             checkpoint.load_for_run(resume_from, cfg.to_dict())
         except checkpoint.CheckpointError as e:
             intact = checkpoint.previous_intact(resume_from, cfg.to_dict())
-            raise checkpoint.CheckpointError(f"{e}; the previous one is intact: resume from it with --resume {intact}"
-                                             if intact else str(e)) from None
+            raise checkpoint.CheckpointError(
+                f"{e}; the previous one is intact: resume from it with --resume {intact}" if intact else str(e)
+            ) from None
         checkpoint.discard_newer(resume_from)
     return cfg, resume_from
 
@@ -184,8 +234,11 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
     print(("resuming " if resume_from is not None else "") + budget_line(cfg), flush=True)
 
     def on_signal(signum: int) -> None:
-        sys.stderr.write(("\n" if cfg.progress else "") + f"{_SIGNAL_WORDS.get(signum, signal.Signals(signum).name)}: stopping after the update "
-                         f"in flight, with a checkpoint; continue with: {hint}\n")
+        sys.stderr.write(
+            ("\n" if cfg.progress else "")
+            + f"{_SIGNAL_WORDS.get(signum, signal.Signals(signum).name)}: stopping after the update "
+            f"in flight, with a checkpoint; continue with: {hint}\n"
+        )
         sys.stderr.flush()
 
     try:
@@ -194,27 +247,38 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
         sys.stderr.write(f"error: {e}\n")
         return 1
     except TrainingInterrupted:
-        return 130           # the line was printed when the signal came
-    except KeyboardInterrupt:     # during start-up, or a second Ctrl-C
+        return 130  # the line was printed when the signal came
+    except KeyboardInterrupt:  # during start-up, or a second Ctrl-C
         from .run import checkpoint
 
         saved = checkpoint.latest(cfg.run_path())
-        sys.stderr.write(f"stopped at once; the newest checkpoint ({saved.name}) stays valid; continue with: {hint}\n"
-                         if saved else f"interrupted during start-up; nothing was trained yet; start again with: {hint}\n")
+        sys.stderr.write(
+            f"stopped at once; the newest checkpoint ({saved.name}) stays valid; continue with: {hint}\n"
+            if saved
+            else f"interrupted during start-up; nothing was trained yet; start again with: {hint}\n"
+        )
         return 130
     last100 = summary["last100_return_mean"]
     final = summary["final_eval_return_mean"]
-    print(f"run {cfg.run_path()}: final eval return {'n/a' if final is None else f'{final:.1f}'}, "
-          f"last-100 training return {'n/a (no episode finished)' if last100 is None else f'{last100:.1f}'}, "
-          f"{summary['wall_time_s']:.0f} s")
+    print(
+        f"run {cfg.run_path()}: final eval return {'n/a' if final is None else f'{final:.1f}'}, "
+        f"last-100 training return {'n/a (no episode finished)' if last100 is None else f'{last100:.1f}'}, "
+        f"{summary['wall_time_s']:.0f} s"
+    )
     return 0
 
 
 _SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
-def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str], *,
-               recipe: str, atari_only: bool = False) -> int:
+def sweep_main(
+    ns: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    *,
+    recipe: str,
+    atari_only: bool = False,
+) -> int:
     """Plan, check and start a sweep (or print its plan with --dry-run); every bad input is one line and
     exit 2 before anything starts."""
     from .sweeps import slurm, sweep
@@ -224,7 +288,9 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         axes = grid_axes(ns)
         base = config_from_args(first_values(ns))
         if ns.name:
-            raise ConfigError("--name names one run; a sweep names its runs <env>__<objective>[__<field>=<value>]__s<seed>")
+            raise ConfigError(
+                "--name names one run; a sweep names its runs <env>__<objective>[__<field>=<value>]__s<seed>"
+            )
         if ns.max_parallel is not None and ns.max_parallel < 1:
             raise ConfigError(f"--max-parallel={ns.max_parallel} must be >= 1")
         if ns.launcher == "local" and ns.cluster is not None:
@@ -242,8 +308,10 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
             seeds = parse_seeds(ns.seeds) if ns.seeds is not None else list(exp.seeds)
             if "total_steps" not in given:
                 base = dataclasses.replace(base, total_steps=exp.total_steps)
-            env_overrides = {e: {k: v for k, v in exp.env_overrides(envs.resolve_id(e, base.env_module)).items()
-                                 if k not in given} for e in env_list}     # what the command line gives wins
+            env_overrides = {
+                e: {k: v for k, v in exp.env_overrides(envs.resolve_id(e, base.env_module)).items() if k not in given}
+                for e in env_list
+            }  # what the command line gives wins
         else:
             variants = experiments.grid(axes)
             seeds = parse_seeds(ns.seeds) if ns.seeds is not None else [ns.seed]
@@ -251,7 +319,9 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
         experiments.check_size(len(env_list) * len(variants) * len(seeds))
         profile = slurm.load_cluster(ns.cluster or "local") if ns.launcher == "slurm" else None
         sweep_dir = Path(ns.sweep_dir or Path("sweeps") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        runs = sweep.plan(base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides)
+        runs = sweep.plan(
+            base, env_list, variants, seeds, sweep_dir, atari_only=atari_only, env_overrides=env_overrides
+        )
         packs = plan_packs(runs, ns.pack if ns.pack is not None else 1, explicit=ns.experiment is None)
         if ns.dry_run:
             from .sweeps import cost
@@ -265,8 +335,15 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
             return 0
         if profile is not None:
             slurm.check_slurm(profile)
-        manifest = sweep.create(sweep_dir, runs, launcher=ns.launcher, cluster=profile.name if profile else None,
-                                max_parallel=ns.max_parallel, argv=argv, packs=packs)
+        manifest = sweep.create(
+            sweep_dir,
+            runs,
+            launcher=ns.launcher,
+            cluster=profile.name if profile else None,
+            max_parallel=ns.max_parallel,
+            argv=argv,
+            packs=packs,
+        )
     except UserError as e:
         fail(str(e))
         raise  # unreachable
@@ -274,13 +351,17 @@ def sweep_main(ns: argparse.Namespace, parser: argparse.ArgumentParser, argv: Se
     if ns.launcher == "slurm":
         ids = sweep.submit_slurm(sweep_dir, manifest, names)
         what = f"{len(names)} run(s) in {len(ids)} job(s)" if len(ids) != len(names) else f"{len(ids)} run(s)"
-        print(f"submitted {what} as job array {ids[0].split('_')[0]} "
-              f"(at most {ns.max_parallel or profile.array_parallelism} at once) into {sweep_dir}")
+        print(
+            f"submitted {what} as job array {ids[0].split('_')[0]} "
+            f"(at most {ns.max_parallel or profile.array_parallelism} at once) into {sweep_dir}"
+        )
         print(f"follow with: python -m ppo_pipeline.sweep status {sweep_dir}")
         return 0
     n_units = len(sweep.units(manifest, names))
-    print(f"sweep of {len(names)} run(s) in {sweep_dir}, run here one after the other"
-          + (f" in {n_units} unit(s) (packs train their runs together)" if n_units != len(names) else ""))
+    print(
+        f"sweep of {len(names)} run(s) in {sweep_dir}, run here one after the other"
+        + (f" in {n_units} unit(s) (packs train their runs together)" if n_units != len(names) else "")
+    )
     rc = sweep.run_local(sweep_dir, manifest, names)
     print(sweep.format_table(sweep.status(sweep_dir)))
     return rc

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ CONFIG = "config.json"
 METRICS = "metrics.csv"
 EPISODES = "episodes.csv"
 SUMMARY = "summary.json"
-JOB_STATE = "job.json"      # a sweep job's last state: RUNNING, FINISHED, FAILED, INTERRUPTED, REQUEUED
+JOB_STATE = "job.json"  # a sweep job's last state: RUNNING, FINISHED, FAILED, INTERRUPTED, REQUEUED
 
 
 class BrokenRun(Exception):
@@ -100,8 +101,9 @@ def write_config(run_path: Path, cfg: Config) -> None:
     write_json(run_path / CONFIG, {**cfg.to_dict(), "steps_run": cfg.steps_run})
 
 
-def read_table(path: Path, required: Sequence[str] = (), *, drop_partial_tail: bool = True,
-               finite: Sequence[str] = ()) -> dict[str, np.ndarray]:
+def read_table(
+    path: Path, required: Sequence[str] = (), *, drop_partial_tail: bool = True, finite: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
     """One of our CSVs as ``{column: float array}``, parsed strictly: every cell a number or empty
     (NaN), the ``finite`` columns finite; raises :class:`BrokenRun` naming the file and the line.
 
@@ -117,9 +119,7 @@ def read_table(path: Path, required: Sequence[str] = (), *, drop_partial_tail: b
     if not text.strip():
         raise BrokenRun(f"{name} is empty")
     lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    elif drop_partial_tail and len(lines) > 1:
+    if lines[-1] == "" or (drop_partial_tail and len(lines) > 1):
         lines.pop()
     header = lines[0].strip().split(",")
     missing = [c for c in required if c not in header]

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 
-CHECK_EVERY_S = 2.0       # how often a run looks again (at the end of an update)
-FIRST_LOOK_S = 0.1        # how long it looks before it starts
-BUSY_FRACTION = 0.5       # a core counts as taken when others keep it this busy on average
+CHECK_EVERY_S = 2.0  # how often a run looks again (at the end of an update)
+FIRST_LOOK_S = 0.1  # how long it looks before it starts
+BUSY_FRACTION = 0.5  # a core counts as taken when others keep it this busy on average
 
 
 def cores() -> int:
@@ -37,8 +37,8 @@ def machine_busy_ticks() -> int | None:
             fields = [int(x) for x in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)      # idle + iowait
-    guest = sum(fields[8:10]) if len(fields) > 9 else 0            # already counted in user/nice
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    guest = sum(fields[8:10]) if len(fields) > 9 else 0  # already counted in user/nice
     return sum(fields) - idle - guest
 
 
@@ -49,7 +49,7 @@ def _stat(pid: str) -> tuple[int, int] | None:
             text = f.read()
     except OSError:
         return None
-    rest = text[text.rindex(")") + 2:].split()     # after "pid (comm) "
+    rest = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
     return int(rest[1]), sum(int(x) for x in rest[11:15])
 
 
@@ -100,7 +100,7 @@ class Threads:
         seconds = (t1 - t0) * os.sysconf("SC_CLK_TCK")
         if seconds <= 0:
             return
-        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds     # cores' worth of other processes
+        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds  # cores' worth of other processes
         self.count = max(1, min(self.cores, self.cores - int(others + (1 - BUSY_FRACTION))))
 
     def check(self) -> None:

@@ -82,7 +82,8 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -92,6 +93,7 @@ DYNAMO_CTX_LOGGER = "torch._dynamo.variables.ctx_manager"
 
 def _without_pandas_probe(original: Any) -> Any:
     """``from_any`` that returns a plain tensor (or parameter) at once, ``original`` (a function) for the rest."""
+
     def from_any(cls, obj, **kwargs):  # type: ignore[no-untyped-def]
         if type(obj) is torch.Tensor or type(obj) is torch.nn.Parameter:
             return obj  # what the original returns for a tensor, minus its pandas probe
@@ -101,7 +103,7 @@ def _without_pandas_probe(original: Any) -> Any:
     return classmethod(from_any)
 
 
-_UPSTREAM_FROM_ANY = TensorDictBase.__dict__["from_any"]     # read only: tensordict's classmethod
+_UPSTREAM_FROM_ANY = TensorDictBase.__dict__["from_any"]  # read only: tensordict's classmethod
 _FROM_ANY = _without_pandas_probe(_UPSTREAM_FROM_ANY.__func__)  # one object, so compiled code's guards hold
 
 
@@ -146,6 +148,8 @@ def distribution_default_kept() -> Iterator[None]:
         yield
     finally:
         torch.distributions.Distribution.set_default_validate_args(default)
+
+
 SETTOTALMASS = "compiler attribute 'settotalmass' is deprecated"
 _mujoco_quiet = False
 
@@ -201,11 +205,16 @@ def dmc_pixels_env(domain: str, task: str, height: int, width: int) -> Any:
     """DMControl ``domain``/``task`` observing ``uint8 [height, width, 3]`` frames under ``"pixels"``
     (camera 0), as ``DMControlEnv(..., from_pixels=True, pixels_only=True, render_kwargs=...)`` would."""
     from dm_control import suite
+
     with distribution_default_kept():
         from torchrl.envs.libs.dm_control import DMControlWrapper
 
-    return DMControlWrapper(suite.load(domain, task), from_pixels=True, pixels_only=True,
-                            render_kwargs={"height": height, "width": width, "camera_id": 0})
+    return DMControlWrapper(
+        suite.load(domain, task),
+        from_pixels=True,
+        pixels_only=True,
+        render_kwargs={"height": height, "width": width, "camera_id": 0},
+    )
 
 
 @contextlib.contextmanager
@@ -224,7 +233,7 @@ def c_output_silenced() -> Iterator[None]:
         try:
             yield
         finally:
-            libc.fflush(None)              # what the C code buffered goes to /dev/null too
+            libc.fflush(None)  # what the C code buffered goes to /dev/null too
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
     finally:

@@ -1,9 +1,10 @@
 """PPO on Atari with the paper's Table 5 hyperparameters (default game: Pong).
 
-    python recipes/atari.py                       # ALE/Pong-v5, 10M agent steps = 40M frames
-    python recipes/atari.py --env-id Breakout --total-steps 1000000
-    python recipes/atari.py --help                # every option with its default
+python recipes/atari.py                       # ALE/Pong-v5, 10M agent steps = 40M frames
+python recipes/atari.py --env-id Breakout --total-steps 1000000
+python recipes/atari.py --help                # every option with its default
 """
+
 import sys
 from pathlib import Path
 

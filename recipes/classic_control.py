@@ -1,9 +1,10 @@
 """PPO on small vector envs (default: CartPole-v1, 100k steps; rl-baselines3-zoo's tuned values).
 
-    python recipes/classic_control.py
-    python recipes/classic_control.py --env-id Acrobot-v1 --total-steps 200000
-    python recipes/classic_control.py --help      # every option with its default
+python recipes/classic_control.py
+python recipes/classic_control.py --env-id Acrobot-v1 --total-steps 200000
+python recipes/classic_control.py --help      # every option with its default
 """
+
 import sys
 from pathlib import Path
 

@@ -7,6 +7,7 @@ HumanoidBulletEnv-v0, the Bullet port of RoboschoolHumanoid-v0, 50M steps; needs
     python recipes/humanoid.py --experiment figure4 --dry-run            # Figure 4: every task at its budget
     python recipes/humanoid.py --help                                    # every option with its default
 """
+
 import sys
 from pathlib import Path
 

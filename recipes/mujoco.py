@@ -1,9 +1,10 @@
 """PPO on MuJoCo with the paper's Table 3 hyperparameters (default task: Hopper-v5, 1M steps).
 
-    python recipes/mujoco.py
-    python recipes/mujoco.py --env-id Walker2d-v5 --objective kl_adaptive --seed 3
-    python recipes/mujoco.py --help               # every option with its default
+python recipes/mujoco.py
+python recipes/mujoco.py --env-id Walker2d-v5 --objective kl_adaptive --seed 3
+python recipes/mujoco.py --help               # every option with its default
 """
+
 import sys
 from pathlib import Path
 

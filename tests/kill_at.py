@@ -16,9 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppo_pipeline import config  # noqa: E402
+from ppo_pipeline import (
+    config,  # noqa: E402
+    launch,  # noqa: E402
+)
 from ppo_pipeline.algo import ppo  # noqa: E402
-from ppo_pipeline import launch  # noqa: E402
 
 point, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 seen = {"count": 0}

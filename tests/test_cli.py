@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_pipeline import config, envs
-from ppo_pipeline import launch
+from ppo_pipeline import config, envs, launch
 from ppo_pipeline.run import trainer as _trainer  # noqa: F401  imported before no_envs patches what it imports
 from ppo_pipeline.run.prepare import budget_line, prepare
 

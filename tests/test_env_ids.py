@@ -12,9 +12,7 @@ import sys
 import pytest
 from helpers import ROOT, TINY_ARGS, one_line_error, subprocess_env
 
-from ppo_pipeline import config
-from ppo_pipeline import rundir
-from ppo_pipeline import launch
+from ppo_pipeline import config, launch, rundir
 
 
 def test_own_env_class_trains_in_a_real_process(tmp_path):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ppo_pipeline import config, paper
+from ppo_pipeline import config, launch, paper
 from ppo_pipeline.envs import ids as env_ids
-from ppo_pipeline import launch
 from ppo_pipeline.sweeps import experiments
 
 ROOT = Path(__file__).resolve().parents[1]

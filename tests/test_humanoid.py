@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT, one_line_error, subprocess_env, tiny
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import ROOT, one_line_error, subprocess_env, tiny
 from ppo_pipeline import config
 from ppo_pipeline.algo.schedules import KL_STEP_FACTOR, KLAdaptiveStepSize, LinearAnneal, log_std, step_size
 from ppo_pipeline.run.trainer import Trainer

@@ -13,12 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_pipeline import config
-from ppo_pipeline.config import ConfigError
-from ppo_pipeline import rundir
-from ppo_pipeline.run import checkpoint
-from ppo_pipeline import launch
+from ppo_pipeline import config, launch, rundir
 from ppo_pipeline.cli import parse_seeds
+from ppo_pipeline.config import ConfigError
+from ppo_pipeline.run import checkpoint
 from ppo_pipeline.run.metrics import TIMING_COLUMNS
 from ppo_pipeline.sweeps import sweep
 

@@ -131,9 +131,7 @@ def test_upward_imports_sees_an_upward_edge(tmp_path):   # the checker itself ca
                            "ppo_pipeline.tools.play": {"ppo_pipeline.run.metrics"}}) == [
         "ppo_pipeline.run.metrics -> ppo_pipeline.tools.play"]
     # every import form the graph reads, top level or in a function, relative or absolute
-    known = {n: PKG / "x.py" for n in ("ppo_pipeline.run.metrics", "ppo_pipeline.run", "ppo_pipeline.tools",
-                                       "ppo_pipeline.tools.play", "ppo_pipeline.sweeps", "ppo_pipeline.sweeps.sweep",
-                                       "ppo_pipeline.report", "ppo_pipeline.api", "ppo_pipeline")}
+    known = dict.fromkeys(("ppo_pipeline.run.metrics", "ppo_pipeline.run", "ppo_pipeline.tools", "ppo_pipeline.tools.play", "ppo_pipeline.sweeps", "ppo_pipeline.sweeps.sweep", "ppo_pipeline.report", "ppo_pipeline.api", "ppo_pipeline"), PKG / "x.py")
     for source in ("from ..tools import play", "from ..tools.play import main", "import ppo_pipeline.tools.play",
                    "from ppo_pipeline.tools.play import main", "def f():\n    from ..sweeps import sweep",
                    "def f():\n    import ppo_pipeline.report", "from .. import api", "from .. import tools"):

@@ -9,7 +9,8 @@ finds an example on which the check raises ``AssertionError``. A property that p
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import test_properties_gae as G

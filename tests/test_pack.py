@@ -18,11 +18,10 @@ import pytest
 import torch
 from helpers import tiny
 
-from ppo_pipeline import config
-from ppo_pipeline.pack import plan
+from ppo_pipeline import config, launch
 from ppo_pipeline.algo.ppo import PPO
+from ppo_pipeline.pack import plan
 from ppo_pipeline.run import checkpoint, training_state
-from ppo_pipeline import launch
 from ppo_pipeline.run.callbacks import Callback
 from ppo_pipeline.run.trainer import Trainer
 from ppo_pipeline.rundir import read_rows

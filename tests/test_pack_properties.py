@@ -8,8 +8,9 @@ a permutation shared by the members."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import pytest
@@ -25,13 +26,12 @@ from ppo_pipeline.algo.objectives import (
     set_clip_epsilon,
     total_loss,
 )
+from ppo_pipeline.algo.optim import MemberAdam, clip_grad_norm_per_member
 from ppo_pipeline.algo.policy import Agent
-from ppo_pipeline.algo.sampler import MinibatchSampler
+from ppo_pipeline.algo.sampler import MemberSampler, MinibatchSampler
 from ppo_pipeline.config import Config, atari, classic, mujoco
 from ppo_pipeline.pack.agent import PackAgent
 from ppo_pipeline.pack.objective import MemberObjective
-from ppo_pipeline.algo.optim import MemberAdam, clip_grad_norm_per_member
-from ppo_pipeline.algo.sampler import MemberSampler
 
 SPACES = {"gaussian": (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,))),
           "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3)),

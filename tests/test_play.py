@@ -30,9 +30,8 @@ from ppo_pipeline.algo.evaluation import evaluate
 from ppo_pipeline.algo.normalize import ObsNormalizer
 from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.envs import make_vector_env
-from ppo_pipeline.run import checkpoint
+from ppo_pipeline.run import checkpoint, video
 from ppo_pipeline.run.trainer import Trainer
-from ppo_pipeline.run import video
 from ppo_pipeline.tools import play
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # tiny nets: one thread is fastest on a shared machine

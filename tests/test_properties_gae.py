@@ -12,8 +12,8 @@ truncations. The reference is ``tests/reference.py`` (Eqs. 10-12, float64).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import reference as ref
 import torch

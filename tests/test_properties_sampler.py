@@ -7,7 +7,7 @@ sample id, for any M dividing NT (NT <= 4096) and K epochs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from hypothesis import given

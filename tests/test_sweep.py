@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ppo_pipeline import launch
 from ppo_pipeline.algo.ppo import PPO
+from ppo_pipeline.cli import parse_seeds
 from ppo_pipeline.config import ConfigError, classic
 from ppo_pipeline.run import checkpoint
-from ppo_pipeline import launch
-from ppo_pipeline.cli import parse_seeds
 from ppo_pipeline.run.metrics import TIMING_COLUMNS
 from ppo_pipeline.sweeps import sweep
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ppo_pipeline import report
+from ppo_pipeline import launch, report
 from ppo_pipeline.config import classic
-from ppo_pipeline import launch
 from ppo_pipeline.sweeps import sweep
 
 TINY = ["--total-steps", "256", "--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32",

@@ -104,8 +104,8 @@ def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
     import numpy as np
 
     from ppo_pipeline import config
-    from ppo_pipeline.algo.policy import Agent
     from ppo_pipeline.algo.collect import Collector
+    from ppo_pipeline.algo.policy import Agent
     from ppo_pipeline.algo.ppo import PACK_COLLECT_THREADS as COLLECT_THREADS
     from ppo_pipeline.pack.agent import PackAgent
 

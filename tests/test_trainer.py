@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import tiny
 
-from ppo_pipeline import config
+from ppo_pipeline import config, launch
 from ppo_pipeline.run import checkpoint
-from ppo_pipeline import launch
 from ppo_pipeline.run.metrics import METRIC_COLUMNS, TIMING_COLUMNS
-from ppo_pipeline.rundir import read_rows
 from ppo_pipeline.run.trainer import Trainer
+from ppo_pipeline.rundir import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,9 +21,9 @@ import pytest
 import torch
 from helpers import tiny
 
+from ppo_pipeline import launch
 from ppo_pipeline.config import classic, mujoco
 from ppo_pipeline.run import checkpoint
-from ppo_pipeline import launch
 from ppo_pipeline.run.metrics import TIMING_COLUMNS
 from ppo_pipeline.run.trainer import Trainer, TrainingInterrupted
 

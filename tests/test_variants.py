@@ -18,14 +18,13 @@ from helpers import tiny
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ppo_pipeline import config
+from ppo_pipeline import config, launch
 from ppo_pipeline.algo import distributions
 from ppo_pipeline.algo.collect import Collector
 from ppo_pipeline.algo.policy import Agent
 from ppo_pipeline.algo.sampler import SequenceSampler
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.envs.seeds import env_seeds
-from ppo_pipeline import launch
 from ppo_pipeline.run.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,17 @@ from .. import batch as keys
 from .. import workarounds
 from ..config import Config
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
+with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.objectives.value import GAE
 
 
-def next_state_value(value: torch.Tensor, last_value: torch.Tensor, final_value: torch.Tensor,
-                     terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
+def next_state_value(
+    value: torch.Tensor,
+    last_value: torch.Tensor,
+    final_value: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+) -> torch.Tensor:
     """V(s_{t+1}) for each step of a rollout, time first ([T, envs, 1]):
 
     * the episode goes on: V(s_{t+1}) is the next row's V(s_t) (``last_value`` after the last row);

@@ -24,8 +24,9 @@ step to step (and from batch to batch), which is what the loss replays. For a ``
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -76,23 +77,33 @@ class Collector:
     None keeps the run's.
     """
 
-    exact_resume = True    # a checkpoint may snapshot the envs (in-process ones) for a bit-exact resume
+    exact_resume = True  # a checkpoint may snapshot the envs (in-process ones) for a bit-exact resume
 
-    def __init__(self, envs: gym.vector.VectorEnv, agent: Any, num_steps: int, device: torch.device, *,
-                 members: int = 1, generators: Sequence[torch.Generator | None] = (),
-                 obs_norm: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
-                 compile: bool = False, collect_threads: int | None = None):
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        agent: Any,
+        num_steps: int,
+        device: torch.device,
+        *,
+        members: int = 1,
+        generators: Sequence[torch.Generator | None] = (),
+        obs_norm: ObsNormalizer | None = None,
+        reward_scaler: RewardScaler | None = None,
+        compile: bool = False,
+        collect_threads: int | None = None,
+    ):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.P, self.E = members, envs.num_envs // members
         self.generators = list(generators) or [None] * members
         self.obs_norm, self.reward_scaler, self.collect_threads = obs_norm, reward_scaler, collect_threads
         # a Gaussian policy's per-step call from noise drawn ahead: tensors only, compiled by the update's rule
         self.sample = compiling.MaybeCompiled(agent.sample, compile, "policy step", dynamic=False)
-        self.alive = np.ones(members, dtype=bool)       # members still training (a diverged one idles)
+        self.alive = np.ones(members, dtype=bool)  # members still training (a diverged one idles)
         self.obs: np.ndarray | dict[str, np.ndarray] | None = None
-        self.global_step = 0     # agent steps of each member
-        self.time_env = 0.0      # seconds in VectorEnv.step + normalization (for the bench's split)
-        self.time_policy = 0.0   # seconds in the policy/value forward passes
+        self.global_step = 0  # agent steps of each member
+        self.time_env = 0.0  # seconds in VectorEnv.step + normalization (for the bench's split)
+        self.time_policy = 0.0  # seconds in the policy/value forward passes
         self.episodes = [EpisodeLog() for _ in range(members)]
         # --policy lstm: the LSTM's state the envs' episodes carry, and which envs just started an episode
         self.state = agent.initial_state(envs.num_envs, self.device)
@@ -123,7 +134,7 @@ class Collector:
 
     def _env_actions(self, action: torch.Tensor) -> np.ndarray:
         out = env_action(action, self.envs.single_action_space)
-        if not self.alive.all():     # a diverged member's envs idle on a neutral action
+        if not self.alive.all():  # a diverged member's envs idle on a neutral action
             out[np.repeat(~self.alive, self.E)] = 0
         return out
 
@@ -137,13 +148,13 @@ class Collector:
         N, T, dev = self.envs.num_envs, self.T, self.device
         obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, Any] = {}
-        final_value = torch.zeros(T, N, 1, device=dev)   # V(final observation) where a time limit cut
-        reward = np.zeros((T, N, 1), dtype=np.float32)   # numpy per step, one tensor per batch
+        final_value = torch.zeros(T, N, 1, device=dev)  # V(final observation) where a time limit cut
+        reward = np.zeros((T, N, 1), dtype=np.float32)  # numpy per step, one tensor per batch
         terminated = np.zeros((T, N, 1), dtype=bool)
         truncated = np.zeros((T, N, 1), dtype=bool)
         clock = time.perf_counter
         t_start = clock()
-        noise = self.agent.rollout_noise(T, self.E, self.generators)     # [T, N, A] (a Gaussian policy), or None
+        noise = self.agent.rollout_noise(T, self.E, self.generators)  # [T, N, A] (a Gaussian policy), or None
         policy_s = clock() - t_start
         for t in range(T):
             t0 = clock()
@@ -151,10 +162,11 @@ class Collector:
             if noise is not None and state is None:
                 out = self.sample(obs_t, noise[t])
             else:
-                out = self.agent.act(obs_t, state=state, generators=self.generators,
-                                     noise=None if noise is None else noise[t])
+                out = self.agent.act(
+                    obs_t, state=state, generators=self.generators, noise=None if noise is None else noise[t]
+                )
             out[keys.OBSERVATION] = obs_t
-            if state is not None:      # the batch keeps the state before the step; the envs carry the one after
+            if state is not None:  # the batch keeps the state before the step; the envs carry the one after
                 self.state = {k: out.pop(f"next_{k}") for k in state}
                 out.update(state)
                 out[keys.IS_INIT] = torch.from_numpy(self.is_init.copy()).to(dev).unsqueeze(-1)
@@ -191,9 +203,13 @@ class Collector:
         next_value = next_state_value(buf[keys.STATE_VALUE], last_value, final_value, terminated, truncated)
         done = terminated | truncated
         td = {k: v.transpose(0, 1) for k, v in buf.items()}
-        td[keys.NEXT] = {keys.REWARD: reward.transpose(0, 1), keys.TERMINATED: terminated.transpose(0, 1),
-                         keys.TRUNCATED: truncated.transpose(0, 1), keys.DONE: done.transpose(0, 1),
-                         keys.STATE_VALUE: next_value.transpose(0, 1)}
+        td[keys.NEXT] = {
+            keys.REWARD: reward.transpose(0, 1),
+            keys.TERMINATED: terminated.transpose(0, 1),
+            keys.TRUNCATED: truncated.transpose(0, 1),
+            keys.DONE: done.transpose(0, 1),
+            keys.STATE_VALUE: next_value.transpose(0, 1),
+        }
         return TensorDict(td, batch_size=[N, T], device=dev)
 
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-
-MIN_MINIBATCHES = 20_000     # below this, compiling (~30 s cold on 2 CPU cores) costs more than it saves
+MIN_MINIBATCHES = 20_000  # below this, compiling (~30 s cold on 2 CPU cores) costs more than it saves
 MIN_PACK_MINIBATCHES = 5_000  # a pack's: compiled, CartPole's 33-member step 12.2 -> 7.0 ms (Hopper's 2.8 -> 1.8)
 
-def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device, recurrent: bool = False,
-           members: int = 1) -> bool:
+
+def wanted(
+    choice: str, *, minibatch_steps: int, pixels: bool, device: torch.device, recurrent: bool = False, members: int = 1
+) -> bool:
     """Whether to compile: ``on``/``off`` as asked; ``auto`` by the rule in the module docstring (and never for
     an LSTM policy, whose sequence replay splits at episode starts: data-dependent shapes). A pack
     (``members`` > 1) saves more per minibatch step, so it pays from ``MIN_PACK_MINIBATCHES``."""
@@ -36,10 +38,14 @@ def wanted(choice: str, *, minibatch_steps: int, pixels: bool, device: torch.dev
     return not pixels and minibatch_steps >= (MIN_MINIBATCHES if members == 1 else MIN_PACK_MINIBATCHES)
 
 
-def wanted_at_budget(cfg: Any, *, pixels: bool, device: torch.device, recurrent: bool = False, members: int = 1) -> bool:
+def wanted_at_budget(
+    cfg: Any, *, pixels: bool, device: torch.device, recurrent: bool = False, members: int = 1
+) -> bool:
     """:func:`wanted` for a run (or a pack of ``members``) of config ``cfg`` at its budget."""
     steps = minibatch_steps(cfg.num_updates, cfg.epochs, cfg.batch_size, cfg.minibatch_size)
-    return wanted(cfg.compile, minibatch_steps=steps, pixels=pixels, device=device, recurrent=recurrent, members=members)
+    return wanted(
+        cfg.compile, minibatch_steps=steps, pixels=pixels, device=device, recurrent=recurrent, members=members
+    )
 
 
 def is_compile_failure(e: BaseException) -> bool:
@@ -66,8 +72,14 @@ class MaybeCompiled:
     error, at any call, propagates as it is (it is the computation's, not the compiler's). ``dynamic=False``:
     shapes that never change in a run, traced static (no automatic dynamic shapes after a new shape)."""
 
-    def __init__(self, fn: Callable, compile: bool, what: str, before_retry: Callable[[], None] | None = None,
-                 dynamic: bool | None = None):
+    def __init__(
+        self,
+        fn: Callable,
+        compile: bool,
+        what: str,
+        before_retry: Callable[[], None] | None = None,
+        dynamic: bool | None = None,
+    ):
         self.eager, self.what, self.before_retry = fn, what, before_retry
         self.fn = torch.compile(fn, dynamic=dynamic) if compile else fn
         self.compiled = compile
@@ -77,12 +89,13 @@ class MaybeCompiled:
             return self.fn(*args, **kwargs)
         try:
             return self.fn(*args, **kwargs)
-        except Exception as e:   # inductor needs a C++ compiler, some ops do not trace ...
+        except Exception as e:  # inductor needs a C++ compiler, some ops do not trace ...
             if not is_compile_failure(e):
                 raise
             first = " ".join(str(e).split())[:200]
-            sys.stderr.write(f"warning: torch.compile of the {self.what} failed ({type(e).__name__}: {first}); "
-                             f"running it eager\n")
+            sys.stderr.write(
+                f"warning: torch.compile of the {self.what} failed ({type(e).__name__}: {first}); running it eager\n"
+            )
             self.fn, self.compiled = self.eager, False
             if self.before_retry is not None:
                 self.before_retry()

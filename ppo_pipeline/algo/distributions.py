@@ -38,7 +38,7 @@ left as it is.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import torch
@@ -55,10 +55,10 @@ from torch.distributions import (
 
 from .. import workarounds
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
+with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules.distributions import IndependentNormal, MaskedCategorical
 
-Params = Dict[str, torch.Tensor]
+Params = dict[str, torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ class UncheckedIndependentNormal(IndependentNormal):
     _validate_args = False
 
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor, **kwargs):
-        kwargs.setdefault("validate_args", False)     # torchrl hands its kwargs to the inner Normal
+        kwargs.setdefault("validate_args", False)  # torchrl hands its kwargs to the inner Normal
         super().__init__(loc, scale, **kwargs)
 
 
@@ -99,8 +99,7 @@ class MultiCategorical(Distribution):
     def __init__(self, logits: torch.Tensor, nvec: Sequence[int] = (), validate_args: bool | None = None):
         self.logits, self.nvec = logits, [int(n) for n in nvec]
         self.parts = [Categorical(logits=x, validate_args=False) for x in logits.split(self.nvec, dim=-1)]
-        super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]),
-                         validate_args=False)
+        super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]), validate_args=False)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         return torch.stack([d.sample(sample_shape) for d in self.parts], -1)
@@ -147,7 +146,7 @@ class LogitsHead(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": self.net(x)}
 
 
@@ -156,7 +155,7 @@ class CategoricalHead(LogitsHead):
 
     distribution = UncheckedCategorical
 
-    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["logits"].argmax(-1)
 
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -172,13 +171,13 @@ class MaskedCategoricalHead(CategoricalHead):
     param_keys = ("logits", "mask")
     distribution = UncheckedMaskedCategorical
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         logits = self.net(x)
         if mask is None:
             mask = torch.ones_like(logits, dtype=torch.bool)
         return {"logits": logits, "mask": mask.to(torch.bool)}
 
-    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["logits"].masked_fill(~params["mask"], float("-inf")).argmax(-1)
 
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -200,7 +199,7 @@ class GaussianHead(nn.Module):
         log_std = torch.full((action_dim,), float(log_std_init))
         if learned:
             self.log_std = nn.Parameter(log_std)
-        else:      # a schedule's value (Table 4's LinearAnneal), written by the run before each update
+        else:  # a schedule's value (Table 4's LinearAnneal), written by the run before each update
             self.register_buffer("log_std", log_std)
 
     def set_log_std(self, value: float) -> None:
@@ -208,17 +207,18 @@ class GaussianHead(nn.Module):
         with torch.no_grad():
             self.log_std.fill_(value)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         loc = self.net(x)
-        std = self.log_std.exp()      # [A], or [P, A] stacked for a pack: broadcast over the batch dims between
+        std = self.log_std.exp()  # [A], or [P, A] stacked for a pack: broadcast over the batch dims between
         std = std.reshape(list(std.shape[:-1]) + [1] * (loc.dim() - std.dim()) + [std.shape[-1]])
         return {"loc": loc, "scale": std.expand_as(loc)}
 
-    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["loc"]
 
-    def draw(self, params: Params, generator: torch.Generator | None = None,
-             noise: torch.Tensor | None = None) -> torch.Tensor:
+    def draw(
+        self, params: Params, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """a = loc + scale * z, z ~ N(0, I) from ``generator`` (None: torch's global one), or z = ``noise``
         drawn ahead (a pack draws each member's z for a whole rollout at once)."""
         loc = params["loc"]
@@ -234,10 +234,10 @@ class MultiCategoricalHead(LogitsHead):
 
     def __init__(self, net: nn.Module, nvec: Sequence[int]):
         super().__init__(net)
-        self.nvec: List[int] = [int(n) for n in nvec]
+        self.nvec: list[int] = [int(n) for n in nvec]
         self.distribution_kwargs = {"nvec": self.nvec}
 
-    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([x.argmax(-1) for x in params["logits"].split(self.nvec, dim=-1)], -1)
 
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -253,7 +253,7 @@ class BernoulliHead(LogitsHead):
 
     distribution = IndependentBernoulli
 
-    def mode(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return (params["logits"] > 0).to(params["logits"].dtype)
 
     def draw(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -275,8 +275,14 @@ def head_outputs(action_space: gym.Space) -> int:
     raise TypeError(f"unsupported action space {action_space}")
 
 
-def make_head(action_space: gym.Space, net: nn.Module, *, masked: bool = False, log_std_init: float = 0.0,
-              log_std_learned: bool = True) -> Head:
+def make_head(
+    action_space: gym.Space,
+    net: nn.Module,
+    *,
+    masked: bool = False,
+    log_std_init: float = 0.0,
+    log_std_learned: bool = True,
+) -> Head:
     """The head for ``action_space`` on top of ``net`` (whose output width is :func:`head_outputs`);
     ``masked``: a Discrete space whose observations carry an ``action_mask``; ``log_std_*``: a Box space's
     Gaussian (its initial log stdev, learned or scheduled)."""
@@ -294,8 +300,13 @@ def build(head: Head, params: Params) -> Distribution:
     return head.distribution(**{k: params[k] for k in head.param_keys}, **head.distribution_kwargs)
 
 
-def sample(head: Head, params: Params, deterministic: bool = False, generator: torch.Generator | None = None,
-           noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample(
+    head: Head,
+    params: Params,
+    deterministic: bool = False,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(action, log pi(action)) from ``params``: the head's draw (from ``generator``, or a Gaussian's from ``noise``
     drawn ahead), or its mode."""
     if deterministic:
@@ -307,8 +318,9 @@ def sample(head: Head, params: Params, deterministic: bool = False, generator: t
     return action, build(head, params).log_prob(action)
 
 
-def gaussian_noise(head: GaussianHead, steps: int, envs: int,
-                   generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+def gaussian_noise(
+    head: GaussianHead, steps: int, envs: int, generators: Sequence[torch.Generator | None]
+) -> torch.Tensor:
     """N(0, I) draws [steps, len(generators) x envs, A]: member p's [steps, envs, A] from ``generators[p]`` at once,
     members side by side (member-major envs, as the collector holds them)."""
     width, dev = head.log_std.shape[-1], head.log_std.device

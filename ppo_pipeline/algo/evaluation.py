@@ -7,7 +7,8 @@ real game score), and observe through a *frozen* copy of the training normalizat
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -64,10 +65,11 @@ class AgentPolicy(Policy):
     clipped to the bounds). With an LSTM it carries each env's state, reset where an episode ended. ``members``:
     a pack's agent over P members' envs, member-major (each member's rows through its own statistics)."""
 
-    def __init__(self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True,
-                 members: int = 1):
+    def __init__(
+        self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True, members: int = 1
+    ):
         self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
-        self.members, self.alive = members, None      # alive: [P] bool, set by evaluate for a pack
+        self.members, self.alive = members, None  # alive: [P] bool, set by evaluate for a pack
         self.device = next(agent.parameters()).device
         self.state: dict[str, torch.Tensor] | None = None
         self.starts: np.ndarray | None = None
@@ -76,8 +78,9 @@ class AgentPolicy(Policy):
         norm = obs if self.obs_norm is None else normalize_members(self.obs_norm, obs, self.members, update=False)
         x = obs_tensor(norm, self.device)
         if not getattr(self.agent, "recurrent", False):
-            return self._idle_dead(env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION],
-                                              self.action_space))
+            return self._idle_dead(
+                env_action(self.agent.act(x, deterministic=self.deterministic)[keys.ACTION], self.action_space)
+            )
         n = x.shape[0]
         if self.state is None or self.state[keys.STATE_H].shape[0] != n:
             self.state, self.starts = self.agent.initial_state(n, self.device), np.zeros(n, dtype=bool)
@@ -99,8 +102,9 @@ class AgentPolicy(Policy):
 
 
 @torch.no_grad()
-def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int,
-             alive: np.ndarray | None = None) -> list[list[float]]:
+def evaluate(
+    agent: Any, members: Config | Sequence[Config], obs_norm: Any, episodes: int, alive: np.ndarray | None = None
+) -> list[list[float]]:
     """Deterministic policy (argmax / mean) of each member (one config: a solo run) on ``episodes`` fresh eval envs
     of its own seeds, one episode each, at most ``eval_max_steps`` steps, observed through a frozen copy of its
     statistics; each member's episodes' real game scores (all members' envs stepped as one batch). ``alive``: which
@@ -116,7 +120,7 @@ def evaluate(agent: Any, members: Config | Sequence[Config], obs_norm: Any, epis
         returns = first_episode_returns(envs, policy, seeds, cfg.eval_max_steps)
     finally:
         envs.close()
-    return [[float(r) for r in returns[p * episodes:(p + 1) * episodes]] for p in range(P)]
+    return [[float(r) for r in returns[p * episodes : (p + 1) * episodes]] for p in range(P)]
 
 
 def first_episode_returns(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int], max_steps: int) -> np.ndarray:

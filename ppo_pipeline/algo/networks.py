@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List
 
 import gymnasium as gym
 import numpy as np
@@ -33,21 +32,25 @@ class NatureCNN(nn.Module):
 
     def __init__(self, in_channels: int, out_features: int = 512, height: int = 84, width: int = 84):
         super().__init__()
-        side = [((s - 8) // 4 + 1 - 4) // 2 + 1 - 2 for s in (height, width)]      # after the three convolutions
+        side = [((s - 8) // 4 + 1 - 4) // 2 + 1 - 2 for s in (height, width)]  # after the three convolutions
         self.net = nn.Sequential(
-            layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
             nn.Flatten(),
-            layer_init(nn.Linear(64 * side[0] * side[1], out_features)), nn.ReLU(),
+            layer_init(nn.Linear(64 * side[0] * side[1], out_features)),
+            nn.ReLU(),
         ).to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dim() == 4:
             return self.net(obs.float() / 255.0)
-        lead = list(obs.shape[:-3])        # [B, T, C, H, W] sequences (an LSTM's replay): fold the leading dims
-        out = self.net(obs.reshape([-1] + list(obs.shape[-3:])).float() / 255.0)
-        return out.reshape(lead + [-1])
+        lead = list(obs.shape[:-3])  # [B, T, C, H, W] sequences (an LSTM's replay): fold the leading dims
+        out = self.net(obs.reshape([-1, *list(obs.shape[-3:])]).float() / 255.0)
+        return out.reshape([*lead, -1])
 
 
 def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) -> nn.Sequential:
@@ -60,7 +63,7 @@ def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) 
     return nn.Sequential(*layers)
 
 
-MIN_IMAGE_SIDE = 36      # the Nature CNN's three convolutions need at least 36 x 36 pixels
+MIN_IMAGE_SIDE = 36  # the Nature CNN's three convolutions need at least 36 x 36 pixels
 MASK_KEY = "action_mask"
 
 
@@ -87,8 +90,8 @@ class ImageEncoder(nn.Module):
         if self.hwc:
             x = x.movedim(-1, -3)
         lead = list(x.shape[:-3])
-        flat = x.reshape([-1] + list(x.shape[-3:]))
-        return self.cnn(flat).reshape(lead + [-1])
+        flat = x.reshape([-1, *list(x.shape[-3:])])
+        return self.cnn(flat).reshape([*lead, -1])
 
 
 class CombinedEncoder(nn.Module):
@@ -98,13 +101,13 @@ class CombinedEncoder(nn.Module):
 
     def __init__(self, space: gym.spaces.Dict):
         super().__init__()
-        self.keys: List[str] = [k for k in sorted(space.spaces) if k != MASK_KEY]
+        self.keys: list[str] = [k for k in sorted(space.spaces) if k != MASK_KEY]
         self.images = nn.ModuleDict({k: ImageEncoder(space[k].shape) for k in self.keys if is_image(space[k])})
-        self.vector_dims: Dict[str, int] = {k: len(space[k].shape) for k in self.keys if not is_image(space[k])}
+        self.vector_dims: dict[str, int] = {k: len(space[k].shape) for k in self.keys if not is_image(space[k])}
         self.out_features = 256 * len(self.images) + sum(int(np.prod(space[k].shape)) for k in self.vector_dims)
 
-    def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
-        parts: List[torch.Tensor] = []
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts: list[torch.Tensor] = []
         for k in self.keys:
             x = obs[k]
             if k in self.images:

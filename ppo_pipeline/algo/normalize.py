@@ -51,7 +51,7 @@ class ObsNormalizer:
         mean, var = (self.rms.mean, self.rms.var) if axis == 0 else (self.rms.mean[:, None], self.rms.var[:, None])
         return standardize(obs, mean, var, self.eps, self.clip).astype(np.float32)
 
-    def frozen_copy(self) -> "ObsNormalizer":
+    def frozen_copy(self) -> ObsNormalizer:
         shape = self.rms.mean.shape if self.members is None else self.rms.mean.shape[1:]
         other = ObsNormalizer(shape, self.clip, self.eps, self.members)
         other.load_state_dict(self.state_dict())
@@ -111,7 +111,7 @@ class DictObsNormalizer:
     def __call__(self, obs: dict[str, np.ndarray], update: bool = True) -> dict[str, np.ndarray]:
         return {k: self.norms[k](v, update) if k in self.norms else v for k, v in obs.items()}
 
-    def frozen_copy(self) -> "DictObsNormalizer":
+    def frozen_copy(self) -> DictObsNormalizer:
         other = DictObsNormalizer(self._space, self.clip, self.eps, self.members)
         other.norms = {k: n.frozen_copy() for k, n in self.norms.items()}
         return other

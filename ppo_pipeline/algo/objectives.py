@@ -40,8 +40,9 @@ per-minibatch behaviour this avoids.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -52,7 +53,7 @@ from ..config import OBJECTIVES, Config
 from . import compiling
 from .policy import Agent
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
+with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.objectives import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 
 
@@ -70,14 +71,29 @@ class Objective:
 
 
 # The one table of objectives (solo runs build its torchrl loss; packs its member-wise epsilon and beta).
-OBJECTIVE_TABLE: dict[str, Objective] = {o.name: o for o in (
-    Objective("none", "Eq. 6 (L^CPI)", clipped=False, penalized=False, adaptive_beta=False, loss=PPOLoss),
-    Objective("clip", "Eq. 7 (L^CLIP)", clipped=True, penalized=False, adaptive_beta=False, loss=ClipPPOLoss),
-    Objective("kl_fixed", "Eq. 8 (L^KLPEN), beta constant", clipped=False, penalized=True, adaptive_beta=False,
-              loss=KLPENPPOLoss),
-    Objective("kl_adaptive", "Eq. 8 (L^KLPEN), beta adapted (Sec. 4)", clipped=False, penalized=True,
-              adaptive_beta=True, loss=KLPENPPOLoss),
-)}
+OBJECTIVE_TABLE: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("none", "Eq. 6 (L^CPI)", clipped=False, penalized=False, adaptive_beta=False, loss=PPOLoss),
+        Objective("clip", "Eq. 7 (L^CLIP)", clipped=True, penalized=False, adaptive_beta=False, loss=ClipPPOLoss),
+        Objective(
+            "kl_fixed",
+            "Eq. 8 (L^KLPEN), beta constant",
+            clipped=False,
+            penalized=True,
+            adaptive_beta=False,
+            loss=KLPENPPOLoss,
+        ),
+        Objective(
+            "kl_adaptive",
+            "Eq. 8 (L^KLPEN), beta adapted (Sec. 4)",
+            clipped=False,
+            penalized=True,
+            adaptive_beta=True,
+            loss=KLPENPPOLoss,
+        ),
+    )
+}
 assert tuple(OBJECTIVE_TABLE) == tuple(sorted(OBJECTIVES, key=("none", "clip", "kl_fixed", "kl_adaptive").index))
 
 
@@ -103,16 +119,16 @@ def make_loss(cfg: Config, agent: Agent) -> PPOLoss:
     Out: ``loss_objective``, ``loss_critic``, ``loss_entropy`` (when c2 > 0), ``entropy``, ``kl_approx``,
     ``clip_fraction`` (clip), ``kl`` (KL objectives).
     """
-    common = dict(
-        entropy_bonus=True,               # always computed so the entropy is logged; c2 = 0 adds nothing
-        entropy_coeff=cfg.entropy_coef,
-        critic_coeff=cfg.value_coef,
-        loss_critic_type="l2",            # Eq. 9: squared error, not torchrl's default smooth-L1
-        normalize_advantage=cfg.normalize_advantage,
-        clip_value=cfg.clip_value if cfg.clip_value > 0 else None,
-        functional=False,                 # plain modules: no per-call parameter swapping overhead
-        log_explained_variance=False,     # the trainer computes it once over the whole batch instead
-    )
+    common = {
+        "entropy_bonus": True,  # always computed so the entropy is logged; c2 = 0 adds nothing
+        "entropy_coeff": cfg.entropy_coef,
+        "critic_coeff": cfg.value_coef,
+        "loss_critic_type": "l2",  # Eq. 9: squared error, not torchrl's default smooth-L1
+        "normalize_advantage": cfg.normalize_advantage,
+        "clip_value": cfg.clip_value if cfg.clip_value > 0 else None,
+        "functional": False,  # plain modules: no per-call parameter swapping overhead
+        "log_explained_variance": False,  # the trainer computes it once over the whole batch instead
+    }
     spec = objective_of(cfg)
     if spec.clipped:
         common["clip_epsilon"] = cfg.clip_epsilon
@@ -138,7 +154,7 @@ class KLController:
         return beta
 
 
-KL_CHUNK = 4096     # rows per forward pass of the KL after an update (solo and pack)
+KL_CHUNK = 4096  # rows per forward pass of the KL after an update (solo and pack)
 
 
 @torch.no_grad()
@@ -147,7 +163,9 @@ def mean_kl(agent: Agent, batch: TensorDictBase, chunk: int = KL_CHUNK) -> float
     policy's sequences are replayed whole: chunks of envs, not of steps)."""
     total, n = 0.0, 0
     inputs = [keys.OBSERVATION] + ([keys.IS_INIT, keys.STATE_H, keys.STATE_C] if agent.recurrent else [])
-    parts = batch.split(max(chunk // batch.batch_size[-1], 1), dim=0) if agent.recurrent else batch.reshape(-1).split(chunk)
+    parts = (
+        batch.split(max(chunk // batch.batch_size[-1], 1), dim=0) if agent.recurrent else batch.reshape(-1).split(chunk)
+    )
     for part in parts:
         old = agent.actor.build_dist_from_params(part)
         new = agent.actor.get_dist(part.select(*inputs).clone())
@@ -191,6 +209,7 @@ LOSS_TERMS = ("loss_objective", "loss_critic", "loss_entropy", "entropy", "kl_ap
 
 def loss_step(loss_module: torch.nn.Module) -> Callable[[TensorDictBase], dict[str, torch.Tensor]]:
     """mb -> the loss terms (detached) and ``loss`` = -L^{CLIP+VF+S}, after ``loss.backward()``."""
+
     def step(mb: TensorDictBase) -> dict[str, torch.Tensor]:
         out = loss_module(mb)
         loss = total_loss(out)
@@ -200,7 +219,6 @@ def loss_step(loss_module: torch.nn.Module) -> Callable[[TensorDictBase], dict[s
         return terms
 
     return step
-
 
 
 STEP_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "loss")
@@ -215,8 +233,9 @@ class TorchRLObjective:
     :meth:`set_epsilon`, :attr:`beta` / :meth:`set_beta`, ``state_dict``.
     """
 
-    def __init__(self, cfg: Config, agent: Agent, *, compile: bool = False,
-                 before_retry: Callable[[], None] | None = None):
+    def __init__(
+        self, cfg: Config, agent: Agent, *, compile: bool = False, before_retry: Callable[[], None] | None = None
+    ):
         self.cfg, self.agent = cfg, agent
         self.loss = make_loss(cfg, agent).to(next(agent.parameters()).device)
         self._step = compiling.MaybeCompiled(loss_step(self.loss), compile, "update", before_retry=before_retry)
@@ -225,8 +244,12 @@ class TorchRLObjective:
         """mb [M] -> ``STEP_TERMS`` [1] each (detached; ``value_loss`` without c1, ``loss`` Eq. 9's total), after
         ``loss.backward()``."""
         out = self._step(mb)
-        terms = {"policy_loss": out["loss_objective"], "approx_kl": out["kl_approx"], "entropy": out["entropy"],
-                 "loss": out["loss"]}
+        terms = {
+            "policy_loss": out["loss_objective"],
+            "approx_kl": out["kl_approx"],
+            "entropy": out["entropy"],
+            "loss": out["loss"],
+        }
         if "loss_critic" in out:
             terms["value_loss"] = out["loss_critic"] / max(self.cfg.value_coef, 1e-12)
         if "clip_fraction" in out:

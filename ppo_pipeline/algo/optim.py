@@ -24,7 +24,8 @@ CartPole 0.47 ms eager, 0.33 ms compiled; Hopper 0.37 ms, 0.25 ms.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -48,13 +49,22 @@ class MemberAdam:
     ``params``: stacked parameters, member axis first (P = 1: the solo parameters as they are). ``clip`` is the
     per-member clip (a test swaps in a global one to see it caught)."""
 
-    def __init__(self, params: Sequence[torch.Tensor], members: int, *, lr: float, eps: float, max_grad_norm: float,
-                 compile: bool = False, clip: Callable[..., Any] = clip_grad_norm_per_member):
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        members: int,
+        *,
+        lr: float,
+        eps: float,
+        max_grad_norm: float,
+        compile: bool = False,
+        clip: Callable[..., Any] = clip_grad_norm_per_member,
+    ):
         self.params, self.members, self.max_grad_norm, self.clip = list(params), members, max_grad_norm, clip
         device = self.params[0].device
-        lr_t = torch.tensor(float(lr), device=device)    # on the weights' device (fused CUDA reads it)
+        lr_t = torch.tensor(float(lr), device=device)  # on the weights' device (fused CUDA reads it)
         self.optimizer = torch.optim.Adam(self.params, lr=lr_t, eps=eps, fused=True)
-        self.scale = torch.ones(members, device=device)     # lr_p / lr where the members' step sizes differ
+        self.scale = torch.ones(members, device=device)  # lr_p / lr where the members' step sizes differ
         self.per_member = False
         # static shapes: the stacked weights never change shape (dynamo's dynamic-shape trace of the optimizer
         # fails, "sources must not be empty", when a second MemberAdam of other shapes compiles in one process)

@@ -37,7 +37,8 @@ steps one time step with the state the collector carries.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -51,7 +52,7 @@ from ..errors import ConfigError
 from . import distributions
 from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
 
-with workarounds.distribution_default_kept():     # torchrl's import turns it off process-wide (workaround 6)
+with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
 
 ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
@@ -61,28 +62,46 @@ MIN_IMAGE_SIDE = 36
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str = "the env") -> None:
     """Raise :class:`ConfigError` (one line) for spaces the agent cannot handle, naming the space."""
     if not isinstance(action_space, ACTION_SPACES):
-        raise ConfigError(f"{env_id}: action space {action_space} is not supported; the agent acts on Discrete, "
-                          f"Box, MultiDiscrete and MultiBinary spaces")
-    entries = observation_space.spaces.items() if isinstance(observation_space, gym.spaces.Dict) else [
-        ("", observation_space)]
+        raise ConfigError(
+            f"{env_id}: action space {action_space} is not supported; the agent acts on Discrete, "
+            f"Box, MultiDiscrete and MultiBinary spaces"
+        )
+    entries = (
+        observation_space.spaces.items()
+        if isinstance(observation_space, gym.spaces.Dict)
+        else [("", observation_space)]
+    )
     if not isinstance(observation_space, (gym.spaces.Dict, gym.spaces.Box)):
-        raise ConfigError(f"{env_id}: observation space {observation_space} is not supported; the agent observes "
-                          f"a Box or a Dict of Box entries")
+        raise ConfigError(
+            f"{env_id}: observation space {observation_space} is not supported; the agent observes "
+            f"a Box or a Dict of Box entries"
+        )
     for key, space in entries:
         where = f"observation entry {key!r}" if key else "observation space"
         if key == MASK_KEY:
-            if not isinstance(space, (gym.spaces.MultiBinary, gym.spaces.Box)) or not isinstance(
-                    action_space, gym.spaces.Discrete) or tuple(space.shape) != (int(action_space.n),):
-                raise ConfigError(f"{env_id}: {where} {space} must be MultiBinary({getattr(action_space, 'n', 'n')}) "
-                                  f"beside a Discrete action space (1 = allowed)")
+            if (
+                not isinstance(space, (gym.spaces.MultiBinary, gym.spaces.Box))
+                or not isinstance(action_space, gym.spaces.Discrete)
+                or tuple(space.shape) != (int(action_space.n),)
+            ):
+                raise ConfigError(
+                    f"{env_id}: {where} {space} must be MultiBinary({getattr(action_space, 'n', 'n')}) "
+                    f"beside a Discrete action space (1 = allowed)"
+                )
             continue
         if not isinstance(space, gym.spaces.Box):
-            raise ConfigError(f"{env_id}: {where} {space} is not supported; Dict entries must be Box spaces "
-                              f"(images uint8 [H, W, C] or [C, H, W], or vectors)")
-        if is_image(space) and min(space.shape[:2] if space.shape[-1] <= 4 < space.shape[0] else space.shape[1:]) \
-                < MIN_IMAGE_SIDE:
-            raise ConfigError(f"{env_id}: {where} {space}: images must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
-                              f"(the Nature CNN's three convolutions)")
+            raise ConfigError(
+                f"{env_id}: {where} {space} is not supported; Dict entries must be Box spaces "
+                f"(images uint8 [H, W, C] or [C, H, W], or vectors)"
+            )
+        if (
+            is_image(space)
+            and min(space.shape[:2] if space.shape[-1] <= 4 < space.shape[0] else space.shape[1:]) < MIN_IMAGE_SIDE
+        ):
+            raise ConfigError(
+                f"{env_id}: {where} {space}: images must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
+                f"(the Nature CNN's three convolutions)"
+            )
 
 
 class Agent(nn.Module):
@@ -96,8 +115,9 @@ class Agent(nn.Module):
         self.gaussian = isinstance(action_space, gym.spaces.Box)
         self.dict_obs = isinstance(observation_space, gym.spaces.Dict)
         self.masked = self.dict_obs and MASK_KEY in observation_space.spaces
-        self.pixels = is_image(observation_space) or (self.dict_obs and any(
-            is_image(s) for s in observation_space.spaces.values()))
+        self.pixels = is_image(observation_space) or (
+            self.dict_obs and any(is_image(s) for s in observation_space.spaces.values())
+        )
         self.recurrent = cfg.policy == "lstm"
         deep_trunk = cfg.shared_trunk or self.recurrent
         if self.dict_obs:
@@ -105,8 +125,9 @@ class Agent(nn.Module):
             width = encoder.out_features
             self.trunk: nn.Module = encoder
             if deep_trunk:
-                self.trunk = nn.Sequential(encoder, *mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)),
-                                           nn.Tanh())
+                self.trunk = nn.Sequential(
+                    encoder, *mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)), nn.Tanh()
+                )
                 width = cfg.hidden_sizes[-1]
         elif is_image(observation_space):
             self.trunk, width = NatureCNN(observation_space.shape[0]), 512
@@ -114,22 +135,33 @@ class Agent(nn.Module):
             width = int(math.prod(observation_space.shape))
             self.trunk = nn.Identity()
             if deep_trunk:
-                self.trunk = nn.Sequential(*mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)),
-                                           nn.Tanh())
+                self.trunk = nn.Sequential(
+                    *mlp(width, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], math.sqrt(2)), nn.Tanh()
+                )
                 width = cfg.hidden_sizes[-1]
         self.shared = not isinstance(self.trunk, nn.Identity) or self.recurrent
-        if self.recurrent:   # torchrl's LSTMModule: sequences [B, T] in the loss, one step at a time in act()
-            self.lstm = LSTMModule(input_size=width, hidden_size=cfg.lstm_hidden, in_key=keys.FEATURES,
-                                   out_key=keys.HIDDEN, default_recurrent_mode=True)
+        if self.recurrent:  # torchrl's LSTMModule: sequences [B, T] in the loss, one step at a time in act()
+            self.lstm = LSTMModule(
+                input_size=width,
+                hidden_size=cfg.lstm_hidden,
+                in_key=keys.FEATURES,
+                out_key=keys.HIDDEN,
+                default_recurrent_mode=True,
+            )
             width = cfg.lstm_hidden
-        linear_heads = deep_trunk or self.pixels and not self.dict_obs
+        linear_heads = deep_trunk or (self.pixels and not self.dict_obs)
         hidden = [] if linear_heads else list(cfg.hidden_sizes)
-        self.value_net: nn.Module = (layer_init(nn.Linear(width, 1), std=1.0) if not hidden
-                                     else mlp(width, hidden, 1, out_std=1.0))
+        self.value_net: nn.Module = (
+            layer_init(nn.Linear(width, 1), std=1.0) if not hidden else mlp(width, hidden, 1, out_std=1.0)
+        )
         policy_net = layer_init(nn.Linear(width, n_out), std=0.01) if not hidden else mlp(width, hidden, n_out, 0.01)
-        self.policy_head = distributions.make_head(action_space, policy_net, masked=self.masked,
-                                                   log_std_init=cfg.log_std_init,
-                                                   log_std_learned=cfg.log_std == "learned")
+        self.policy_head = distributions.make_head(
+            action_space,
+            policy_net,
+            masked=self.masked,
+            log_std_init=cfg.log_std_init,
+            log_std_learned=cfg.log_std == "learned",
+        )
         self.param_keys: tuple[str, ...] = self.policy_head.param_keys
         self._build_operators()
 
@@ -143,10 +175,14 @@ class Agent(nn.Module):
             modules.append(TensorDictModule(self.trunk, [keys.OBSERVATION], [keys.HIDDEN]))
         head_in = [features] + ([(keys.OBSERVATION, MASK_KEY)] if self.masked else [])
         modules.append(TensorDictModule(self.policy_head, in_keys=head_in, out_keys=list(self.param_keys)))
-        self.actor = ProbabilisticActor(TensorDictSequential(*modules), in_keys=list(self.param_keys),
-                                        out_keys=[keys.ACTION], distribution_class=self.policy_head.distribution,
-                                        distribution_kwargs=self.policy_head.distribution_kwargs,
-                                        return_log_prob=True)
+        self.actor = ProbabilisticActor(
+            TensorDictSequential(*modules),
+            in_keys=list(self.param_keys),
+            out_keys=[keys.ACTION],
+            distribution_class=self.policy_head.distribution,
+            distribution_kwargs=self.policy_head.distribution_kwargs,
+            return_log_prob=True,
+        )
         self.critic = ValueOperator(self.value_net, in_keys=[features])
 
     # --- the collector's and evaluation's path ----------------------------------------------------------
@@ -170,9 +206,14 @@ class Agent(nn.Module):
         return out.squeeze(1), {keys.STATE_H: h.transpose(0, 1), keys.STATE_C: c.transpose(0, 1)}
 
     @torch.no_grad()
-    def act(self, obs: Any, deterministic: bool = False, state: dict[str, torch.Tensor] | None = None,
-            generators: Sequence[torch.Generator | None] | None = None,
-            noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def act(
+        self,
+        obs: Any,
+        deterministic: bool = False,
+        state: dict[str, torch.Tensor] | None = None,
+        generators: Sequence[torch.Generator | None] | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """obs [B, *obs] (a TensorDict for ``Dict`` spaces) -> ``action`` [B(, A)], ``action_log_prob`` [B],
         ``state_value`` [B, 1] and the distribution's parameters: a sample of pi(.|s) drawn with ``generators[0]``
         (the run's own generator; None: torch's global one) or, for a Gaussian, from ``noise`` [B, A] drawn ahead
@@ -181,8 +222,9 @@ class Agent(nn.Module):
         under ``("next", ...)`` keys: ``next_recurrent_state_h``/``_c``."""
         x, after = self._features(obs, state)
         params = self.policy_head(x, obs[MASK_KEY] if self.masked else None)
-        action, log_prob = distributions.sample(self.policy_head, params, deterministic,
-                                                generators[0] if generators else None, noise)
+        action, log_prob = distributions.sample(
+            self.policy_head, params, deterministic, generators[0] if generators else None, noise
+        )
         out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
         if after is not None:
             out.update({f"next_{k}": v for k, v in after.items()})

@@ -32,7 +32,8 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ from .policy import Agent
 from .sampler import MemberSampler, MinibatchSampler, SequenceSampler
 from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
 
-PACK_COLLECT_THREADS = 1     # a pack collects on one torch thread (ppo_pipeline.threads.torch_threads)
+PACK_COLLECT_THREADS = 1  # a pack collects on one torch thread (ppo_pipeline.threads.torch_threads)
 
 
 class Diverged(RuntimeError):
@@ -70,17 +71,18 @@ class Stacking(Protocol):
 
     def objective(self, agent: Any, members: Sequence[Config], *, compile: bool, before_retry: Any) -> Any: ...
 
-    def member_state(self, ppo: "PPO", p: int) -> dict[str, Any]: ...
+    def member_state(self, ppo: PPO, p: int) -> dict[str, Any]: ...
 
-    def load_members(self, ppo: "PPO", states: Sequence[dict[str, Any]]) -> None: ...
+    def load_members(self, ppo: PPO, states: Sequence[dict[str, Any]]) -> None: ...
 
 
 class PPO:
     """The stages of a run of ``members`` (one config, or P configs that can share: :mod:`ppo_pipeline.pack.plan`)
     over the batched env ``envs`` (P x num_envs envs, member-major) and Algorithm 1's iteration."""
 
-    def __init__(self, members: Config | Sequence[Config], envs: Any, device: torch.device,
-                 stacking: Stacking | None = None):
+    def __init__(
+        self, members: Config | Sequence[Config], envs: Any, device: torch.device, stacking: Stacking | None = None
+    ):
         self.members = [members] if isinstance(members, Config) else list(members)
         self.envs, self.device, self.stacking = envs, device, stacking
         cfg = self.cfg = self.members[0]
@@ -88,52 +90,73 @@ class PPO:
         if P > 1 and stacking is None:
             raise ValueError("a pack of several members needs their stacking (ppo_pipeline.pack.STACKING)")
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
-        axis = None if P == 1 else P      # statistics per member (a member axis first) in a pack
+        axis = None if P == 1 else P  # statistics per member (a member axis first) in a pack
         self.obs_norm = make_obs_normalizer(obs_space, cfg.clip_obs, members=axis) if cfg.normalize_obs else None
-        self.reward_scaler = (RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward, members=axis)
-                              if cfg.scale_reward else None)
+        self.reward_scaler = (
+            RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward, members=axis) if cfg.scale_reward else None
+        )
         solo = []
-        for m in self.members:                 # each member's initial weights are its solo run's
+        for m in self.members:  # each member's initial weights are its solo run's
             torch.manual_seed(m.seed)
             solo.append(Agent(obs_space, act_space, m))
         self.agent = (solo[0] if P == 1 else stacking.agent(solo)).to(device)
         self.params = list(self.agent.parameters())
-        compile_it = compiling.wanted_at_budget(cfg, pixels=self.agent.pixels, device=device,
-                                                recurrent=solo[0].recurrent, members=P)
+        compile_it = compiling.wanted_at_budget(
+            cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
+        )
         # Adam eps 1e-5 (37 details #3), one fused kernel; a pack's step (mask, per-member clip) compiles with its update
-        self.adam = MemberAdam(self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm,
-                               compile=compile_it and P > 1)
+        self.adam = MemberAdam(
+            self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm, compile=compile_it and P > 1
+        )
         if P == 1:
-            self.objective: Any = TorchRLObjective(cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad)
+            self.objective: Any = TorchRLObjective(
+                cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
+            )
         else:
-            self.objective = stacking.objective(self.agent, self.members, compile=compile_it,
-                                                before_retry=self.adam.zero_grad)
+            self.objective = stacking.objective(
+                self.agent, self.members, compile=compile_it, before_retry=self.adam.zero_grad
+            )
         self.gae = make_gae(cfg).to(device)
-        self.lr = [step_size(m) for m in self.members]      # Table 5: x alpha; Table 4: adapted to the KL
+        self.lr = [step_size(m) for m in self.members]  # Table 5: x alpha; Table 4: adapted to the KL
         self.clip_epsilon = [schedule(m.clip_epsilon, anneal=m.anneal, num_updates=m.num_updates) for m in self.members]
-        self.log_std = log_std(cfg) if solo[0].gaussian else None     # Table 4: LinearAnneal(-0.7, -1.6)
+        self.log_std = log_std(cfg) if solo[0].gaussian else None  # Table 4: LinearAnneal(-0.7, -1.6)
         self.action_generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
         self.sampler_generators = [torch.Generator().manual_seed(m.seed) for m in self.members]
-        if cfg.collector == "torchrl":   # torchrl's Collector / MultiSyncCollector, the same batch (solo runs)
+        if cfg.collector == "torchrl":  # torchrl's Collector / MultiSyncCollector, the same batch (solo runs)
             from .collect_torchrl import TorchRLCollector
 
             self.collector: Any = TorchRLCollector(
-                envs, self.agent, cfg.num_steps, device, generators=self.action_generators, obs_norm=self.obs_norm,
+                envs,
+                self.agent,
+                cfg.num_steps,
+                device,
+                generators=self.action_generators,
+                obs_norm=self.obs_norm,
                 reward_scaler=self.reward_scaler,
-                workers=cfg.collector_workers, make_envs=functools.partial(make_vector_env, cfg))
+                workers=cfg.collector_workers,
+                make_envs=functools.partial(make_vector_env, cfg),
+            )
         else:
-            self.collector = Collector(envs, self.agent, cfg.num_steps, device, members=P,
-                                       generators=self.action_generators, obs_norm=self.obs_norm,
-                                       reward_scaler=self.reward_scaler, compile=compile_it,
-                                       collect_threads=PACK_COLLECT_THREADS if P > 1 else None)
+            self.collector = Collector(
+                envs,
+                self.agent,
+                cfg.num_steps,
+                device,
+                members=P,
+                generators=self.action_generators,
+                obs_norm=self.obs_norm,
+                reward_scaler=self.reward_scaler,
+                compile=compile_it,
+                collect_threads=PACK_COLLECT_THREADS if P > 1 else None,
+            )
         if P > 1:
             self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
-        else:                             # whole trajectories for an LSTM
+        else:  # whole trajectories for an LSTM
             sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
             self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
-        self.alive = np.ones(P, dtype=bool)      # members still training (a diverged one of a pack idles)
-        self.phase_time: dict[str, float] = defaultdict(float)   # seconds per phase, this process
+        self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
+        self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
 
     @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
@@ -147,36 +170,42 @@ class PPO:
             self.agent.policy_head.set_log_std(self.log_std(update))
 
         t0 = time.perf_counter()
-        batch = self.collector.collect()                   # TensorDict [P x E, T]
+        batch = self.collector.collect()  # TensorDict [P x E, T]
         t1 = time.perf_counter()
-        self.gae(batch)                                    # + advantage, value_target
+        self.gae(batch)  # + advantage, value_target
         t2 = time.perf_counter()
-        members = batch if self.P == 1 else batch.reshape(self.P, -1, batch.batch_size[-1])   # [P, E, T]
-        stats, diverged = self.learn(members)              # K epochs x minibatches of Adam
+        members = batch if self.P == 1 else batch.reshape(self.P, -1, batch.batch_size[-1])  # [P, E, T]
+        stats, diverged = self.learn(members)  # K epochs x minibatches of Adam
         t3 = time.perf_counter()
         self.phase_time["collect"] += t1 - t0
         self.phase_time["gae"] += t2 - t1
         self.phase_time["update"] += t3 - t2
 
-        kl_wanted = [objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)]
+        kl_wanted = [
+            objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)
+        ]
         kl = self.objective.mean_kl(members).tolist() if any(kl_wanted) else None
         ev = explained_variance(members, self.P)
         beta = [float(b) for b in self.objective.beta]
         rows = []
         for p, m in enumerate(self.members):
             spec = objective_of(m)
-            row: dict[str, Any] = {"update": update, "step": self.collector.global_step, "lr": lrs[p],
-                                   "clip_epsilon": eps[p] if spec.clipped else None,
-                                   **{k: float(v[p]) for k, v in stats.items() if k != "clip_fraction" or spec.clipped}}
+            row: dict[str, Any] = {
+                "update": update,
+                "step": self.collector.global_step,
+                "lr": lrs[p],
+                "clip_epsilon": eps[p] if spec.clipped else None,
+                **{k: float(v[p]) for k, v in stats.items() if k != "clip_fraction" or spec.clipped},
+            }
             if self.log_std is not None:
                 row["log_std"] = self.log_std(update)
             if kl_wanted[p]:
                 row["kl"] = kl[p]
-                if isinstance(self.lr[p], KLAdaptiveStepSize):    # Table 4: the next update's step size
+                if isinstance(self.lr[p], KLAdaptiveStepSize):  # Table 4: the next update's step size
                     self.lr[p].adapt(kl[p])
             if spec.penalized:
-                row["kl_beta"] = beta[p]                        # the beta this update was trained with
-                if self.kl_rules[p] is not None:                # Sec. 4: adapt beta after the update
+                row["kl_beta"] = beta[p]  # the beta this update was trained with
+                if self.kl_rules[p] is not None:  # Sec. 4: adapt beta after the update
                     beta[p] = self.kl_rules[p].next_beta(beta[p], kl[p])
             row["explained_variance"] = float(ev[p])
             rows.append(row)
@@ -195,8 +224,8 @@ class PPO:
         try:
             for mb in self.sampler(batch):
                 self.adam.zero_grad()
-                terms = self.objective.step(mb)          # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
-                if P > 1:      # a diverged member's gradient never reaches Adam (one sync per update, below)
+                terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
+                if P > 1:  # a diverged member's gradient never reaches Adam (one sync per update, below)
                     bad |= ~torch.isfinite(terms["loss"])
                     self.adam.step(dead | bad)
                 else:
@@ -204,7 +233,7 @@ class PPO:
                 for k, v in terms.items():
                     sums[k] = sums[k] + v if k in sums else v
                 n += 1
-        except (RuntimeError, ValueError):   # e.g. a distribution of NaN parameters refuses to sample
+        except (RuntimeError, ValueError):  # e.g. a distribution of NaN parameters refuses to sample
             if self.finite_members().all():
                 raise
             sums, n = {"loss": torch.full((P,), float("nan"))}, 1
@@ -213,7 +242,7 @@ class PPO:
         newly = [p for p in range(P) if self.alive[p] and not bool(finite[p])]
         if newly:
             self.set_alive([bool(a) and p not in newly for p, a in enumerate(self.alive)])
-        self.last_loss = means.pop("loss")     # each member's mean Eq. 9 total (the NaN stop's line names it)
+        self.last_loss = means.pop("loss")  # each member's mean Eq. 9 total (the NaN stop's line names it)
         return means, newly
 
     def set_alive(self, alive: Sequence[bool]) -> None:
@@ -227,23 +256,27 @@ class PPO:
         """[P] bool: each member's weights are all finite."""
         return torch.stack([torch.isfinite(p.detach().reshape(self.P, -1)).all(1) for p in self.params]).all(0).cpu()
 
-
     # --- what a checkpoint keeps of the algorithm, member by member (the run adds envs, logs, clocks:
     # ppo_pipeline.run.training_state); every member's in the solo format, so a member is a run -----------------
     def member_state(self, p: int) -> dict[str, Any]:
         """Member p's algorithm state as a solo run's: agent, optimizer (Adam's moments), loss (beta), normalization
         statistics, step size, random generators."""
         if self.P == 1:
-            state = {"agent": self.agent.state_dict(), "optimizer": self.adam.state_dict(),
-                     "loss": self.objective.state_dict(),
-                     "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
-                     "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None}
+            state = {
+                "agent": self.agent.state_dict(),
+                "optimizer": self.adam.state_dict(),
+                "loss": self.objective.state_dict(),
+                "obs_norm": self.obs_norm.state_dict() if self.obs_norm else None,
+                "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+            }
         else:
             state = self.stacking.member_state(self, p)
         rule = self.lr[p]
         state["step_size"] = rule.state_dict() if isinstance(rule, KLAdaptiveStepSize) else None
-        state["generators"] = {"action": self.action_generators[p].get_state(),
-                               "sampler": self.sampler_generators[p].get_state()}
+        state["generators"] = {
+            "action": self.action_generators[p].get_state(),
+            "sampler": self.sampler_generators[p].get_state(),
+        }
         return state
 
     def load_member_states(self, states: Sequence[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ epochs and minibatch size M <= NT"). No replay buffer: the batch is dropped afte
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from tensordict import TensorDictBase

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KL_STEP_FACTOR = 1.5          # Schulman's homework code (the paper's footnote) and rsl_rl: x or / 1.5 per update
+KL_STEP_FACTOR = 1.5  # Schulman's homework code (the paper's footnote) and rsl_rl: x or / 1.5 per update
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,16 @@ def obs_tensor(obs: np.ndarray | dict[str, np.ndarray], device: torch.device) ->
     """numpy observations from the env [B, ...] -> :func:`network_input` on ``device``; a ``Dict`` space's dict of
     arrays -> a TensorDict [B] of its entries (the ``action_mask`` entry as bool)."""
     if isinstance(obs, dict):
-        return TensorDict({k: obs_tensor(v, device) if k != "action_mask"
-                           else torch.from_numpy(np.ascontiguousarray(v)).to(device, torch.bool) for k, v in obs.items()},
-                          batch_size=[len(next(iter(obs.values())))], device=device)
+        return TensorDict(
+            {
+                k: obs_tensor(v, device)
+                if k != "action_mask"
+                else torch.from_numpy(np.ascontiguousarray(v)).to(device, torch.bool)
+                for k, v in obs.items()
+            },
+            batch_size=[len(next(iter(obs.values())))],
+            device=device,
+        )
     return network_input(torch.from_numpy(np.ascontiguousarray(obs))).to(device, non_blocking=True)
 
 
@@ -53,8 +60,9 @@ def stack_obs(observations: list[Any]) -> np.ndarray | dict[str, np.ndarray]:
     return np.stack(observations)
 
 
-def with_rows(obs: np.ndarray | dict[str, np.ndarray], index: np.ndarray,
-              rows: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+def with_rows(
+    obs: np.ndarray | dict[str, np.ndarray], index: np.ndarray, rows: np.ndarray | dict[str, np.ndarray]
+) -> np.ndarray | dict[str, np.ndarray]:
     """A copy of the batch ``obs`` with its rows ``index`` replaced by ``rows`` (each entry of a ``Dict``'s dict)."""
     if isinstance(obs, dict):
         return {k: with_rows(v, index, rows[k]) for k, v in obs.items()}

@@ -41,7 +41,7 @@ def resolve_id(env_id: str, env_module: str = "") -> str:
     return resolve_env_id(env_id, env_module)
 
 
-_SPECS: dict[tuple, EnvSpec] = {}   # (env_id, env_module, env_backend, pixels, noop_max, pack) -> its spec
+_SPECS: dict[tuple, EnvSpec] = {}  # (env_id, env_module, env_backend, pixels, noop_max, pack) -> its spec
 
 
 def spec_of(cfg: Config, *, pack: bool = False) -> EnvSpec:
@@ -53,7 +53,7 @@ def spec_of(cfg: Config, *, pack: bool = False) -> EnvSpec:
     if spec is None:
         fam = family(cfg.env_id)
         spec = EnvSpec(cfg.env_id, cfg.env_module, fam, _choose_backend(cfg, fam, pack), cfg.pixels, pack)
-        if decided(cfg.env_id):      # (an id no registry holds yet is looked at again next time)
+        if decided(cfg.env_id):  # (an id no registry holds yet is looked at again next time)
             _SPECS[key] = spec
     return spec
 
@@ -97,8 +97,9 @@ def check(cfg: Config) -> None:
     if cfg.pixels and not spec.is_dmc:
         raise ConfigError(f"pixels: only dmc: ids render pixel observations (env_id {cfg.env_id!r})")
     if spec.is_torchrl_id and cfg.env_backend not in ("auto", "torchrl"):
-        raise ConfigError(f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto "
-                          f"or torchrl")
+        raise ConfigError(
+            f"env_backend={cfg.env_backend}: {cfg.env_id} is a torchrl env; use --env-backend auto or torchrl"
+        )
     chosen = spec.backend
     if chosen == "envpool":
         from . import envpool
@@ -112,7 +113,7 @@ def check(cfg: Config) -> None:
         check_renderable(cfg)
 
 
-_SPACES: dict[tuple, tuple] = {}   # env stack -> (observation space, action space) of one of its envs
+_SPACES: dict[tuple, tuple] = {}  # env stack -> (observation space, action space) of one of its envs
 
 
 def spaces(cfg: Config) -> tuple:
@@ -128,7 +129,7 @@ def spaces(cfg: Config) -> tuple:
     return _SPACES[key]
 
 
-_RENDERABLE: set[tuple] = set()   # env stacks whose env was seen to render here
+_RENDERABLE: set[tuple] = set()  # env stacks whose env was seen to render here
 # what decides whether an env renders: which env, which implementation, pixels or not (not the seed, the
 # hyperparameters or the wrappers' numbers), so a sweep builds one env per env id, not one per variant
 _RENDER_FIELDS = ("env_id", "env_module", "env_backend", "pixels")
@@ -150,14 +151,15 @@ def check_renderable(cfg: Config) -> None:
             raise ValueError(f"rendered {type(frame).__name__}, not an RGB frame")
     except Exception as e:
         msg = " ".join(str(e).split())[:160]
-        raise ConfigError(f"capture_video: {cfg.env_id} cannot render frames here ({type(e).__name__}: {msg})") from None
+        raise ConfigError(
+            f"capture_video: {cfg.env_id} cannot render frames here ({type(e).__name__}: {msg})"
+        ) from None
     finally:
         envs.close()
     _RENDERABLE.add(key)
 
 
-def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False,
-                    pack: bool = False):
+def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False, pack: bool = False):
     """``num_envs`` envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards), batched (``pack``:
     a pack's members' envs, :func:`backend`)."""
     chosen = backend(cfg, pack=pack)

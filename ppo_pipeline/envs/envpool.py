@@ -85,10 +85,10 @@ from ..errors import ConfigError
 from .ids import family, registered
 from .seeds import env_seeds, fit_int32
 
-ALE_MAX_FRAMES = 108_000     # ALE v5's max_num_frames_per_episode (30 minutes at 60 Hz)
-SCREEN = 84                  # side of the preprocessed square frame
+ALE_MAX_FRAMES = 108_000  # ALE v5's max_num_frames_per_episode (30 minutes at 60 Hz)
+SCREEN = 84  # side of the preprocessed square frame
 NOOP, FIRE, AFTER_FIRE = 0, 1, 2
-PLAIN_FAMILIES = ("classic", "mujoco")     # the families (ids.family) whose dynamics envpool ports
+PLAIN_FAMILIES = ("classic", "mujoco")  # the families (ids.family) whose dynamics envpool ports
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def task_id(env_id: str) -> str | None:
     ids = _envpool_ids()
     if env_id.startswith("ALE/") and env_id.endswith("-v5"):
         atari = {t.lower(): t for t, module in ids.items() if module == "envpool.atari"}
-        return atari.get(env_id[len("ALE/"):].lower())
+        return atari.get(env_id[len("ALE/") :].lower())
     if env_id in ids and family(env_id) in PLAIN_FAMILIES:
         return env_id
     return None
@@ -134,10 +134,13 @@ def check(cfg: Config) -> None:
         raise ConfigError(
             f"env_id {cfg.env_id!r} has no envpool version; --env-backend envpool takes ALE/<Game>-v5 Atari "
             f"ids (e.g. ALE/Pong-v5) and the same-version classic-control/MuJoCo ids (e.g. CartPole-v1, "
-            f"Hopper-v5); use --env-backend gymnasium")
+            f"Hopper-v5); use --env-backend gymnasium"
+        )
     if family(cfg.env_id) == "atari" and cfg.noop_max < 1:
-        raise ConfigError(f"noop_max={cfg.noop_max}: the envpool backend always takes 1..noop_max no-ops; "
-                          f"use --noop-max >= 1 or --env-backend gymnasium")
+        raise ConfigError(
+            f"noop_max={cfg.noop_max}: the envpool backend always takes 1..noop_max no-ops; "
+            f"use --noop-max >= 1 or --env-backend gymnasium"
+        )
 
 
 @functools.cache
@@ -197,8 +200,10 @@ class EpisodeCounter:
 
     def finish(self, over: np.ndarray) -> dict[str, Any]:
         """``final_info`` entries for the envs whose episode is ``over``; their counters restart."""
-        stats = {"episode": {"r": np.where(over, self.returns, 0.0), "l": np.where(over, self.lengths, 0)},
-                 "_episode": over.copy()}
+        stats = {
+            "episode": {"r": np.where(over, self.returns, 0.0), "l": np.where(over, self.lengths, 0)},
+            "_episode": over.copy(),
+        }
         self.restart(over)
         return stats
 
@@ -218,15 +223,21 @@ class PoolVectorEnv(gym.vector.VectorEnv):
     def __init__(self, task: str, num_envs: int, seeds: list[int], options: dict[str, Any]):
         self.task, self.num_envs, self.options = task, num_envs, options
         self.all_ids = np.arange(num_envs, dtype=np.int32)
-        self.seeds = seed_list(seeds, num_envs)     # what the pool takes (int32)
+        self.seeds = seed_list(seeds, num_envs)  # what the pool takes (int32)
         self.pool = self._make_pool(self.seeds)
-        self.fresh = True      # the pool is as built: a reset with its own seeds need not rebuild it
+        self.fresh = True  # the pool is as built: a reset with its own seeds need not rebuild it
 
     def _make_pool(self, seeds: list[int]) -> Any:
         import envpool
 
-        return envpool.make(self.task, env_type="gymnasium", num_envs=self.num_envs, batch_size=self.num_envs,
-                             seed=list(seeds), **self.options)
+        return envpool.make(
+            self.task,
+            env_type="gymnasium",
+            num_envs=self.num_envs,
+            batch_size=self.num_envs,
+            seed=list(seeds),
+            **self.options,
+        )
 
     def _reseed(self, seed: int | Sequence[int] | None) -> None:
         """Rebuild the pool when ``reset`` brings seeds, so that a seeded reset replays the same games."""
@@ -248,10 +259,19 @@ class PoolVectorEnv(gym.vector.VectorEnv):
 def atari_options(cfg: Config, max_episode_steps: int | None = None) -> dict[str, Any]:
     """envpool's Atari options for ``cfg`` (the module docstring says why each)."""
     return {
-        "noop_max": cfg.noop_max, "frame_skip": cfg.frame_skip, "stack_num": 1,
-        "img_height": SCREEN, "img_width": SCREEN, "gray_scale": True, "use_inter_area_resize": True,
-        "episodic_life": False, "use_fire_reset": False, "reward_clip": False, "zero_discount_on_life_loss": False,
-        "repeat_action_probability": 0.0, "full_action_space": False,
+        "noop_max": cfg.noop_max,
+        "frame_skip": cfg.frame_skip,
+        "stack_num": 1,
+        "img_height": SCREEN,
+        "img_width": SCREEN,
+        "gray_scale": True,
+        "use_inter_area_resize": True,
+        "episodic_life": False,
+        "use_fire_reset": False,
+        "reward_clip": False,
+        "zero_discount_on_life_loss": False,
+        "repeat_action_probability": 0.0,
+        "full_action_space": False,
         "max_episode_steps": max_episode_steps or ALE_MAX_FRAMES // cfg.frame_skip,
     }
 
@@ -263,11 +283,14 @@ class AtariVectorEnv(PoolVectorEnv):
     frame stacking, reward clipping and episode statistics are done here in numpy, on the whole batch.
     """
 
-    def __init__(self, cfg: Config, num_envs: int, *, evaluation: bool = False,
-                 max_episode_steps: int | None = None):
+    def __init__(self, cfg: Config, num_envs: int, *, evaluation: bool = False, max_episode_steps: int | None = None):
         check(cfg)
-        super().__init__(task_id(cfg.env_id), num_envs, env_seeds(cfg.seed, num_envs, evaluation=evaluation),
-                         atari_options(cfg, max_episode_steps))
+        super().__init__(
+            task_id(cfg.env_id),
+            num_envs,
+            env_seeds(cfg.seed, num_envs, evaluation=evaluation),
+            atari_options(cfg, max_episode_steps),
+        )
         self.episodic_life = cfg.episodic_life and not evaluation
         self.clip_reward_sign = cfg.clip_reward_sign and not evaluation
         self.fire_reset = needs_fire(cfg.env_id)
@@ -281,8 +304,9 @@ class AtariVectorEnv(PoolVectorEnv):
         self.episodes = EpisodeCounter(num_envs)
 
     # --- the contract ---------------------------------------------------------------------------------
-    def reset(self, *, seed: int | Sequence[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new game in every env (reseeded when ``seed`` is given)."""
         self._reseed(seed)
         self._start(self.all_ids, np.zeros(0, dtype=np.int32))
@@ -304,11 +328,10 @@ class AtariVectorEnv(PoolVectorEnv):
         ended = terminated | truncated
         out: dict[str, Any] = {"lives": self.lives.copy()}
         if ended.any():
-            game_done = game_over | truncated      # what envpool itself counts as done
+            game_done = game_over | truncated  # what envpool itself counts as done
             out["final_obs"], out["_final_obs"] = final_obs(self.frames, ended)
             out["final_info"] = self.episodes.finish(game_done) if game_done.any() else {}
-            self._start(np.flatnonzero(game_done).astype(np.int32),
-                        np.flatnonzero(ended & ~game_done).astype(np.int32))
+            self._start(np.flatnonzero(game_done).astype(np.int32), np.flatnonzero(ended & ~game_done).astype(np.int32))
         reward = np.sign(raw) if self.clip_reward_sign else raw
         return self.frames.copy(), reward, terminated, truncated, out
 
@@ -367,15 +390,16 @@ class PlainVectorEnv(PoolVectorEnv):
         super().__init__(task_id(cfg.env_id), num_envs, env_seeds(cfg.seed, num_envs, evaluation=evaluation), {})
         from ..workarounds import box_precision_notice_dropped
 
-        with box_precision_notice_dropped():      # workaround 9: envpool's float64 bounds of a float32 Box
+        with box_precision_notice_dropped():  # workaround 9: envpool's float64 bounds of a float32 Box
             self.single_observation_space = self.pool.observation_space
             self.single_action_space = self.pool.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.episodes = EpisodeCounter(num_envs)
 
-    def reset(self, *, seed: int | Sequence[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         self._reseed(seed)
         obs, info = self.pool.reset(self.all_ids)
         check_order(info, self.all_ids)
@@ -402,8 +426,9 @@ class PlainVectorEnv(PoolVectorEnv):
 
 
 # ------------------------------------------------------------------------------------------------------
-def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
-                    render: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(
+    cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False
+) -> gym.vector.VectorEnv:
     """``num_envs`` envpool envs of ``cfg``'s stack (evaluation: no life-loss episodes, raw rewards).
 
     ``render=True`` (videos need the RGB game screen, which envpool does not give) returns the gymnasium

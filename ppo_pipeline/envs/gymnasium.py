@@ -34,8 +34,9 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +48,7 @@ from .ids import family, import_env_module, registered
 
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
 
 # ------------------------------------------------------------------------------------------------------
 # Atari wrappers that gymnasium does not ship
@@ -108,8 +110,15 @@ def needs_fire(env: gym.Env) -> bool:
 def make_atari(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
     kwargs = {"frameskip": 1, "repeat_action_probability": 0.0} if cfg.env_id.startswith("ALE/") else {}
     env = gym.make(cfg.env_id, render_mode="rgb_array" if render else None, **kwargs)
-    env = gym.wrappers.AtariPreprocessing(env, noop_max=cfg.noop_max, frame_skip=cfg.frame_skip, screen_size=84,
-                                          terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+    env = gym.wrappers.AtariPreprocessing(
+        env,
+        noop_max=cfg.noop_max,
+        frame_skip=cfg.frame_skip,
+        screen_size=84,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if cfg.episodic_life and not evaluation:
         env = EpisodicLife(env)
@@ -127,8 +136,9 @@ class ActionMasksInObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.observation_space = gym.spaces.Dict({"observation": env.observation_space,
-                                                  "action_mask": gym.spaces.MultiBinary(int(env.action_space.n))})
+        self.observation_space = gym.spaces.Dict(
+            {"observation": env.observation_space, "action_mask": gym.spaces.MultiBinary(int(env.action_space.n))}
+        )
 
     def observation(self, observation: Any) -> dict[str, Any]:
         mask = np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=np.int8)
@@ -167,9 +177,9 @@ class FlagInView(gym.Wrapper):
     size (320x240) and renderer (TinyRenderer without EGL) as the env's; only ``render`` is changed.
     """
 
-    FOV = 60.0          # vertical field of view, degrees (the env's)
+    FOV = 60.0  # vertical field of view, degrees (the env's)
     PITCH = -20.0
-    MARGIN = 1.5        # metres beside the robot and the flag (a falling robot reaches out)
+    MARGIN = 1.5  # metres beside the robot and the flag (a falling robot reaches out)
     MIN_DISTANCE = 3.0  # the env's own camera distance
 
     def camera(self) -> tuple[tuple[float, ...], tuple[float, ...], int, int] | None:
@@ -177,18 +187,26 @@ class FlagInView(gym.Wrapper):
         16-tuples), or None before the first reset."""
         u = self.env.unwrapped
         robot = getattr(u, "robot", None)
-        if getattr(u, "physicsClientId", -1) < 0 or not hasattr(robot, "walk_target_x") \
-                or not hasattr(robot, "body_real_xyz"):
+        if (
+            getattr(u, "physicsClientId", -1) < 0
+            or not hasattr(robot, "walk_target_x")
+            or not hasattr(robot, "body_real_xyz")
+        ):
             return None
         w, h = int(u._render_width), int(u._render_height)
         bx, by, _ = robot.body_real_xyz
         fx, fy = float(robot.walk_target_x), float(robot.walk_target_y)
         half_sep = math.hypot(fx - bx, fy - by) / 2
-        half_width = math.tan(math.radians(self.FOV / 2)) * w / h      # visible half-width per metre of distance
+        half_width = math.tan(math.radians(self.FOV / 2)) * w / h  # visible half-width per metre of distance
         distance = max(self.MIN_DISTANCE, (half_sep + self.MARGIN) / half_width)
         view = u._p.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=[(bx + fx) / 2, (by + fy) / 2, 0.7], distance=distance,
-            yaw=math.degrees(math.atan2(fy - by, fx - bx)), pitch=self.PITCH, roll=0, upAxisIndex=2)
+            cameraTargetPosition=[(bx + fx) / 2, (by + fy) / 2, 0.7],
+            distance=distance,
+            yaw=math.degrees(math.atan2(fy - by, fx - bx)),
+            pitch=self.PITCH,
+            roll=0,
+            upAxisIndex=2,
+        )
         proj = u._p.computeProjectionMatrixFOV(fov=self.FOV, aspect=w / h, nearVal=0.1, farVal=100.0)
         return tuple(view), tuple(proj), w, h
 
@@ -200,7 +218,8 @@ class FlagInView(gym.Wrapper):
 
         view, proj, w, h = cam
         _, _, px, _, _ = self.env.unwrapped._p.getCameraImage(
-            width=w, height=h, viewMatrix=view, projectionMatrix=proj, renderer=pybullet.ER_BULLET_HARDWARE_OPENGL)
+            width=w, height=h, viewMatrix=view, projectionMatrix=proj, renderer=pybullet.ER_BULLET_HARDWARE_OPENGL
+        )
         return np.reshape(np.asarray(px, dtype=np.uint8), (h, w, -1))[:, :, :3].copy()
 
 
@@ -228,7 +247,7 @@ def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) 
 
     def make() -> gym.Env:
         registered()
-        import_env_module(cfg.env_module)   # (again) in a worker process
+        import_env_module(cfg.env_module)  # (again) in a worker process
         quiet_mujoco_if_used(fam == "mujoco")
         if fam == "atari":
             return make_atari(cfg, evaluation=evaluation, render=render)
@@ -247,8 +266,9 @@ def quiet_mujoco_if_used(mujoco_task: bool) -> None:
         quiet_mujoco_warnings()
 
 
-def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
-                    render: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(
+    cfg: Config, num_envs: int, *, evaluation: bool = False, render: bool = False
+) -> gym.vector.VectorEnv:
     """A gymnasium vector env of ``num_envs`` copies, autoreset in the same step.
 
     ``SAME_STEP`` autoreset hands back the episode's final observation in ``info["final_obs"]``, which
@@ -263,10 +283,10 @@ def make_vector_env(cfg: Config, num_envs: int, *, evaluation: bool = False,
     if mode == "auto":
         mode = "async" if family(cfg.env_id) == "atari" and num_envs > 1 else "sync"
     if mode == "async":
-        with signals_blocked():   # the workers inherit the mask: Ctrl-C and SLURM's signals are the trainer's
+        with signals_blocked():  # the workers inherit the mask: Ctrl-C and SLURM's signals are the trainer's
             envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP, context="spawn")
             if set(signal.sigpending()) & set(WORKER_BLOCKED):
-                envs.close()      # a Ctrl-C came meanwhile and is raised on leaving: leave no orphaned workers
+                envs.close()  # a Ctrl-C came meanwhile and is raised on leaving: leave no orphaned workers
         return envs
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 

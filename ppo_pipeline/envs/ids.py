@@ -24,11 +24,11 @@ from ..errors import ConfigError, suggest
 def _register_ale() -> None:
     import ale_py
 
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner per emulator on stderr
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner per emulator on stderr
     gym.register_envs(ale_py)
 
 
-BULLET_SUFFIX = "BulletEnv-v0"    # pybullet-envs-gymnasium's ids: HumanoidBulletEnv-v0, HumanoidFlagrunBulletEnv-v0, ...
+BULLET_SUFFIX = "BulletEnv-v0"  # pybullet-envs-gymnasium's ids: HumanoidBulletEnv-v0, HumanoidFlagrunBulletEnv-v0, ...
 BULLET_INSTALL = 'pip install -e ".[bullet]"'
 
 
@@ -44,7 +44,7 @@ def _register_bullet() -> bool:
     from ..workarounds import c_output_silenced
 
     try:
-        with c_output_silenced():      # (pybullet itself prints its banner; the envs import it when made)
+        with c_output_silenced():  # (pybullet itself prints its banner; the envs import it when made)
             import pybullet  # noqa: F401
             import pybullet_envs_gymnasium  # noqa: F401
     except ImportError:
@@ -55,8 +55,10 @@ def _register_bullet() -> bool:
 def register_bullet(env_id: str) -> None:
     """Make a Bullet id known (:func:`is_bullet`), or raise :class:`ConfigError` naming the install command."""
     if not _register_bullet():
-        raise ConfigError(f"env_id {env_id!r} is a Bullet task: install the bullet extra first ({BULLET_INSTALL}: "
-                          f"pybullet, pybullet-envs-gymnasium)")
+        raise ConfigError(
+            f"env_id {env_id!r} is a Bullet task: install the bullet extra first ({BULLET_INSTALL}: "
+            f"pybullet, pybullet-envs-gymnasium)"
+        )
 
 
 def registered() -> list[str]:
@@ -76,7 +78,7 @@ def import_user_module(name: str) -> Any:
         cwd = os.getcwd()
         if e.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
             raise
-        sys.path.append(cwd)    # spawned env workers get the parent's sys.path
+        sys.path.append(cwd)  # spawned env workers get the parent's sys.path
         return importlib.import_module(name)
 
 
@@ -90,8 +92,8 @@ def import_env_module(name: str) -> None:
         raise ConfigError(f"env_module {name!r} cannot be imported ({e})") from None
 
 
-DMC = "dmc:"            # dmc:DOMAIN-TASK, DMControl through torchrl (ppo_pipeline.envs.torchrl)
-TORCHRL = "torchrl:"    # torchrl:package.module:function, a torchrl env factory
+DMC = "dmc:"  # dmc:DOMAIN-TASK, DMControl through torchrl (ppo_pipeline.envs.torchrl)
+TORCHRL = "torchrl:"  # torchrl:package.module:function, a torchrl env factory
 
 
 def is_torchrl_id(env_id: str) -> bool:
@@ -113,10 +115,15 @@ def env_class(entry_point: str) -> type:
         raise ConfigError(f"env_id {entry_point!r}: module {module_name!r} cannot be imported ({e})") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, gym.Env)):
-        envs = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, gym.Env)
-                      and v.__module__ == module.__name__)
-        raise ConfigError(f"env_id {entry_point!r}: {module_name} has no gymnasium.Env subclass {class_name!r}"
-                          + (f"; it has {', '.join(envs)}" if envs else ""))
+        envs = sorted(
+            k
+            for k, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, gym.Env) and v.__module__ == module.__name__
+        )
+        raise ConfigError(
+            f"env_id {entry_point!r}: {module_name} has no gymnasium.Env subclass {class_name!r}"
+            + (f"; it has {', '.join(envs)}" if envs else "")
+        )
     return cls
 
 
@@ -139,9 +146,14 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
     for cand in (f"ALE/{env_id}-v5", f"ALE/{env_id}"):
         if cand in ids:
             return cand
-    raise ConfigError(f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}"
-                      + ("" if env_module else "; your own env: --env-id package.module:EnvClass, or --env-module "
-                                                "PKG for a package that registers it"))
+    raise ConfigError(
+        f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}"
+        + (
+            ""
+            if env_module
+            else "; your own env: --env-id package.module:EnvClass, or --env-module PKG for a package that registers it"
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -151,7 +163,7 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
 # ports (BULLET_SUFFIX); dmc: dmc:DOMAIN-TASK; torchrl: torchrl:factory; class: package.module:EnvClass;
 # other: any other registered id (a user's module's), or one not registered here
 FAMILIES = ("atari", "mujoco", "classic", "bullet", "dmc", "torchrl", "class", "other")
-_FAMILY: dict[str, str] = {}     # env id -> its family, for ids whose family cannot change any more
+_FAMILY: dict[str, str] = {}  # env id -> its family, for ids whose family cannot change any more
 
 
 def derive_family(env_id: str) -> tuple[str, bool]:
@@ -211,12 +223,13 @@ class EnvSpec:
     stages (env checks, the backends, the budget line, the sweep's cost) read it instead of asking the registry
     again. Not a :class:`~ppo_pipeline.config.Config` field: the config stays the plain values it is saved as.
     (Not gymnasium's ``EnvSpec``, a registry entry.)"""
+
     id: str
-    module: str                  # --env-module, imported before the id was resolved
-    family: str                  # one of FAMILIES
-    backend: str                 # gymnasium, envpool or torchrl: the one that builds the envs
-    pixels: bool = False         # dmc: rendered 84x84 RGB frames
-    pack: bool = False           # a pack's envs (its members' envs stepped at once: the backend may differ)
+    module: str  # --env-module, imported before the id was resolved
+    family: str  # one of FAMILIES
+    backend: str  # gymnasium, envpool or torchrl: the one that builds the envs
+    pixels: bool = False  # dmc: rendered 84x84 RGB frames
+    pack: bool = False  # a pack's envs (its members' envs stepped at once: the backend may differ)
 
     @property
     def is_atari(self) -> bool:

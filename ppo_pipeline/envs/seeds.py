@@ -44,13 +44,13 @@ from ..errors import ConfigError
 
 SEED_STRIDE = 100_000
 EVAL_OFFSET = 50_000
-MAX_SEED = 10_000            # the last small seed: MAX_SEED * SEED_STRIDE + SEED_STRIDE <= FOLD_BASE < RESUME_BASE
-RUN_SEEDS = range(MAX_RUN_SEED + 1)     # [0, 2^32): every run seed accepted
+MAX_SEED = 10_000  # the last small seed: MAX_SEED * SEED_STRIDE + SEED_STRIDE <= FOLD_BASE < RESUME_BASE
+RUN_SEEDS = range(MAX_RUN_SEED + 1)  # [0, 2^32): every run seed accepted
 RESUME_BASE = 2**30
-RESUME_TAG = 0x5E5E          # a third word of the SeedSequence key: resume seeds are their own stream
-LARGE_BASE = 2**31           # above every small seed's block and every resume seed
+RESUME_TAG = 0x5E5E  # a third word of the SeedSequence key: resume seeds are their own stream
+LARGE_BASE = 2**31  # above every small seed's block and every resume seed
 FOLD_BASE = (MAX_SEED + 1) * SEED_STRIDE
-FOLD_SIZE = RESUME_BASE - FOLD_BASE     # 73 641 824 int32 values no small seed or resume seed takes
+FOLD_SIZE = RESUME_BASE - FOLD_BASE  # 73 641 824 int32 values no small seed or resume seed takes
 FOLD_TAG = 0xF01D
 INT32_MAX = 2**31 - 1
 
@@ -72,9 +72,12 @@ def resume_seeds(seed: int, update: int, n: int) -> list[int]:
 def fit_int32(seeds: Sequence[int]) -> list[int]:
     """``seeds`` for a backend with int32 seeds: one below 2^31 (a small run seed's, a resume seed) as it is,
     a large run seed's folded into [FOLD_BASE, RESUME_BASE) (module docstring). Deterministic."""
-    return [int(x) if x <= INT32_MAX else
-            FOLD_BASE + int(np.random.SeedSequence([int(x), FOLD_TAG]).generate_state(1)[0]) % FOLD_SIZE
-            for x in seeds]
+    return [
+        int(x)
+        if x <= INT32_MAX
+        else FOLD_BASE + int(np.random.SeedSequence([int(x), FOLD_TAG]).generate_state(1)[0]) % FOLD_SIZE
+        for x in seeds
+    ]
 
 
 def check(seed: int, num_envs: int, eval_episodes: int) -> None:

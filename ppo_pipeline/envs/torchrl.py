@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -41,10 +42,10 @@ from ..workarounds import distribution_default_kept
 from .ids import DMC, TORCHRL, family, import_user_module
 from .seeds import fit_int32
 
-PIXELS = 84          # side of the rendered frame with --pixels
+PIXELS = 84  # side of the rendered frame with --pixels
 
 Factory = Callable[..., Any]
-_REGISTRY: dict[str, tuple[Factory, Any]] = {}   # torchrl:NAME -> (factory, transform chain), this process
+_REGISTRY: dict[str, tuple[Factory, Any]] = {}  # torchrl:NAME -> (factory, transform chain), this process
 
 
 def register(name: str, factory: Factory, transform: Any = None) -> str:
@@ -81,8 +82,10 @@ def dmc_tasks() -> dict[str, tuple[str, ...]]:
     try:
         _import_dm_control()
         from dm_control import suite
-    except Exception as e:   # not installed, or a MuJoCo it does not run on
-        raise ConfigError(f"dmc: ids need dm-control, which cannot be imported here ({type(e).__name__}: {e})") from None
+    except Exception as e:  # not installed, or a MuJoCo it does not run on
+        raise ConfigError(
+            f"dmc: ids need dm-control, which cannot be imported here ({type(e).__name__}: {e})"
+        ) from None
     out: dict[str, list[str]] = {}
     for domain, task in suite.ALL_TASKS:
         out.setdefault(domain, []).append(task)
@@ -91,17 +94,21 @@ def dmc_tasks() -> dict[str, tuple[str, ...]]:
 
 def parse_dmc(env_id: str) -> tuple[str, str]:
     """``dmc:cheetah-run`` -> ("cheetah", "run"); :class:`ConfigError` for an unknown domain or task."""
-    rest = env_id[len(DMC):]
+    rest = env_id[len(DMC) :]
     domain, sep, task = rest.partition("-")
     tasks = dmc_tasks()
     if not sep or not task:
         raise ConfigError(f"env_id {env_id!r} must be dmc:DOMAIN-TASK, e.g. dmc:cheetah-run")
     if domain not in tasks:
-        raise ConfigError(f"env_id {env_id!r}: unknown DMControl domain {domain!r}{suggest(domain, list(tasks))}; "
-                          f"domains: {', '.join(sorted(tasks))}")
+        raise ConfigError(
+            f"env_id {env_id!r}: unknown DMControl domain {domain!r}{suggest(domain, list(tasks))}; "
+            f"domains: {', '.join(sorted(tasks))}"
+        )
     if task not in tasks[domain]:
-        raise ConfigError(f"env_id {env_id!r}: DMControl domain {domain!r} has no task {task!r}; "
-                          f"its tasks: {', '.join(tasks[domain])}")
+        raise ConfigError(
+            f"env_id {env_id!r}: DMControl domain {domain!r} has no task {task!r}; "
+            f"its tasks: {', '.join(tasks[domain])}"
+        )
     return domain, task
 
 
@@ -109,13 +116,15 @@ def factory_of(env_id: str) -> tuple[Factory, Any]:
     """The (factory, transform) of a ``torchrl:`` id: registered in this process, or imported by name."""
     if env_id in _REGISTRY:
         return _REGISTRY[env_id]
-    target = env_id[len(TORCHRL):]
+    target = env_id[len(TORCHRL) :]
     module_name, sep, attr = target.partition(":")
     if not sep:
         known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ConfigError(f"env_id {env_id!r} is neither registered in this process (registered: {known}) nor "
-                          f"torchrl:package.module:factory")
-    quiet_mujoco()   # before a user's module imports dm_control
+        raise ConfigError(
+            f"env_id {env_id!r} is neither registered in this process (registered: {known}) nor "
+            f"torchrl:package.module:factory"
+        )
+    quiet_mujoco()  # before a user's module imports dm_control
     try:
         module = import_user_module(module_name)
     except ImportError as e:
@@ -124,8 +133,9 @@ def factory_of(env_id: str) -> tuple[Factory, Any]:
     for part in attr.split("."):
         obj = getattr(obj, part, None)
     if not callable(obj):
-        raise ConfigError(f"env_id {env_id!r}: {module_name} has no callable {attr!r} (a function returning a "
-                          f"torchrl EnvBase)")
+        raise ConfigError(
+            f"env_id {env_id!r}: {module_name} has no callable {attr!r} (a function returning a torchrl EnvBase)"
+        )
     return obj, None
 
 
@@ -143,7 +153,7 @@ def check_id(env_id: str) -> str:
 # ------------------------------------------------------------------------------------------------------
 def _clone_transform(transform: Any) -> Any:
     """A fresh copy of a user's transform chain (a torchrl transform belongs to one env only)."""
-    with distribution_default_kept():     # workaround 6
+    with distribution_default_kept():  # workaround 6
         from torchrl.envs import Compose
 
     if transform is None:
@@ -162,7 +172,7 @@ def _call_factory(factory: Factory, num_envs: int) -> Any:
 
 
 def _dmc_env(cfg: Any, render: bool) -> Any:
-    with distribution_default_kept():     # workaround 6
+    with distribution_default_kept():  # workaround 6
         from torchrl.envs import (
             CatTensors,
             DMControlEnv,
@@ -171,7 +181,7 @@ def _dmc_env(cfg: Any, render: bool) -> Any:
             TransformedEnv,
         )
 
-    domain, task = parse_dmc(cfg.env_id)    # (imports dm_control for headless rendering first)
+    domain, task = parse_dmc(cfg.env_id)  # (imports dm_control for headless rendering first)
     if cfg.pixels:
         from ..workarounds import dmc_pixels_env
 
@@ -180,23 +190,26 @@ def _dmc_env(cfg: Any, render: bool) -> Any:
     env = DMControlEnv(domain, task)
     keys = list(env.observation_spec.keys())
     return TransformedEnv(env, CatTensors(in_keys=keys, out_key="observation", del_keys=True)).append_transform(
-        DoubleToFloat(in_keys=["observation"]))
+        DoubleToFloat(in_keys=["observation"])
+    )
 
 
 def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     """A torchrl ``EnvBase`` of batch size ``[num_envs]`` for ``cfg`` (any id of this backend)."""
-    with distribution_default_kept():     # workaround 6
+    with distribution_default_kept():  # workaround 6
         from torchrl.envs import EnvBase, SerialEnv, TransformedEnv
 
     transform = None
     if cfg.env_id.startswith(DMC):
+
         def one() -> Any:
             return _dmc_env(cfg, render)
+
         factory: Factory = one
     elif cfg.env_id.startswith(TORCHRL):
         factory, transform = factory_of(cfg.env_id)
-    else:   # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
-        with distribution_default_kept():     # workaround 6
+    else:  # a gymnasium id through torchrl's GymEnv (the bench's torchrl backend)
+        with distribution_default_kept():  # workaround 6
             from torchrl.envs import GymEnv
 
         from .gymnasium import quiet_mujoco_if_used
@@ -208,6 +221,7 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
             import_env_module(cfg.env_module)
             quiet_mujoco_if_used(mujoco_task)
             return GymEnv(cfg.env_id, render_mode="rgb_array" if render else None)
+
     env = _call_factory(factory, num_envs)
     if not isinstance(env, EnvBase):
         raise ConfigError(f"env_id {cfg.env_id!r}: the factory returned {type(env).__name__}, not a torchrl EnvBase")
@@ -218,8 +232,10 @@ def make_torchrl_env(cfg: Any, num_envs: int, *, render: bool = False) -> Any:
     elif tuple(env.batch_size) != (num_envs,):
         got = list(env.batch_size)
         env.close(raise_if_closed=False)
-        raise ConfigError(f"env_id {cfg.env_id!r}: the factory returned a batch of {got} envs where {num_envs} are "
-                          f"needed; give the factory a num_envs parameter, or return one unbatched env")
+        raise ConfigError(
+            f"env_id {cfg.env_id!r}: the factory returned a batch of {got} envs where {num_envs} are "
+            f"needed; give the factory a num_envs parameter, or return one unbatched env"
+        )
     if transform is not None:
         env = TransformedEnv(env, _clone_transform(transform))
     return env
@@ -234,36 +250,46 @@ def _observation_key(env: Any, env_id: str) -> str:
         return "observation"
     if len(keys) == 1:
         return keys[0]
-    raise ConfigError(f"env_id {env_id!r}: the torchrl env has observation keys {keys}: the agent reads one; name it "
-                      f"'observation' (e.g. a CatTensors transform in your chain)")
+    raise ConfigError(
+        f"env_id {env_id!r}: the torchrl env has observation keys {keys}: the agent reads one; name it "
+        f"'observation' (e.g. a CatTensors transform in your chain)"
+    )
 
 
 def spaces_of(env: Any, env_id: str) -> tuple[str, gym.Space, gym.Space, bool]:
     """(observation key, observation space, action space, one-hot actions) of a torchrl env; one-line
     :class:`ConfigError` for specs the agent cannot handle."""
-    with distribution_default_kept():     # workaround 6
+    with distribution_default_kept():  # workaround 6
         from torchrl.data import Bounded, Categorical, OneHot, Unbounded
 
     obs_key = _observation_key(env, env_id)
     obs_spec = env.observation_spec[obs_key]
-    shape = tuple(obs_spec.shape[len(env.batch_size):])
+    shape = tuple(obs_spec.shape[len(env.batch_size) :])
     dtype = obs_spec.dtype
     if len(shape) not in (1, 3) or dtype not in (torch.float32, torch.float64, torch.uint8):
-        raise ConfigError(f"env_id {env_id!r}: observation {obs_key!r} is {list(shape)} {dtype}; the agent takes a "
-                          f"float vector [D] or uint8 pixels [C, H, W]")
+        raise ConfigError(
+            f"env_id {env_id!r}: observation {obs_key!r} is {list(shape)} {dtype}; the agent takes a "
+            f"float vector [D] or uint8 pixels [C, H, W]"
+        )
     if len(shape) == 3 and dtype != torch.uint8:
-        raise ConfigError(f"env_id {env_id!r}: pixel observation {obs_key!r} is {dtype}; the agent's CNN takes "
-                          f"uint8 [C, 84, 84] frames")
+        raise ConfigError(
+            f"env_id {env_id!r}: pixel observation {obs_key!r} is {dtype}; the agent's CNN takes "
+            f"uint8 [C, 84, 84] frames"
+        )
     if len(shape) == 3 and shape[1:] != (PIXELS, PIXELS):
-        raise ConfigError(f"env_id {env_id!r}: pixel observation {obs_key!r} is {list(shape)}; the agent's CNN "
-                          f"takes [C, 84, 84]")
-    obs_space = (gym.spaces.Box(0, 255, shape, np.uint8) if dtype == torch.uint8
-                 else gym.spaces.Box(-np.inf, np.inf, shape, np.float32))
+        raise ConfigError(
+            f"env_id {env_id!r}: pixel observation {obs_key!r} is {list(shape)}; the agent's CNN takes [C, 84, 84]"
+        )
+    obs_space = (
+        gym.spaces.Box(0, 255, shape, np.uint8)
+        if dtype == torch.uint8
+        else gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
+    )
     keys = list(env.full_action_spec.keys(True, True))
     if len(keys) != 1:
         raise ConfigError(f"env_id {env_id!r}: the torchrl env has action keys {keys}; the agent acts on one")
     act = env.action_spec
-    act_shape = tuple(act.shape[len(env.batch_size):])
+    act_shape = tuple(act.shape[len(env.batch_size) :])
     if isinstance(act, OneHot) and len(act_shape) == 1:
         return obs_key, obs_space, gym.spaces.Discrete(act_shape[0]), True
     if isinstance(act, Categorical) and act_shape == ():
@@ -275,8 +301,10 @@ def spaces_of(env: Any, env_id: str) -> tuple[str, gym.Space, gym.Space, bool]:
         else:
             low, high = np.full(act_shape, -np.inf, np.float32), np.full(act_shape, np.inf, np.float32)
         return obs_key, obs_space, gym.spaces.Box(low, high, act_shape, np.float32), False
-    raise ConfigError(f"env_id {env_id!r}: action spec {type(act).__name__} {list(act_shape)} {act.dtype} is not "
-                      f"supported; the agent takes a one-hot/categorical discrete action or a float vector [A]")
+    raise ConfigError(
+        f"env_id {env_id!r}: action spec {type(act).__name__} {list(act_shape)} {act.dtype} is not "
+        f"supported; the agent takes a one-hot/categorical discrete action or a float vector [A]"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -293,7 +321,7 @@ class TorchRLVectorEnv:
     def __init__(self, env: Any, env_id: str, render: bool = False):
         self.env = env
         self.render_mode = "rgb_array" if render else None
-        self.batched = len(env.batch_size) == 1     # an unbatched env is one env (num_envs=1)
+        self.batched = len(env.batch_size) == 1  # an unbatched env is one env (num_envs=1)
         self.num_envs = int(env.batch_size[0]) if self.batched else 1
         self.obs_key, self.single_observation_space, self.single_action_space, self.one_hot = spaces_of(env, env_id)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
@@ -345,9 +373,9 @@ class TorchRLVectorEnv:
         base = self.env
         while hasattr(base, "base_env"):
             base = base.base_env
-        if hasattr(base, "_env") and hasattr(base._env, "physics"):    # DMControl: env 0's camera 0
+        if hasattr(base, "_env") and hasattr(base._env, "physics"):  # DMControl: env 0's camera 0
             return [base._env.physics.render(height=480, width=640, camera_id=0)]
-        if hasattr(base, "_env") and hasattr(base._env, "render"):      # GymEnv made with render_mode
+        if hasattr(base, "_env") and hasattr(base._env, "render"):  # GymEnv made with render_mode
             return [base._env.render()]
         raise RuntimeError(f"{type(base).__name__} has no RGB render here")
 
@@ -359,12 +387,16 @@ def check(cfg: Any) -> None:
     """Build one env of ``cfg`` and check that the agent can handle its specs (one-line
     :class:`ConfigError`); run before anything starts."""
     if cfg.env_id in _REGISTRY and cfg.collector_workers > 1:
-        raise ConfigError(f"collector_workers={cfg.collector_workers}: {cfg.env_id} is registered in this process only; "
-                          f"worker processes build envs by name: give torchrl:package.module:function")
+        raise ConfigError(
+            f"collector_workers={cfg.collector_workers}: {cfg.env_id} is registered in this process only; "
+            f"worker processes build envs by name: give torchrl:package.module:function"
+        )
     if family(cfg.env_id) == "atari":
-        raise ConfigError(f"env_backend=torchrl: {cfg.env_id} is an Atari game; its real-game statistics and "
-                          f"life-loss episodes come from our gymnasium or envpool stacks (--env-backend gymnasium "
-                          f"or envpool)")
+        raise ConfigError(
+            f"env_backend=torchrl: {cfg.env_id} is an Atari game; its real-game statistics and "
+            f"life-loss episodes come from our gymnasium or envpool stacks (--env-backend gymnasium "
+            f"or envpool)"
+        )
     envs = make_vector_env(cfg, 1)
     envs.close()
 

@@ -10,7 +10,7 @@ member's distribution parameters and values on inputs ``[P, B, *obs]``. The head
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ class PackAgent(nn.Module):
         self.trunk = stack([a.trunk for a in agents])
         self.value_net = stack([a.value_net for a in agents])
         self.policy_head = stack([a.policy_head for a in agents])
-        self.template = [copy.deepcopy(first).cpu()]       # a solo agent to turn member slices back into (not a child)
+        self.template = [copy.deepcopy(first).cpu()]  # a solo agent to turn member slices back into (not a child)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """What the heads read: the shared trunk's output, or the observations ([P, B, ...])."""
@@ -54,16 +54,21 @@ class PackAgent(nn.Module):
 
     def initial_state(self, batch: int, device: object = "cpu") -> None:
         """No recurrent state (packs stack feed-forward policies)."""
-        return None
+        return
 
     def _members(self, x: torch.Tensor) -> torch.Tensor:
         """[P x E, ...] (member-major, as the collector holds envs) -> [P, E, ...]."""
         return x.reshape(self.members, -1, *x.shape[1:])
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False, state: None = None,
-            generators: Sequence[torch.Generator | None] | None = None,
-            noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def act(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        state: None = None,
+        generators: Sequence[torch.Generator | None] | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The solo :meth:`Agent.act <ppo_pipeline.algo.policy.Agent.act>` of every member on its own envs: obs
         [P x E, *obs] (member-major) -> ``action`` [P x E(, A)], ``action_log_prob`` [P x E], ``state_value``
         [P x E, 1] and the parameters. Member p samples with ``generators[p]``, or from ``noise`` [P x E, A] (this
@@ -75,8 +80,12 @@ class PackAgent(nn.Module):
         elif noise is not None:
             action = self.policy_head.draw(params, noise=self._members(noise))
         else:
-            action = torch.stack([self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
-                                  for p, g in enumerate(generators or [None] * self.members)])
+            action = torch.stack(
+                [
+                    self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
+                    for p, g in enumerate(generators or [None] * self.members)
+                ]
+            )
         log_prob = self.dist(params).log_prob(action)
         out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
         return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
@@ -98,8 +107,9 @@ class PackAgent(nn.Module):
     def load_member(self, p: int, state: dict[str, torch.Tensor]) -> None:
         """Write member p's solo ``state`` (an :class:`Agent`'s state_dict) into its slice, in place."""
         for name in ("trunk", "value_net", "policy_head"):
-            load_member_state(getattr(self, name), p, {k[len(name) + 1:]: v for k, v in state.items()
-                                                       if k.startswith(name + ".")})
+            load_member_state(
+                getattr(self, name), p, {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            )
 
     def member_agent(self, p: int) -> Agent:
         """Member p as a solo :class:`Agent` (a copy on the CPU, for its checkpoint, evaluation tools, tests)."""

@@ -11,8 +11,9 @@ written (what ``sweep resume`` continues the pack from), the members that failed
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .. import rundir
 from ..config import Config
@@ -25,12 +26,20 @@ PACK_FORMAT = "ppo-pipeline/pack/v2"
 def write_pack_files(pack_dir: Path, members: Sequence[Config]) -> None:
     """``pack.json`` (members, their directories relative to the pack's) and each member's ``member.json``."""
     pack_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(pack_dir / PACK, {"format": PACK_FORMAT, "members": [m.run_name() for m in members],
-                                        "run_dirs": [_rel(m.run_path(), pack_dir) for m in members],
-                                        "checkpoint": None, "failed": {}})
+    rundir.write_json(
+        pack_dir / PACK,
+        {
+            "format": PACK_FORMAT,
+            "members": [m.run_name() for m in members],
+            "run_dirs": [_rel(m.run_path(), pack_dir) for m in members],
+            "checkpoint": None,
+            "failed": {},
+        },
+    )
     for p, m in enumerate(members):
-        rundir.write_json(m.run_path() / MEMBER, {"pack": _rel(pack_dir, m.run_path()), "member": p,
-                                                  "members": len(members)})
+        rundir.write_json(
+            m.run_path() / MEMBER, {"pack": _rel(pack_dir, m.run_path()), "member": p, "members": len(members)}
+        )
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -49,8 +58,14 @@ def write_timing(pack_dir: Path, total: dict[str, float], first_update: dict[str
     ``timing_steady_s``, the same without its first update, which compiles (the steady state's split; the pack
     bench prints it)."""
     path = pack_dir / PACK
-    rundir.write_json(path, {**rundir.read_json(path), "timing_s": total,
-                             "timing_steady_s": {k: round(total[k] - first_update[k], 3) for k in total}})
+    rundir.write_json(
+        path,
+        {
+            **rundir.read_json(path),
+            "timing_s": total,
+            "timing_steady_s": {k: round(total[k] - first_update[k], 3) for k in total},
+        },
+    )
 
 
 def read_pack(pack_dir: Path) -> dict[str, Any]:

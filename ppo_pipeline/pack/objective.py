@@ -21,7 +21,7 @@ from GAE). Out: per-member terms [P] (``loss_objective``, ``loss_critic``, ``los
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -33,22 +33,27 @@ from ..algo.objectives import KL_CHUNK, beta_of, epsilon_of
 from ..config import Config
 from .agent import PackAgent
 
-
-ADVANTAGE_EPS = torch.finfo(torch.float).resolution   # torchrl's advantage standardization clamps std here
+ADVANTAGE_EPS = torch.finfo(torch.float).resolution  # torchrl's advantage standardization clamps std here
 
 
 class MemberObjective(nn.Module):
     """-L_p + c1 L^VF_p - c2 S_p for every member p (see the module docstring)."""
 
-    def __init__(self, agent: PackAgent, members: Sequence[Config], *, compile: bool = False,
-                 before_retry: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        agent: PackAgent,
+        members: Sequence[Config],
+        *,
+        compile: bool = False,
+        before_retry: Callable[[], None] | None = None,
+    ):
         super().__init__()
         first = members[0]
         self.agent = agent
         self.value_coef, self.entropy_coef = first.value_coef, first.entropy_coef
         self.clip_value = first.clip_value
         self.normalize_advantage = first.normalize_advantage
-        self.register_buffer("epsilon", torch.tensor([epsilon_of(c) for c in members]))   # x alpha: set_epsilon
+        self.register_buffer("epsilon", torch.tensor([epsilon_of(c) for c in members]))  # x alpha: set_epsilon
         self.register_buffer("beta", torch.tensor([beta_of(c) for c in members]))
         self.register_buffer("alive", torch.ones(len(members), dtype=torch.bool))
         self.members = len(members)
@@ -57,23 +62,23 @@ class MemberObjective(nn.Module):
     def forward(self, mb: TensorDictBase, alpha: float | torch.Tensor = 1.0) -> TensorDict:
         """``alpha`` scales epsilon (Table 5's schedule)."""
         p, m = mb.batch_size
-        adv = mb[keys.ADVANTAGE]                                             # [P, M, 1]
+        adv = mb[keys.ADVANTAGE]  # [P, M, 1]
         if self.normalize_advantage and m > 1:
             adv = (adv - adv.mean((1, 2), keepdim=True)) / adv.std((1, 2), keepdim=True).clamp_min(ADVANTAGE_EPS)
         x = self.agent.features(mb[keys.OBSERVATION])
         params = self.agent.policy_head(x)
         dist = self.agent.dist(params)
-        log_prob = dist.log_prob(mb[keys.ACTION])                           # [P, M]
+        log_prob = dist.log_prob(mb[keys.ACTION])  # [P, M]
         old = mb[keys.ACTION_LOG_PROB]
-        log_weight = (log_prob - old).unsqueeze(-1)                          # log r, [P, M, 1]
+        log_weight = (log_prob - old).unsqueeze(-1)  # log r, [P, M, 1]
         eps = (self.epsilon * alpha).view(p, 1, 1)
         low = torch.where(eps < 1, torch.log1p(-eps.clamp(max=1 - 1e-12)), torch.full_like(eps, -math.inf))
         clipped = log_weight.clamp(low, torch.log1p(eps))
-        gain = torch.minimum(log_weight.exp() * adv, clipped.exp() * adv)    # min(r A, clip(r) A)
+        gain = torch.minimum(log_weight.exp() * adv, clipped.exp() * adv)  # min(r A, clip(r) A)
         old_dist = self.agent.dist({k: mb[k] for k in self.agent.param_keys})
         kl = torch.distributions.kl_divergence(old_dist, dist).unsqueeze(-1)  # [P, M, 1]
         objective = -gain + self.beta.view(p, 1, 1) * kl
-        entropy = dist.entropy()                                              # [P, M]
+        entropy = dist.entropy()  # [P, M]
         value = self.agent.value_net(x)
         target = mb[keys.VALUE_TARGET]
         value_loss = (target - value).pow(2)
@@ -99,9 +104,14 @@ class MemberObjective(nn.Module):
     def _loss_step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
         out = self(mb)
         out["loss"].backward()
-        return {"policy_loss": out["loss_objective"].detach(), "value_loss": out["loss_critic"].detach() /
-                max(self.value_coef, 1e-12), "entropy": out["entropy"], "approx_kl": out["kl_approx"],
-                "clip_fraction": out["clip_fraction"], "loss": out["total"]}
+        return {
+            "policy_loss": out["loss_objective"].detach(),
+            "value_loss": out["loss_critic"].detach() / max(self.value_coef, 1e-12),
+            "entropy": out["entropy"],
+            "approx_kl": out["kl_approx"],
+            "clip_fraction": out["clip_fraction"],
+            "loss": out["total"],
+        }
 
     def step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
         """mb [P, M] -> the members' terms [P] (``loss``: each member's Eq. 9 total), after the backward of their

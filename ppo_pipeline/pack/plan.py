@@ -11,15 +11,25 @@ cannot train in any pack (an LSTM, torchrl's collector) train alone, as packs of
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
 
 MEMBER_FIELDS = ("seed", "objective", "clip_epsilon", "kl_target", "kl_beta")
 # fields that say where a run's files go or how it is shown: they differ per member without changing the math
-PER_RUN_FIELDS = ("name", "run_dir", "progress", "tensorboard", "track", "wandb_project", "wandb_entity",
-                  "wandb_group", "capture_video")
+PER_RUN_FIELDS = (
+    "name",
+    "run_dir",
+    "progress",
+    "tensorboard",
+    "track",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
+    "capture_video",
+)
 
 
 def why_solo(cfg: Config) -> str | None:
@@ -55,18 +65,18 @@ def group(runs: Sequence[dict[str, Any]], size: int) -> list[list[str]]:
             continue
         groups.setdefault(pack_key(cfg), []).append(run["name"])
     for names in groups.values():
-        packs.extend(names[i:i + size] for i in range(0, len(names), size))
+        packs.extend(names[i : i + size] for i in range(0, len(names), size))
     order = {r["name"]: i for i, r in enumerate(runs)}
     return sorted(packs, key=lambda names: order[names[0]])
 
 
-ENV_BYTES = 64 * 2**20        # a generous allowance per env (a MuJoCo model and data, wrappers, pool slot)
-STEP_BYTES_FACTOR = 4         # the batch, its per-epoch gather and a minibatch's activations, roughly
+ENV_BYTES = 64 * 2**20  # a generous allowance per env (a MuJoCo model and data, wrappers, pool slot)
+STEP_BYTES_FACTOR = 4  # the batch, its per-epoch gather and a minibatch's activations, roughly
 
 
 def memory_needed(cfg: Config, members: int, obs_numel: int = 1024) -> int:
     """Bytes a pack of ``members`` runs of ``cfg`` needs, roughly and on the safe side: its envs and its batch."""
-    per_step = 4 * (2 * obs_numel + 64)          # float32 observation (and next), actions, values, flags ...
+    per_step = 4 * (2 * obs_numel + 64)  # float32 observation (and next), actions, values, flags ...
     return members * cfg.num_envs * (ENV_BYTES + STEP_BYTES_FACTOR * cfg.num_steps * per_step)
 
 
@@ -93,15 +103,18 @@ def plan_packs(runs: Sequence[dict[str, Any]], size: int, *, explicit: bool) -> 
             cfg = by_name[names[0]]
             why = len(names) == 1 and why_solo(cfg)
             if why:
-                raise ConfigError(f"--pack {size}: run {names[0]} cannot train in a pack ({why}); drop --pack or "
-                                  f"that run")
+                raise ConfigError(
+                    f"--pack {size}: run {names[0]} cannot train in a pack ({why}); drop --pack or that run"
+                )
     free = memory_available()
     if free is not None:
         for names in packs:
             need = memory_needed(by_name[names[0]], len(names))
             if len(names) > 1 and need > 0.8 * free:
-                raise ConfigError(f"--pack {size}: a pack of {len(names)} runs needs about {need / 2**30:.1f} GiB, more "
-                                  f"than this machine has free ({free / 2**30:.1f} GiB); use a smaller --pack")
+                raise ConfigError(
+                    f"--pack {size}: a pack of {len(names)} runs needs about {need / 2**30:.1f} GiB, more "
+                    f"than this machine has free ({free / 2**30:.1f} GiB); use a smaller --pack"
+                )
     return packs
 
 
@@ -109,8 +122,11 @@ def describe(packs: Sequence[Sequence[str]]) -> list[str]:
     """The ``--dry-run`` lines of a sweep's packs."""
     packed = [p for p in packs if len(p) > 1]
     alone = sum(len(p) == 1 for p in packs)
-    lines = [f"packs: {len(packed)} of " + ", ".join(f"{n}" for n in sorted({len(p) for p in packed})) + " runs"
-             + (f" (one process / SLURM job each), {alone} run(s) alone" if alone else " (one process / SLURM job each)")]
-    for p in packed[:3]:
-        lines.append(f"  pack of {len(p)}: {p[0]}, ..., {p[-1]}")
+    lines = [
+        f"packs: {len(packed)} of "
+        + ", ".join(f"{n}" for n in sorted({len(p) for p in packed}))
+        + " runs"
+        + (f" (one process / SLURM job each), {alone} run(s) alone" if alone else " (one process / SLURM job each)")
+    ]
+    lines += [f"  pack of {len(p)}: {p[0]}, ..., {p[-1]}" for p in packed[:3]]
     return lines if packed else [f"packs: none ({alone} run(s) alone)"]

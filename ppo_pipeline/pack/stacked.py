@@ -34,8 +34,8 @@ class StackedLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        self.weight = nn.Parameter(weight)          # [P, out, in]: solo layout, member p's is weight[p]
-        self.bias = nn.Parameter(bias)              # [P, out]
+        self.weight = nn.Parameter(weight)  # [P, out, in]: solo layout, member p's is weight[p]
+        self.bias = nn.Parameter(bias)  # [P, out]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, n_in = x.shape[0], x.shape[-1]
@@ -99,8 +99,9 @@ def _linear_only(module: nn.Module) -> bool:
 
 
 def _stacked_linear(layers: list[nn.Module]) -> StackedLinear:
-    return StackedLinear(torch.stack([k.weight.detach() for k in layers]).clone(),
-                         torch.stack([k.bias.detach() for k in layers]).clone())
+    return StackedLinear(
+        torch.stack([k.weight.detach() for k in layers]).clone(), torch.stack([k.bias.detach() for k in layers]).clone()
+    )
 
 
 def _stack_into(target: nn.Module, sources: list[nn.Module]) -> None:
@@ -108,15 +109,18 @@ def _stack_into(target: nn.Module, sources: list[nn.Module]) -> None:
         kids = [getattr(s, name) for s in sources]
         if isinstance(child, nn.Linear):
             setattr(target, name, _stacked_linear(kids))
-        elif isinstance(child, ELEMENTWISE) or type(child) is nn.Sequential or not _has_own_layers(child):
-            _stack_into(child, kids)
-        elif list(child.children()):
+        elif (
+            isinstance(child, ELEMENTWISE)
+            or type(child) is nn.Sequential
+            or not _has_own_layers(child)
+            or list(child.children())
+        ):
             _stack_into(child, kids)
         else:
             raise Unstackable(f"no stacked version of {type(child).__name__}")
-    for name, param in list(target.named_parameters(recurse=False)):
+    for name, _ in list(target.named_parameters(recurse=False)):
         setattr(target, name, nn.Parameter(torch.stack([getattr(s, name).detach() for s in sources]).clone()))
-    for name, buf in list(target.named_buffers(recurse=False)):
+    for name, _ in list(target.named_buffers(recurse=False)):
         target.register_buffer(name, torch.stack([getattr(s, name) for s in sources]).clone())
 
 

@@ -9,7 +9,8 @@ its weights, Adam's moments, loss state (beta), normalization statistics.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,9 @@ class PackStacking:
     def agent(self, agents: Sequence[Any]) -> PackAgent:
         return PackAgent(agents)
 
-    def objective(self, agent: PackAgent, members: Sequence[Config], *, compile: bool = False,
-                  before_retry: Any = None) -> MemberObjective:
+    def objective(
+        self, agent: PackAgent, members: Sequence[Config], *, compile: bool = False, before_retry: Any = None
+    ) -> MemberObjective:
         return MemberObjective(agent, members, compile=compile, before_retry=before_retry).to(agent.device)
 
     def member_state(self, ppo: Any, p: int) -> dict[str, Any]:
@@ -37,10 +39,13 @@ class PackStacking:
         loss = make_loss(cfg, agent)
         set_clip_epsilon(loss, float(ppo.objective.epsilon[p]))
         set_beta(loss, float(ppo.objective.beta[p]))
-        return {"agent": agent.state_dict(), "loss": loss.state_dict(),
-                "optimizer": slice_optimizer(ppo.adam.state_dict(), p),
-                "obs_norm": slice_stats(ppo.obs_norm.state_dict(), p) if ppo.obs_norm else None,
-                "reward_scaler": slice_stats(ppo.reward_scaler.state_dict(), p) if ppo.reward_scaler else None}
+        return {
+            "agent": agent.state_dict(),
+            "loss": loss.state_dict(),
+            "optimizer": slice_optimizer(ppo.adam.state_dict(), p),
+            "obs_norm": slice_stats(ppo.obs_norm.state_dict(), p) if ppo.obs_norm else None,
+            "reward_scaler": slice_stats(ppo.reward_scaler.state_dict(), p) if ppo.reward_scaler else None,
+        }
 
     def load_members(self, ppo: Any, states: Sequence[dict[str, Any]]) -> None:
         """Every member's solo-format state (``states[p]``) into the stacked stages."""
@@ -59,17 +64,28 @@ STACKING = PackStacking()
 
 def slice_optimizer(state: dict[str, Any], p: int) -> dict[str, Any]:
     """Member p's slice of a stacked optimizer's ``state_dict`` (Adam: its moments; the step count is shared)."""
-    return {"param_groups": state["param_groups"],
-            "state": {i: {k: (v[p].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in s.items()}
-                      for i, s in state["state"].items()}}
+    return {
+        "param_groups": state["param_groups"],
+        "state": {
+            i: {k: (v[p].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in s.items()}
+            for i, s in state["state"].items()
+        },
+    }
 
 
 def stack_optimizer(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Inverse of :func:`slice_optimizer` over every member."""
     first = states[0]
-    return {"param_groups": first["param_groups"],
-            "state": {i: {k: (torch.stack([s["state"][i][k] for s in states]) if torch.is_tensor(v) and v.dim() > 0
-                              else v) for k, v in st.items()} for i, st in first["state"].items()}}
+    return {
+        "param_groups": first["param_groups"],
+        "state": {
+            i: {
+                k: (torch.stack([s["state"][i][k] for s in states]) if torch.is_tensor(v) and v.dim() > 0 else v)
+                for k, v in st.items()
+            }
+            for i, st in first["state"].items()
+        },
+    }
 
 
 def slice_stats(state: dict[str, Any], p: int) -> dict[str, Any]:
@@ -87,5 +103,5 @@ def stack_stats(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {k: stack_stats([s[k] for s in states]) for k in first}
     return {k: v if k == "count" else np.stack([np.asarray(s[k]) for s in states]) for k, v in first.items()}
 
-__all__ = ["STACKING", "PackStacking", "slice_optimizer", "slice_stats", "stack_optimizer",
-           "stack_stats"]
+
+__all__ = ["STACKING", "PackStacking", "slice_optimizer", "slice_stats", "stack_optimizer", "stack_stats"]

@@ -43,10 +43,12 @@ sweep, a folder of runs -- or ``report`` in the folder holding all the DIRs), na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from ..cli import OneLineParser
 from . import paper_tables
@@ -67,19 +69,27 @@ def default_out(dirs: Sequence[str | Path]) -> Path:
         return paths[0] / "report"
     try:
         common = Path(os.path.commonpath([p.resolve() for p in paths]))
-    except ValueError:              # no common folder (another drive)
+    except ValueError:  # no common folder (another drive)
         common = paths[0].resolve().parent
-    try:
-        common = common.relative_to(Path.cwd())     # a relative path prints as the user typed it
-    except ValueError:
-        pass
+    with contextlib.suppress(ValueError):  # a relative path prints as the user typed it
+        common = common.relative_to(Path.cwd())
     return common / "report"
 
 
-def build_report(dirs: Sequence[str | Path], out: str | Path, *, random_episodes: int = LAST_N,
-                 random_scores_given: dict[str, float] | None = None, bootstrap: int = 2000,
-                 bootstrap_seed: int = 0, bins: int = 50, band: str = "minmax", finished_only: bool = False,
-                 plots: bool = True, log: TextIO | None = None) -> Report:
+def build_report(
+    dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    random_episodes: int = LAST_N,
+    random_scores_given: dict[str, float] | None = None,
+    bootstrap: int = 2000,
+    bootstrap_seed: int = 0,
+    bins: int = 50,
+    band: str = "minmax",
+    finished_only: bool = False,
+    plots: bool = True,
+    log: TextIO | None = None,
+) -> Report:
     """Read the runs below ``dirs``, write the report into ``out``, return the numbers.
 
     ``random_scores_given`` maps env id -> random-policy score and skips measuring those envs (tests,
@@ -139,28 +149,72 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m ppo_pipeline.report", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                      epilog="Formulas: see the module docstring (pydoc ppo_pipeline.report) and report.md.")
-    p.add_argument("dirs", nargs="+", metavar="DIR",
-                   help="run directories or folders/sweeps holding them (searched recursively for config.json)")
-    p.add_argument("--out", default=None, help="output folder for report.md, CSVs, PNGs (default: DIR/report for one "
-                                                "DIR, else report/ in the folder holding the DIRs)")
-    p.add_argument("--random-episodes", type=_nonneg, default=LAST_N, metavar="N",
-                   help="random-policy episodes per seed for the normalized score; 0 = do not measure "
-                        "(default: %(default)s)")
-    p.add_argument("--random-score", type=_env_value, action="append", default=[], metavar="ENV=SCORE",
-                   help="use this random-policy score for ENV instead of measuring it; repeatable (default: none)")
-    p.add_argument("--bootstrap", type=_nonneg, default=2000, metavar="N",
-                   help="bootstrap resamples for the IQM confidence intervals (default: %(default)s)")
-    p.add_argument("--bootstrap-seed", type=_nonneg, default=0, metavar="SEED",
-                   help="seed of the bootstrap RNG (default: %(default)s)")
-    p.add_argument("--bins", type=_positive, default=50, metavar="N",
-                   help="env-step bins of the learning curves (default: %(default)s)")
-    p.add_argument("--band", choices=("minmax", "std"), default="minmax",
-                   help="seed band of the curves: min-max over seeds or mean +- std (default: %(default)s)")
-    p.add_argument("--finished-only", action="store_true", default=False,
-                   help="leave out runs still in progress (default: %(default)s)")
+    p = OneLineParser(
+        prog="python -m ppo_pipeline.report",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Formulas: see the module docstring (pydoc ppo_pipeline.report) and report.md.",
+    )
+    p.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="run directories or folders/sweeps holding them (searched recursively for config.json)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder for report.md, CSVs, PNGs (default: DIR/report for one "
+        "DIR, else report/ in the folder holding the DIRs)",
+    )
+    p.add_argument(
+        "--random-episodes",
+        type=_nonneg,
+        default=LAST_N,
+        metavar="N",
+        help="random-policy episodes per seed for the normalized score; 0 = do not measure (default: %(default)s)",
+    )
+    p.add_argument(
+        "--random-score",
+        type=_env_value,
+        action="append",
+        default=[],
+        metavar="ENV=SCORE",
+        help="use this random-policy score for ENV instead of measuring it; repeatable (default: none)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=_nonneg,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples for the IQM confidence intervals (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bootstrap-seed",
+        type=_nonneg,
+        default=0,
+        metavar="SEED",
+        help="seed of the bootstrap RNG (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bins",
+        type=_positive,
+        default=50,
+        metavar="N",
+        help="env-step bins of the learning curves (default: %(default)s)",
+    )
+    p.add_argument(
+        "--band",
+        choices=("minmax", "std"),
+        default="minmax",
+        help="seed band of the curves: min-max over seeds or mean +- std (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        default=False,
+        help="leave out runs still in progress (default: %(default)s)",
+    )
     return p
 
 
@@ -168,23 +222,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     out = Path(ns.out) if ns.out is not None else default_out(ns.dirs)
     try:
-        rep = build_report(ns.dirs, out, random_episodes=ns.random_episodes,
-                           random_scores_given=dict(ns.random_score), bootstrap=ns.bootstrap,
-                           bootstrap_seed=ns.bootstrap_seed, bins=ns.bins, band=ns.band,
-                           finished_only=ns.finished_only)
+        rep = build_report(
+            ns.dirs,
+            out,
+            random_episodes=ns.random_episodes,
+            random_scores_given=dict(ns.random_score),
+            bootstrap=ns.bootstrap,
+            bootstrap_seed=ns.bootstrap_seed,
+            bins=ns.bins,
+            band=ns.band,
+            finished_only=ns.finished_only,
+        )
     except ReportError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
     games = paper_tables.atari_games(rep)
     shown = [f for f in rep.families if not (f == "Atari" and len(games) == len(rep.family_envs(f)))]
-    print("\n\n".join(paper_tables.title(rep, f) + "\n" + paper_tables.text(paper_tables.normalized(rep, f))
-                      for f in shown))    # Atari's games of Table 6 are shown in its layout below
+    print(
+        "\n\n".join(
+            paper_tables.title(rep, f) + "\n" + paper_tables.text(paper_tables.normalized(rep, f)) for f in shown
+        )
+    )  # Atari's games of Table 6 are shown in its layout below
     if games:
-        print("\nTable 6 (last-100 score; the paper's A2C / ACER / PPO beside ours)\n"
-              + paper_tables.text(paper_tables.table6(rep)))
+        print(
+            "\nTable 6 (last-100 score; the paper's A2C / ACER / PPO beside ours)\n"
+            + paper_tables.text(paper_tables.table6(rep))
+        )
         print("\nTable 2 (games won)\n" + "\n".join(r[0] for r in paper_tables.table2(rep)[1]))
-    print(f"\nreport of {len(rep.runs)} runs ({len(rep.skipped)} skipped): " + ", ".join(p.name for p in rep.files)
-          + f"\nwritten to {out}")
+    print(
+        f"\nreport of {len(rep.runs)} runs ({len(rep.skipped)} skipped): "
+        + ", ".join(p.name for p in rep.files)
+        + f"\nwritten to {out}"
+    )
     return 0
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .. import paper
 from ..envs import ids
@@ -19,9 +20,27 @@ from .runs import Run, Skipped
 from .stats import bootstrap_ci, iqm, mean, std
 
 # Config fields that do not change what a run learns; runs of one group may differ in these freely.
-NEUTRAL_FIELDS = {"seed", "name", "run_dir", "device", "torch_threads", "progress", "tensorboard",
-                  "vector_env", "env_backend", "eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
-                  "capture_video", "compile", "track", "wandb_project", "wandb_entity", "wandb_group"}
+NEUTRAL_FIELDS = {
+    "seed",
+    "name",
+    "run_dir",
+    "device",
+    "torch_threads",
+    "progress",
+    "tensorboard",
+    "vector_env",
+    "env_backend",
+    "eval_every",
+    "eval_episodes",
+    "eval_max_steps",
+    "checkpoint_every",
+    "capture_video",
+    "compile",
+    "track",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
+}
 
 
 TABLE1_FAMILY = "Table 1 MuJoCo"
@@ -75,7 +94,7 @@ class Report:
     skipped: list[Skipped]
     groups: list[Group]
     random: dict[str, RandomScore]
-    families: dict[str, dict[str, dict[str, Any]]]   # family -> variant -> {"per_env", "mean", "iqm", "ci", "runs"}
+    families: dict[str, dict[str, dict[str, Any]]]  # family -> variant -> {"per_env", "mean", "iqm", "ci", "runs"}
     notes: list[str]
     bootstrap: int
     files: list[Path] = field(default_factory=list)
@@ -109,8 +128,9 @@ class Report:
         return sorted(keys, key=lambda v: keys[v])
 
 
-def aggregate(runs: Sequence[Run], random: dict[str, RandomScore], n_boot: int = 2000,
-              boot_seed: int = 0) -> tuple[list[Group], dict[str, dict[str, dict[str, Any]]], list[str]]:
+def aggregate(
+    runs: Sequence[Run], random: dict[str, RandomScore], n_boot: int = 2000, boot_seed: int = 0
+) -> tuple[list[Group], dict[str, dict[str, dict[str, Any]]], list[str]]:
     """Groups by (env, variant) with their statistics; per family (:func:`family`, in :data:`FAMILIES` order) each
     variant's normalized score pooled over that family's envs; notes on the data."""
     notes: list[str] = []
@@ -128,8 +148,11 @@ def aggregate(runs: Sequence[Run], random: dict[str, RandomScore], n_boot: int =
         dup = sorted({s for s in seeds if seeds.count(s) > 1})
         if dup:
             notes.append(f"{g.env_id}, {g.variant}: seed(s) {dup} appear in more than one run directory")
-        differ = sorted(k for k in g.runs[0].config if k not in NEUTRAL_FIELDS
-                        and len({json.dumps(r.config.get(k), sort_keys=True) for r in g.runs}) > 1)
+        differ = sorted(
+            k
+            for k in g.runs[0].config
+            if k not in NEUTRAL_FIELDS and len({json.dumps(r.config.get(k), sort_keys=True) for r in g.runs}) > 1
+        )
         if differ:
             what = "; ".join(f"{k} ({', '.join(sorted({str(r.config.get(k)) for r in g.runs}))})" for k in differ)
             notes.append(f"{g.env_id}, {g.variant}: its runs differ in {what}; compare with care")

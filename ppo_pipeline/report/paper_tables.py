@@ -34,9 +34,16 @@ def normalized(rep: Report, fam: str) -> Table:
     rows = []
     for v in rep.family_variants(fam):
         t = rep.families[fam][v]
-        rows.append([v, _num(t["mean"]), f"{_num(t['iqm'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}]",
-                     str(t["runs"]), f"{t['envs']}/{len(envs)}",
-                     *([_num(paper.TABLE1_BY_LABEL.get(v))] if paper_column else [])])
+        rows.append(
+            [
+                v,
+                _num(t["mean"]),
+                f"{_num(t['iqm'])} [{_num(t['ci'][0])}, {_num(t['ci'][1])}]",
+                str(t["runs"]),
+                f"{t['envs']}/{len(envs)}",
+                *([_num(paper.TABLE1_BY_LABEL.get(v))] if paper_column else []),
+            ]
+        )
     return ["variant", "ours", "IQM [95% CI]", "runs", "tasks", *(["paper (Table 1)"] if paper_column else [])], rows
 
 
@@ -56,8 +63,9 @@ def atari_games(rep: Report) -> list[tuple[str, str]]:
 def table6(rep: Report) -> Table:
     """A row per Atari game of Table 6 that was run: each variant's last-100 mean +- std over seeds (the
     paper's metric) beside A2C, ACER and PPO of Table 6."""
-    variants = [v for v in rep.variants if any(g.variant == v for e, _ in atari_games(rep) for g in rep.groups
-                                               if g.env_id == e)]
+    variants = [
+        v for v in rep.variants if any(g.variant == v for e, _ in atari_games(rep) for g in rep.groups if g.env_id == e)
+    ]
     rows = []
     for env_id, game in atari_games(rep):
         cells = []
@@ -94,8 +102,12 @@ def table2(rep: Report) -> Table:
             ours = max(g.score_mean for g in rep.groups if g.env_id == env_id)
             ahead += ours >= paper.TABLE6[game][i]
         rows.append([f"(2) last 100 episodes: ours >= paper's {algo} on {ahead} of {len(games)} games"])
-    rows.append(["paper's Table 2 (A2C, ACER, PPO, tie): "
-                 + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in paper.TABLE2.items())])
+    rows.append(
+        [
+            "paper's Table 2 (A2C, ACER, PPO, tie): "
+            + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in paper.TABLE2.items())
+        ]
+    )
     return ["games won"], rows
 
 
@@ -108,5 +120,8 @@ def text(table: Table) -> str:
 
 def markdown(table: Table) -> list[str]:
     header, rows = table
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]

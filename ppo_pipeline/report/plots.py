@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,9 @@ def binned_curve(steps: np.ndarray, returns: np.ndarray, edges: np.ndarray, reac
     return out
 
 
-def plot_curves(groups: Sequence[Group], random: dict[str, RandomScore], out: Path, bins: int = 50,
-                band: str = "minmax") -> list[Path]:
+def plot_curves(
+    groups: Sequence[Group], random: dict[str, RandomScore], out: Path, bins: int = 50, band: str = "minmax"
+) -> list[Path]:
     """``curves.png`` (one panel per env) and ``curves-<env>.png``: per variant the mean over seeds of
     the binned return curves and a band (min-max over seeds, or mean +- std)."""
     import matplotlib
@@ -57,7 +59,7 @@ def plot_curves(groups: Sequence[Group], random: dict[str, RandomScore], out: Pa
         for g in env_groups:
             curves = np.stack([binned_curve(r.steps, r.returns, edges, r.reached_step) for r in g.runs])
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN bins stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
                 mean = np.nanmean(curves, axis=0)
                 if band == "std":
                     sd = np.nan_to_num(np.nanstd(curves, axis=0))
@@ -82,7 +84,7 @@ def plot_curves(groups: Sequence[Group], random: dict[str, RandomScore], out: Pa
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     for ax, env_id in zip(axes.flat, envs):
         draw(ax, env_id)
-    for ax in list(axes.flat)[len(envs):]:
+    for ax in list(axes.flat)[len(envs) :]:
         ax.axis("off")
     fig.suptitle(f"training episode return, mean over seeds ({'min-max' if band == 'minmax' else '+-std'} band)")
     fig.tight_layout()

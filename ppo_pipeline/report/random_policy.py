@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from ..algo.evaluation import random_score
 from ..config import Config
@@ -22,8 +23,8 @@ CACHE = "random_scores.json"
 @dataclass
 class RandomScore:
     env_id: str
-    value: float                               # mean over seeds of the per-seed episode mean
-    source: str                                # "given", "measured", "cached", or "unavailable: ..."
+    value: float  # mean over seeds of the per-seed episode mean
+    source: str  # "given", "measured", "cached", or "unavailable: ..."
     per_seed: dict[int, float] = field(default_factory=dict)
     episodes: int = 0
 
@@ -33,8 +34,13 @@ def _cache_key(cfg: dict[str, Any], seed: int, episodes: int) -> str:
     return json.dumps({"env": env, "seed": seed, "episodes": episodes}, sort_keys=True)
 
 
-def random_scores(runs: Sequence[Run], episodes: int, cache_path: Path | None,
-                  given: dict[str, float] | None = None, log: TextIO | None = None) -> dict[str, RandomScore]:
+def random_scores(
+    runs: Sequence[Run],
+    episodes: int,
+    cache_path: Path | None,
+    given: dict[str, float] | None = None,
+    log: TextIO | None = None,
+) -> dict[str, RandomScore]:
     """The random-policy score r_e of every env: ``given`` ones as they are, the others measured per
     seed of that env's runs (or read from the JSON cache at ``cache_path``) and averaged over seeds.
 
@@ -60,7 +66,7 @@ def random_scores(runs: Sequence[Run], episodes: int, cache_path: Path | None,
         if episodes <= 0:
             out[env_id] = RandomScore(env_id, math.nan, "unavailable: not measured (--random-episodes 0)")
             continue
-        cfg = min(env_runs, key=lambda r: str(r.path)).config   # the env stack of this env's runs
+        cfg = min(env_runs, key=lambda r: str(r.path)).config  # the env stack of this env's runs
         per_seed: dict[int, float] = {}
         sources = set()
         try:
@@ -78,11 +84,20 @@ def random_scores(runs: Sequence[Run], episodes: int, cache_path: Path | None,
             out[env_id] = RandomScore(env_id, math.nan, f"unavailable: {msg}")
             log.write(f"warning: random-policy score of {env_id} could not be measured: {msg}\n")
             continue
-        out[env_id] = RandomScore(env_id, mean(per_seed.values()), "measured" if "measured" in sources else "cached",
-                                  per_seed, episodes)
+        out[env_id] = RandomScore(
+            env_id, mean(per_seed.values()), "measured" if "measured" in sources else "cached", per_seed, episodes
+        )
     if cache_path is not None and cache:
         entries = [{**json.loads(k), "score": v} for k, v in sorted(cache.items())]
-        cache_path.write_text(json.dumps({"about": "mean return of uniform-random-action episodes per env stack "
-                                                   "and seed (python -m ppo_pipeline.report)",
-                                          "entries": entries}, indent=1) + "\n")
+        cache_path.write_text(
+            json.dumps(
+                {
+                    "about": "mean return of uniform-random-action episodes per env stack "
+                    "and seed (python -m ppo_pipeline.report)",
+                    "entries": entries,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return out

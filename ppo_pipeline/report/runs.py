@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from ..rundir import (
 )
 
 RUN_FILES = (CONFIG, METRICS, EPISODES)
-LAST_N = 100                     # the paper's final score: mean of the last 100 episodes
+LAST_N = 100  # the paper's final score: mean of the last 100 episodes
 # Paper's Table 1 row order: no clipping or penalty, clipping, adaptive KL, fixed KL.
 OBJECTIVE_ORDER = {"none": 0, "clip": 1, "kl_adaptive": 2, "kl_fixed": 3}
 
@@ -48,9 +49,12 @@ def variant_of(cfg: dict[str, Any]) -> tuple[tuple[int, float, str], str]:
     """(sort key, label) of the run's variant: the objective and its Table 1 hyperparameter."""
     obj = cfg["objective"]
     policy = cfg.get("policy", "mlp")
-    tail = "" if policy == "mlp" else f" ({policy})"          # an LSTM policy is its own variant
-    param = {"clip": ("eps", "clip_epsilon"), "kl_adaptive": ("d_targ", "kl_target"),
-             "kl_fixed": ("beta", "kl_beta")}.get(obj)
+    tail = "" if policy == "mlp" else f" ({policy})"  # an LSTM policy is its own variant
+    param = {
+        "clip": ("eps", "clip_epsilon"),
+        "kl_adaptive": ("d_targ", "kl_target"),
+        "kl_fixed": ("beta", "kl_beta"),
+    }.get(obj)
     if param is None:
         return (OBJECTIVE_ORDER[obj], 0.0, policy), obj + tail
     value = float(cfg[param[1]])
@@ -63,12 +67,12 @@ class Run:
 
     path: Path
     config: dict[str, Any]
-    steps: np.ndarray                 # env step at which each training episode ended
-    returns: np.ndarray               # its raw return
-    reached_step: int                 # env steps trained so far
+    steps: np.ndarray  # env step at which each training episode ended
+    returns: np.ndarray  # its raw return
+    reached_step: int  # env steps trained so far
     finished: bool
-    last_eval: float                  # latest deterministic evaluation (metrics.csv), NaN if none
-    job_state: str = ""               # a sweep job's last state (job.json) when it is not running
+    last_eval: float  # latest deterministic evaluation (metrics.csv), NaN if none
+    job_state: str = ""  # a sweep job's last state (job.json) when it is not running
     notes: list[str] = field(default_factory=list)
     normalized: float = math.nan
 
@@ -152,10 +156,10 @@ def load_run(path: Path) -> Run:
     """Read one run directory; raise :class:`BrokenRun` naming what is wrong."""
     started = (path / METRICS).exists() or (path / EPISODES).exists()
     try:
-        cfg = read_config(path, what="").to_dict()     # the one strict reader of config.json
+        cfg = read_config(path, what="").to_dict()  # the one strict reader of config.json
     except RunConfigError as e:
         if not started and (path / CONFIG).is_file() and "(not a run's config)" in e.reason:
-            raise NotARun(str(path)) from None      # a config.json of something else (a sweep's settings)
+            raise NotARun(str(path)) from None  # a config.json of something else (a sweep's settings)
         raise BrokenRun(e.reason) from None
     if not started:
         raise BrokenRun("not started: no metrics.csv or episodes.csv yet")
@@ -170,18 +174,23 @@ def load_run(path: Path) -> Run:
             raise BrokenRun("summary.json is unparseable") from None
     finished = summary is not None and summary.get("status") == "finished"
 
-    metrics = read_table(path / METRICS, ["update", "step"], drop_partial_tail=not finished,
-                          finite=["update", "step"])
-    episodes = read_table(path / EPISODES, EPISODE_COLUMNS, drop_partial_tail=not finished,
-                           finite=EPISODE_COLUMNS)
+    metrics = read_table(path / METRICS, ["update", "step"], drop_partial_tail=not finished, finite=["update", "step"])
+    episodes = read_table(path / EPISODES, EPISODE_COLUMNS, drop_partial_tail=not finished, finite=EPISODE_COLUMNS)
     if len(episodes["step"]) == 0:
         raise BrokenRun("no finished training episode yet (episodes.csv has no rows)")
     steps, returns = episodes["step"], episodes["return"]
     reached = int(max(metrics["step"].max(initial=0.0), steps.max()))
     evals = metrics.get("eval_return_mean", np.array([]))
     evals = evals[np.isfinite(evals)]
-    run = Run(path=path, config=cfg, steps=steps, returns=returns, reached_step=reached, finished=finished,
-              last_eval=float(evals[-1]) if len(evals) else math.nan)
+    run = Run(
+        path=path,
+        config=cfg,
+        steps=steps,
+        returns=returns,
+        reached_step=reached,
+        finished=finished,
+        last_eval=float(evals[-1]) if len(evals) else math.nan,
+    )
     if not finished:
         state = str(read_json(path / JOB_STATE).get("state", ""))
         if state in ("FAILED", "INTERRUPTED", "REQUEUED"):

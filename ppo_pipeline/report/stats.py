@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -19,18 +19,19 @@ def iqm(x: Sequence[float] | np.ndarray) -> float:
     if n == 0:
         return math.nan
     k = n // 4
-    return float(a[k:n - k].mean())
+    return float(a[k : n - k].mean())
 
 
 def _iqm_rows(samples: np.ndarray) -> np.ndarray:
     """IQM of each row of a [B, n] array."""
     n = samples.shape[1]
     k = n // 4
-    return np.sort(samples, axis=1)[:, k:n - k].mean(axis=1)
+    return np.sort(samples, axis=1)[:, k : n - k].mean(axis=1)
 
 
-def bootstrap_ci(groups: Sequence[Sequence[float]] | Sequence[float], n_boot: int = 2000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    groups: Sequence[Sequence[float]] | Sequence[float], n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
     """Percentile-bootstrap CI of the IQM.
 
     ``groups`` is one list of scores, or a list of lists (one per env) for a stratified bootstrap:

@@ -70,7 +70,8 @@ def load_callbacks(spec: str) -> list[Callback]:
             raise ConfigError(f"callbacks: {item!r} names no class or function (expected module:Name)")
         hook = factory()
         if not isinstance(hook, Callback):
-            raise ConfigError(f"callbacks: {item!r} made a {type(hook).__name__}, not a "
-                              f"ppo_pipeline.run.callbacks.Callback")
+            raise ConfigError(
+                f"callbacks: {item!r} made a {type(hook).__name__}, not a ppo_pipeline.run.callbacks.Callback"
+            )
         hooks.append(hook)
     return hooks

@@ -72,8 +72,19 @@ def load(path: Path) -> dict[str, Any]:
 
 # Config fields that make a run what it is: a checkpoint whose values differ is another run's. Other
 # fields (lr, total_steps, ...) may be edited in config.json before --resume: "its config.json wins".
-IDENTITY_FIELDS = ("env_id", "objective", "seed", "num_envs", "hidden_sizes", "shared_trunk", "policy", "lstm_hidden",
-                   "normalize_obs", "scale_reward", "frame_stack")
+IDENTITY_FIELDS = (
+    "env_id",
+    "objective",
+    "seed",
+    "num_envs",
+    "hidden_sizes",
+    "shared_trunk",
+    "policy",
+    "lstm_hidden",
+    "normalize_obs",
+    "scale_reward",
+    "frame_stack",
+)
 REQUIRED_KEYS = ("config", "agent", "optimizer", "loss", "rng", "collector", "logger", "update")
 
 
@@ -110,8 +121,10 @@ def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     diffs = [k for k in IDENTITY_FIELDS if k in config and theirs.get(k) != config[k]]
     if diffs:
         k = diffs[0]
-        raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run "
-                              f"({k}={theirs.get(k)!r} there, {config[k]!r} in this run's config)")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} belongs to another run "
+            f"({k}={theirs.get(k)!r} there, {config[k]!r} in this run's config)"
+        )
     return state
 
 
@@ -128,8 +141,12 @@ def seed_everything(seed: int) -> None:
 def capture_rng() -> dict[str, Any]:
     """The state of the process's global generators: torch (CPU and CUDA), numpy, Python (a run's own draws
     come from its generators, kept beside: :meth:`ppo_pipeline.algo.ppo.PPO.member_state`)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def restore_rng(state: dict[str, Any]) -> None:
@@ -180,9 +197,9 @@ def restore_envs(snapshots: list[Any]) -> gym.vector.VectorEnv:
     versions: a pickled vector env, or its bytes)."""
     sub: list[gym.Env] = []
     for snapshot in snapshots:
-        if isinstance(snapshot, bytes):            # checkpoints written before the simulator state was kept
+        if isinstance(snapshot, bytes):  # checkpoints written before the simulator state was kept
             return pickle.loads(snapshot)
-        if "pickle" in snapshot:                   # before members: the vector env whole
+        if "pickle" in snapshot:  # before members: the vector env whole
             envs = pickle.loads(snapshot["pickle"])
             for env, state in zip(envs.envs, snapshot["sims"]):
                 _set_sim_state(env.unwrapped, state)
@@ -196,7 +213,7 @@ def restore_envs(snapshots: list[Any]) -> gym.vector.VectorEnv:
 
 def _sim_state(env: gym.Env) -> dict[str, Any]:
     state: dict[str, Any] = {"np_random": env.np_random.bit_generator.state if env._np_random is not None else None}
-    if hasattr(env, "model") and hasattr(env, "data"):      # a MuJoCo env
+    if hasattr(env, "model") and hasattr(env, "data"):  # a MuJoCo env
         import mujoco
 
         spec = mujoco.mjtState.mjSTATE_INTEGRATION

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -18,13 +19,28 @@ from tqdm import tqdm
 from .. import rundir
 
 METRIC_COLUMNS = [
-    "update", "step",
-    "episode_return_mean", "episode_return_min", "episode_return_max", "episode_length_mean", "episodes",
+    "update",
+    "step",
+    "episode_return_mean",
+    "episode_return_min",
+    "episode_return_max",
+    "episode_length_mean",
+    "episodes",
     "return_mean_100",
-    "policy_loss", "value_loss", "entropy", "approx_kl", "kl", "clip_fraction", "explained_variance",
-    "lr", "clip_epsilon", "kl_beta", "log_std",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "kl",
+    "clip_fraction",
+    "explained_variance",
+    "lr",
+    "clip_epsilon",
+    "kl_beta",
+    "log_std",
     "eval_return_mean",
-    "sps", "time_s",
+    "sps",
+    "time_s",
 ]
 TIMING_COLUMNS = ("sps", "time_s")
 EPISODE_COLUMNS = ["step", "return", "length"]
@@ -64,12 +80,11 @@ class CsvLog:
 class RunLogger:
     """metrics.csv + episodes.csv + TensorBoard for one run directory."""
 
-    def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None,
-                 tracker: Any = None):
+    def __init__(self, run_path: Path, tensorboard: bool = True, purge_step: int | None = None, tracker: Any = None):
         self.run_path = run_path
         self.metrics = CsvLog(run_path / rundir.METRICS, METRIC_COLUMNS)
         self.episodes = CsvLog(run_path / rundir.EPISODES, EPISODE_COLUMNS)
-        self.tracker = tracker      # a ppo_pipeline.run.tracking.Tracker (--track) or None
+        self.tracker = tracker  # a ppo_pipeline.run.tracking.Tracker (--track) or None
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -77,7 +92,7 @@ class RunLogger:
             self.tb = SummaryWriter(str(run_path / "tb"), purge_step=purge_step)
 
     @classmethod
-    def for_run(cls, cfg: Any, run_path: Path, purge_step: int | None = None) -> "RunLogger":
+    def for_run(cls, cfg: Any, run_path: Path, purge_step: int | None = None) -> RunLogger:
         """The logger a run's config asks for: TensorBoard unless ``--no-tensorboard``, W&B with ``--track``."""
         tracker = None
         if cfg.track:
@@ -134,8 +149,15 @@ class RunLogger:
 def progress_bar(cfg: Any, initial: int, *, members: int = 1, desc: str | None = None) -> tqdm:
     """The run's tqdm bar over agent steps, of every member of a pack (off with ``--no-progress``; a line per 30 s
     into a log file)."""
-    return tqdm(total=cfg.steps_run * members, initial=initial * members, disable=not cfg.progress, unit="step",
-                dynamic_ncols=True, desc=desc or cfg.run_name(), mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    return tqdm(
+        total=cfg.steps_run * members,
+        initial=initial * members,
+        disable=not cfg.progress,
+        unit="step",
+        dynamic_ncols=True,
+        desc=desc or cfg.run_name(),
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
 
 
 def show_progress(bar: tqdm, row: dict[str, Any] | None, steps: int) -> None:
@@ -152,9 +174,13 @@ def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:
     if not returns:
         row: dict[str, Any] = {"episodes": 0}
     else:
-        row = {"episodes": len(returns), "episode_return_mean": float(np.mean(returns)),
-               "episode_return_min": float(np.min(returns)), "episode_return_max": float(np.max(returns)),
-               "episode_length_mean": float(np.mean(lengths))}
+        row = {
+            "episodes": len(returns),
+            "episode_return_mean": float(np.mean(returns)),
+            "episode_return_min": float(np.min(returns)),
+            "episode_return_max": float(np.max(returns)),
+            "episode_length_mean": float(np.mean(lengths)),
+        }
     row["return_mean_100"] = float(np.mean(last100)) if last100 else None
     return row
 
@@ -162,28 +188,43 @@ def episode_row(returns: list, lengths: list, last100: list) -> dict[str, Any]:
 def timing_split(phases: dict[str, float], time_env: float, time_policy: float) -> dict[str, float]:
     """Seconds of this process in env stepping, policy inference, the rest of collection, GAE, the
     update and evaluation (``phases`` holds collect / gae / update / eval; the collector the other two)."""
-    return {"env": round(time_env, 3), "policy": round(time_policy, 3),
-            "collect_other": round(phases.get("collect", 0.0) - time_env - time_policy, 3),
-            "gae": round(phases.get("gae", 0.0), 3), "update": round(phases.get("update", 0.0), 3),
-            "eval": round(phases.get("eval", 0.0), 3)}
+    return {
+        "env": round(time_env, 3),
+        "policy": round(time_policy, 3),
+        "collect_other": round(phases.get("collect", 0.0) - time_env - time_policy, 3),
+        "gae": round(phases.get("gae", 0.0), 3),
+        "update": round(phases.get("update", 0.0), 3),
+        "eval": round(phases.get("eval", 0.0), 3),
+    }
 
 
-def run_summary(cfg: Any, *, updates: int, total_steps: int, returns: list, last_eval: list | None,
-                wall_time_s: float, checkpoint: Path | None, timing: dict[str, float]) -> dict[str, Any]:
+def run_summary(
+    cfg: Any,
+    *,
+    updates: int,
+    total_steps: int,
+    returns: list,
+    last_eval: list | None,
+    wall_time_s: float,
+    checkpoint: Path | None,
+    timing: dict[str, float],
+) -> dict[str, Any]:
     """The content of ``summary.json``: status, final evaluation, the paper's last-100 score, the mean
     over all training episodes (Table 2), wall time, newest checkpoint and the time split."""
     last100 = returns[-100:]
     return {
-        "env_id": cfg.env_id, "objective": cfg.objective, "seed": cfg.seed,
+        "env_id": cfg.env_id,
+        "objective": cfg.objective,
+        "seed": cfg.seed,
         "status": "finished" if updates == cfg.num_updates else "partial",
-        "updates": updates, "total_steps": total_steps,
+        "updates": updates,
+        "total_steps": total_steps,
         "final_eval_return_mean": float(np.mean(last_eval)) if last_eval else None,
         "final_eval_returns": last_eval,
         "last100_return_mean": float(np.mean(last100)) if last100 else None,
         "train_return_mean_all": float(np.mean(returns)) if returns else None,
         "episodes": len(returns),
         "wall_time_s": round(wall_time_s, 2),
-        "checkpoint": checkpoint.name if checkpoint else "",   # relative to the run directory
+        "checkpoint": checkpoint.name if checkpoint else "",  # relative to the run directory
         "timing_s": timing,
     }
-

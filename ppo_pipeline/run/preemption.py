@@ -17,8 +17,9 @@ A second Ctrl-C does not wait for the update to end (the newest checkpoint stays
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 class TrainingInterrupted(RuntimeError):
@@ -26,8 +27,7 @@ class TrainingInterrupted(RuntimeError):
 
     def __init__(self, signum: int, update: int, path: Path):
         self.signum, self.update, self.path = signum, update, path
-        super().__init__(f"{signal.Signals(signum).name} received: stopped after update {update}, "
-                         f"checkpoint {path}")
+        super().__init__(f"{signal.Signals(signum).name} received: stopped after update {update}, checkpoint {path}")
 
 
 class DeferredSignals:
@@ -53,7 +53,7 @@ class DeferredSignals:
             if self.on_signal is not None:
                 self.on_signal(signum)
             return
-        if signum != signal.SIGINT:   # SLURM may deliver a signal twice: one is enough
+        if signum != signal.SIGINT:  # SLURM may deliver a signal twice: one is enough
             return
         # a second Ctrl-C does not wait for the update to end
         handler = self._previous.get(signum)
@@ -63,7 +63,7 @@ class DeferredSignals:
         else:
             signal.raise_signal(signum)
 
-    def __enter__(self) -> "DeferredSignals":
+    def __enter__(self) -> DeferredSignals:
         self._previous = {s: signal.signal(s, self._defer) for s in self.signums}
         return self
 
@@ -84,12 +84,12 @@ class DeferredSignals:
             handler = self._previous.get(signum)
             return callable(handler) and handler is not signal.default_int_handler
 
-        for signum in sorted(received, key=lambda s: not foreign(s)):   # handlers first, then stop
+        for signum in sorted(received, key=lambda s: not foreign(s)):  # handlers first, then stop
             if foreign(signum):
                 # SLURM signals every process of the job step, sometimes twice: while the handler runs
                 # (and in the `scontrol requeue` it starts, which inherits the disposition) ignore it
                 signal.signal(signum, signal.SIG_IGN)
-                self._previous[signum](signum, None)   # submitit USR2: checkpoint() + requeue + sys.exit
-                signal.signal(signum, self._defer)      # it returned: training goes on
+                self._previous[signum](signum, None)  # submitit USR2: checkpoint() + requeue + sys.exit
+                signal.signal(signum, self._defer)  # it returned: training goes on
             else:
                 raise TrainingInterrupted(signum, update, saved)

@@ -32,10 +32,12 @@ def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Co
     """:func:`resolve`, then :func:`~ppo_pipeline.config.validate` and the machine's checks: the config a
     run starts from (``device=False``: left for the node that runs it to resolve, e.g. a SLURM job)."""
     out = resolve(cfg, device=device)
-    spec = envs.spec_of(out)         # what the env id is, decided here once
+    spec = envs.spec_of(out)  # what the env id is, decided here once
     if atari_only and not spec.is_atari:
-        raise ConfigError(f"env_id {out.env_id!r} is not an Atari game; the Atari recipe takes ALE ids such as "
-                          f"ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)")
+        raise ConfigError(
+            f"env_id {out.env_id!r} is not an Atari game; the Atari recipe takes ALE ids such as "
+            f"ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)"
+        )
     validate(out)
     if out.track:
         tracking.check_available()
@@ -50,7 +52,7 @@ def check_envs(cfg: Config) -> None:
     from ..algo.policy import check_spaces
 
     envs.check(cfg)
-    if not envs.spec_of(cfg).is_atari:       # Atari's stack is ours: Box frames and Discrete actions, always
+    if not envs.spec_of(cfg).is_atari:  # Atari's stack is ours: Box frames and Discrete actions, always
         check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
 
 
@@ -91,5 +93,7 @@ def budget_line(cfg: Config) -> str:
     ``10,000,384 agent steps (40,001,536 frames) = 9,766 updates of 8 envs x 128 steps (10,000,000 asked)``."""
     frames = f" ({cfg.steps_run * cfg.frame_skip:,} frames)" if envs.spec_of(cfg).is_atari else ""
     asked = "" if cfg.steps_run == cfg.total_steps else f" ({cfg.total_steps:,} asked, rounded up to whole batches)"
-    return (f"{cfg.env_id}: {cfg.steps_run:,} agent steps{frames} = {cfg.num_updates:,} updates of "
-            f"{cfg.num_envs} envs x {cfg.num_steps} steps{asked}")
+    return (
+        f"{cfg.env_id}: {cfg.steps_run:,} agent steps{frames} = {cfg.num_updates:,} updates of "
+        f"{cfg.num_envs} envs x {cfg.num_steps} steps{asked}"
+    )

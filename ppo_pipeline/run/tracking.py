@@ -21,8 +21,9 @@ from ..errors import ConfigError
 def check_available() -> None:
     """Raise :class:`ConfigError` (one line) when wandb is not installed."""
     if importlib.util.find_spec("wandb") is None:
-        raise ConfigError("--track needs Weights & Biases, which is not installed: pip install -e .[wandb] "
-                          "(or pip install wandb)")
+        raise ConfigError(
+            "--track needs Weights & Biases, which is not installed: pip install -e .[wandb] (or pip install wandb)"
+        )
 
 
 def run_id(run_path: Path) -> str:
@@ -37,9 +38,17 @@ class Tracker:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity or None,
-                              group=cfg.wandb_group or None, name=cfg.run_name(), id=run_id(run_path),
-                              resume="allow", dir=str(run_path), config=cfg.to_dict(), reinit=True)
+        self.run = wandb.init(
+            project=cfg.wandb_project,
+            entity=cfg.wandb_entity or None,
+            group=cfg.wandb_group or None,
+            name=cfg.run_name(),
+            id=run_id(run_path),
+            resume="allow",
+            dir=str(run_path),
+            config=cfg.to_dict(),
+            reinit=True,
+        )
 
     def log_update(self, row: dict[str, Any]) -> None:
         """Every column of the metrics row (empty ones left out), at the row's env step."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,33 +53,34 @@ class Trainer:
     """One run, or a pack of P runs (``members``; ``pack_dir`` for P > 1): their directories, the algorithm
     (:attr:`ppo`), and the state a checkpoint needs."""
 
-    def __init__(self, members: Config | Sequence[Config], callbacks: Sequence[Callback] = (),
-                 pack_dir: Path | None = None):
+    def __init__(
+        self, members: Config | Sequence[Config], callbacks: Sequence[Callback] = (), pack_dir: Path | None = None
+    ):
         self.members = [members] if isinstance(members, Config) else list(members)
-        self._one = isinstance(members, Config)      # train() returns its summary (a list: one per member)
+        self._one = isinstance(members, Config)  # train() returns its summary (a list: one per member)
         cfg = self.cfg = self.members[0]
         P = self.P = len(self.members)
         self.run_path = cfg.run_path()
         self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         if P > 1 and self.pack_dir is None:
             raise ValueError("a pack of several members needs its directory (pack_dir)")
-        for m in self.members:     # first: from here on each folder is a run that --resume takes
+        for m in self.members:  # first: from here on each folder is a run that --resume takes
             m.run_path().mkdir(parents=True, exist_ok=True)
             rundir.write_config(m.run_path(), m)
         if self.pack_dir is not None:
             pack_files.write_pack_files(self.pack_dir, self.members)
-        self.threads = Threads(cfg.torch_threads)     # the cores free now, looked at again as it runs
+        self.threads = Threads(cfg.torch_threads)  # the cores free now, looked at again as it runs
         checkpoint.seed_everything(cfg.seed)
         envs = make_vector_env(cfg, P * cfg.num_envs, pack=P > 1)
         try:
             self.ppo = PPO(self.members, envs, torch.device(cfg.device), stacking=STACKING if P > 1 else None)
-        except BaseException:     # Ctrl-C during start-up included: close the env workers
+        except BaseException:  # Ctrl-C during start-up included: close the env workers
             envs.close()
             raise
         self.callbacks = [*load_callbacks(cfg.callbacks), *callbacks]
         self.updates_done = 0
-        self.elapsed = 0.0            # wall time of earlier processes of this run (resume)
-        self.rows = [0] * P           # metrics rows written per member (a failed member's stop growing)
+        self.elapsed = 0.0  # wall time of earlier processes of this run (resume)
+        self.rows = [0] * P  # metrics rows written per member (a failed member's stop growing)
         self.episodes_logged = [0] * P
         self.last_eval: list[list[float] | None] = [None] * P
         self.failed: dict[int, str] = {}
@@ -119,12 +121,13 @@ class Trainer:
         try:
             with DeferredSignals(self.stop_signals, self.on_signal) as signals:
                 loggers = self._start(resume_from)
-                if signals.pending:   # came during start-up: stop at the checkpoint just written or loaded
+                if signals.pending:  # came during start-up: stop at the checkpoint just written or loaded
                     signals.deliver(self.updates_done, checkpoint.latest(self.run_path))
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
-                bar = progress_bar(cfg, start_step, members=self.P,
-                                   desc=self.pack_dir.name if self.pack_dir is not None else None)
+                bar = progress_bar(
+                    cfg, start_step, members=self.P, desc=self.pack_dir.name if self.pack_dir is not None else None
+                )
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
                     rows = self._update(update)
                     self.updates_done = update
@@ -140,7 +143,7 @@ class Trainer:
                     self.threads.check()
                     if pending:
                         for logger in loggers:
-                            logger.flush()   # the process may exit in the handler
+                            logger.flush()  # the process may exit in the handler
                         signals.deliver(update, saved)
                     if stop:
                         break
@@ -165,11 +168,13 @@ class Trainer:
         checkpoint (kept); a pack member that does stops alone (:meth:`_fail`)."""
         rows, diverged = self.ppo.update(update)
         if self._first_update is None:
-            self._first_update = self.timing()     # this process's first update (compiles)
+            self._first_update = self.timing()  # this process's first update (compiles)
         if diverged and self.P == 1:
             kept = checkpoint.latest(self.run_path)
-            raise TrainingError(f"{Diverged(float(self.ppo.last_loss[0]), update, self.collector.global_step)}; "
-                                f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
+            raise TrainingError(
+                f"{Diverged(float(self.ppo.last_loss[0]), update, self.collector.global_step)}; "
+                f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
+            )
         for p in diverged:
             self._fail(p, update)
         return rows
@@ -178,12 +183,16 @@ class Trainer:
         """The NaN stop of pack member p: its one line on stderr and in its ``job.json``; the others go on."""
         m = self.members[p]
         kept = checkpoint.latest(m.run_path())
-        line = (f"non-finite loss in update {update} (step {self.collector.global_step}); training of this "
-                f"member stopped, last good checkpoint kept: {kept if kept else 'none written yet'}")
+        line = (
+            f"non-finite loss in update {update} (step {self.collector.global_step}); training of this "
+            f"member stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
+        )
         self.failed[p] = line
         sys.stderr.write(f"error: run {m.run_name()}: {line}\n")
-        rundir.write_json(m.run_path() / rundir.JOB_STATE, {**rundir.read_json(m.run_path() / rundir.JOB_STATE),
-                                                           "state": "FAILED", "error": line})
+        rundir.write_json(
+            m.run_path() / rundir.JOB_STATE,
+            {**rundir.read_json(m.run_path() / rundir.JOB_STATE), "state": "FAILED", "error": line},
+        )
 
     def _start(self, resume_from: Path | Sequence[Path] | None) -> list[RunLogger]:
         """Load the checkpoint(s) to resume from; or reset the envs and write checkpoint 0, so that a run
@@ -192,7 +201,7 @@ class Trainer:
         if resume_from is not None:
             paths = [resume_from] if isinstance(resume_from, (str, Path)) else list(resume_from)
             self.load_state_dict([checkpoint.load(Path(p)) for p in paths])
-        else:   # a new history: nothing of an earlier run in these directories may be taken for this one's
+        else:  # a new history: nothing of an earlier run in these directories may be taken for this one's
             for path in [m.run_path() for m in self.members] + ([self.pack_dir] if self.pack_dir else []):
                 for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY]:
                     stale.unlink(missing_ok=True)
@@ -223,8 +232,9 @@ class Trainer:
             if p not in self.failed:
                 saved = checkpoint.save(m.run_path(), update, self.member_state_dict(p))
         if self.pack_dir is not None:
-            pack_files.mark_checkpoint(self.pack_dir, update, {self.members[p].run_name(): line
-                                                               for p, line in self.failed.items()})
+            pack_files.mark_checkpoint(
+                self.pack_dir, update, {self.members[p].run_name(): line for p, line in self.failed.items()}
+            )
             return self.pack_dir / pack_files.PACK
         assert saved is not None
         return saved
@@ -239,9 +249,16 @@ class Trainer:
 
     def summary(self, p: int = 0) -> dict[str, Any]:
         c, m = self.collector, self.members[p]
-        return run_summary(m, updates=self.rows[p] if self.P > 1 else self.updates_done, total_steps=c.global_step,
-                           returns=c.episodes[p].returns, last_eval=self.last_eval[p], wall_time_s=self.elapsed_now(),
-                           checkpoint=checkpoint.latest(m.run_path()), timing=self.timing())
+        return run_summary(
+            m,
+            updates=self.rows[p] if self.P > 1 else self.updates_done,
+            total_steps=c.global_step,
+            returns=c.episodes[p].returns,
+            last_eval=self.last_eval[p],
+            wall_time_s=self.elapsed_now(),
+            checkpoint=checkpoint.latest(m.run_path()),
+            timing=self.timing(),
+        )
 
     def member_state_dict(self, p: int = 0) -> dict[str, Any]:
         return training_state.capture(self, p)
@@ -250,8 +267,15 @@ class Trainer:
         training_state.restore(self, states)
 
 
-def _log_members(trainer: Trainer, rows: Sequence[dict[str, Any]], loggers: Sequence[RunLogger],
-                 hooks: Sequence[Callback], update: int, evaluated: bool, start_step: int) -> bool:
+def _log_members(
+    trainer: Trainer,
+    rows: Sequence[dict[str, Any]],
+    loggers: Sequence[RunLogger],
+    hooks: Sequence[Callback],
+    update: int,
+    evaluated: bool,
+    start_step: int,
+) -> bool:
     """Each live member's row of ``update`` completed (new episodes, evaluation, time, steps/s), shown to the hooks
     and logged; True when a hook asks the run to stop."""
     stop = False
@@ -259,8 +283,9 @@ def _log_members(trainer: Trainer, rows: Sequence[dict[str, Any]], loggers: Sequ
     for p, (row, logger) in enumerate(zip(rows, loggers)):
         if p in trainer.failed:
             continue
-        episodes, trainer.episodes_logged[p] = logger.log_new_episodes(trainer.collector.episodes[p],
-                                                                       trainer.episodes_logged[p])
+        episodes, trainer.episodes_logged[p] = logger.log_new_episodes(
+            trainer.collector.episodes[p], trainer.episodes_logged[p]
+        )
         row.update(episodes)
         if evaluated:
             row["eval_return_mean"] = float(np.mean(trainer.last_eval[p]))
@@ -273,9 +298,13 @@ def _log_members(trainer: Trainer, rows: Sequence[dict[str, Any]], loggers: Sequ
     return stop
 
 
-def run_training(cfg: Config, resume_from: Path | None = None,
-                 signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
-                 on_signal: Callable[[int], None] | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+def run_training(
+    cfg: Config,
+    resume_from: Path | None = None,
+    signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
+    on_signal: Callable[[int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
     """Train the run of a prepared ``cfg`` (from ``resume_from`` when given) and return its summary.
 
     ``signals`` stop the run after the update in flight, checkpointed (:mod:`ppo_pipeline.run.preemption`);

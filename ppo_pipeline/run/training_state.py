@@ -14,8 +14,9 @@ it for every member.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +44,14 @@ def capture(trainer: Any, p: int = 0) -> dict[str, Any]:
     lstm = {"state": c.state, "is_init": c.is_init} if getattr(c, "state", None) is not None else None
     return {
         "config": m.to_dict(),
-        **ppo.member_state(p),               # agent, optimizer, loss (beta), obs_norm, reward_scaler, step size, generators
+        **ppo.member_state(p),  # agent, optimizer, loss (beta), obs_norm, reward_scaler, step size, generators
         "rng": checkpoint.capture_rng(),
-        "collector": {"obs": _rows(c.obs, p * E, (p + 1) * E) if c.obs is not None else None,
-                      "global_step": c.global_step, "episodes": vars(c.episodes[p]), "lstm": lstm},
+        "collector": {
+            "obs": _rows(c.obs, p * E, (p + 1) * E) if c.obs is not None else None,
+            "global_step": c.global_step,
+            "episodes": vars(c.episodes[p]),
+            "lstm": lstm,
+        },
         "envs": checkpoint.snapshot_envs(ppo.envs, p * E, (p + 1) * E) if c.exact_resume else None,
         "logger": {"metrics_rows": trainer.rows[p], "episodes_rows": trainer.episodes_logged[p]},
         "elapsed": trainer.elapsed_now(),
@@ -59,12 +64,12 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     same members (a pack member's checkpoint of an earlier version holds part of this: what it holds)."""
     ppo, c = trainer.ppo, trainer.collector
     ppo.load_member_states(states)
-    if trainer.pack_dir is not None:        # members the pack marked failed stay stopped
+    if trainer.pack_dir is not None:  # members the pack marked failed stay stopped
         names = [m.run_name() for m in trainer.members]
         failed = pack_files.read_pack(trainer.pack_dir).get("failed") or {}
         trainer.failed = {names.index(n): line for n, line in failed.items() if n in names}
         ppo.set_alive([p not in trainer.failed for p in range(trainer.P)])
-    ref = max(states, key=lambda s: s["update"])     # a live member's (a failed one's last is older)
+    ref = max(states, key=lambda s: s["update"])  # a live member's (a failed one's last is older)
     checkpoint.restore_rng(ref["rng"])
     update = ref["update"]
     snapshots = [s.get("envs") for s in states]

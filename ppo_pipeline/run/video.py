@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,10 +46,10 @@ if TYPE_CHECKING:  # only for annotations: keep this module importable without b
 
 Frame = np.ndarray  # uint8 [H, W, 3]
 
-ATARI_HZ = 60          # ALE emulator frames per second
-FALLBACK_FPS = 30.0    # for envs whose metadata gives no render_fps
-GIF_MAX_FPS = 25.0     # browsers slow down GIF frames shorter than 20 ms; keep every k-th frame above this
-GIF_MAX_SIDE = 256     # TensorBoard clips are shrunk (box filter, integer factor) to at most this side
+ATARI_HZ = 60  # ALE emulator frames per second
+FALLBACK_FPS = 30.0  # for envs whose metadata gives no render_fps
+GIF_MAX_FPS = 25.0  # browsers slow down GIF frames shorter than 20 ms; keep every k-th frame above this
+GIF_MAX_SIDE = 256  # TensorBoard clips are shrunk (box filter, integer factor) to at most this side
 GIF_MAX_SECONDS = 30.0  # and cut to this length of real time
 
 
@@ -93,8 +94,9 @@ def render_frame(envs: gym.vector.VectorEnv) -> Frame:
     return np.asarray(frame, dtype=np.uint8)
 
 
-def record_episode(envs: gym.vector.VectorEnv, policy: Policy, seed: int, max_steps: int, *,
-                   record: bool = True) -> Episode:
+def record_episode(
+    envs: gym.vector.VectorEnv, policy: Policy, seed: int, max_steps: int, *, record: bool = True
+) -> Episode:
     """Play one episode on the 1-env vector env ``envs`` from ``reset(seed=[seed])``.
 
     Steps ``envs`` with ``policy(obs)`` (obs ``[1, *obs_shape]``) until the episode terminates, is
@@ -107,7 +109,7 @@ def record_episode(envs: gym.vector.VectorEnv, policy: Policy, seed: int, max_st
     if max_steps < 1:
         raise ValueError(f"max_steps={max_steps} must be >= 1")
     obs, _ = envs.reset(seed=[int(seed)])
-    policy.ended(np.ones(1, dtype=bool))      # a new episode (a recurrent policy starts from a fresh state)
+    policy.ended(np.ones(1, dtype=bool))  # a new episode (a recurrent policy starts from a fresh state)
     frames: list[Frame] = []
     ret, length, ended = 0.0, 0, False
     while length < max_steps and not ended:
@@ -164,17 +166,26 @@ def write_mp4(path: Path | str, frames: Sequence[Frame], fps: float) -> Path:
         raise VideoError(f"frames for {str(path)!r} differ in size (first {shape})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=2) as writer:
+        with imageio.get_writer(
+            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2
+        ) as writer:
             for frame in frames:
                 writer.append_data(_even(np.asarray(frame, dtype=np.uint8)))
     except (OSError, RuntimeError) as e:
-        raise VideoError(f"cannot write video {str(path)!r} ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        raise VideoError(
+            f"cannot write video {str(path)!r} ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
     return path
 
 
-def encode_gif(frames: Sequence[Frame], fps: float, *, max_fps: float = GIF_MAX_FPS,
-               max_side: int = GIF_MAX_SIDE, max_seconds: float = GIF_MAX_SECONDS) -> tuple[bytes, int, int]:
+def encode_gif(
+    frames: Sequence[Frame],
+    fps: float,
+    *,
+    max_fps: float = GIF_MAX_FPS,
+    max_side: int = GIF_MAX_SIDE,
+    max_seconds: float = GIF_MAX_SECONDS,
+) -> tuple[bytes, int, int]:
     """Frames -> (looping animated GIF bytes, height, width), shrunk for a TensorBoard summary.
 
     Keeps the first ``max_seconds`` of real time, every k-th frame so that at most ``max_fps`` remain
@@ -218,8 +229,16 @@ def add_clip_to_tensorboard(writer: Any, tag: str, frames: Sequence[Frame], step
 # ------------------------------------------------------------------------------------------------------
 # All in one: the trainer's --capture-video
 # ------------------------------------------------------------------------------------------------------
-def record_evaluation_video(cfg: "Config", agent: "Agent", obs_norm: "ObsNormalizer | None", path: Path | str, *,
-                            writer: Any = None, step: int = 0, tag: str = "eval/video") -> Episode:
+def record_evaluation_video(
+    cfg: Config,
+    agent: Agent,
+    obs_norm: ObsNormalizer | None,
+    path: Path | str,
+    *,
+    writer: Any = None,
+    step: int = 0,
+    tag: str = "eval/video",
+) -> Episode:
     """Record the first episode of an evaluation and write it to the MP4 ``path`` (and, with a
     ``writer``, to TensorBoard under ``tag`` at ``step``).
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO_ROOT / "results" / "bench"
@@ -25,15 +26,16 @@ BENCH_DIR = REPO_ROOT / "results" / "bench"
 @dataclass(frozen=True)
 class Figure:
     """One measured speed: ``sps`` agent steps/s of all ``pack`` runs together (1: a run alone)."""
+
     workload: str
     pack: int
-    backend: str | None          # None: the file does not say (the recipe's default of that day)
+    backend: str | None  # None: the file does not say (the recipe's default of that day)
     collector: str
     sps: float
     cores: int
     gpu: bool
     date: str
-    source: str                  # the file, relative to the checkout
+    source: str  # the file, relative to the checkout
 
 
 WORKLOADS = {"atari": "pong", "classic": "cartpole", "dmc": "cheetah"}
@@ -56,8 +58,12 @@ def _figures_of(data: dict[str, Any], source: str) -> Iterator[Figure]:
     """The figures of one bench file's JSON (``results``: solo runs per workload, ``paths``: solo runs per backend
     and collector, ``pack``: a pack of P beside its solo run); other kinds hold none."""
     machine = data["machine"]
-    common = {"cores": int(machine["cores"]), "gpu": machine.get("gpu", "none") != "none",
-              "date": str(machine.get("date", "")), "source": source}
+    common = {
+        "cores": int(machine["cores"]),
+        "gpu": machine.get("gpu", "none") != "none",
+        "date": str(machine.get("date", "")),
+        "source": source,
+    }
     for key, entry in (data.get("results") or {}).items():
         sps = [r["sps"] for r in entry["ours"]]
         if sps:
@@ -90,14 +96,17 @@ def figures(bench_dir: Path | None = None) -> list[Figure]:
 @dataclass(frozen=True)
 class Unit:
     """What one process trains, as the bench sees it: a workload, alone or in a pack of ``pack``."""
+
     workload: str
     pack: int
     backend: str
     collector: str
 
     def describe(self) -> str:
-        return (f"{self.workload}, {'alone' if self.pack == 1 else f'packs of {self.pack}'} "
-                f"({self.backend} envs, {self.collector} collector)")
+        return (
+            f"{self.workload}, {'alone' if self.pack == 1 else f'packs of {self.pack}'} "
+            f"({self.backend} envs, {self.collector} collector)"
+        )
 
 
 def best(unit: Unit, gpu: bool, pool: Sequence[Figure]) -> Figure | None:
@@ -112,14 +121,19 @@ def best(unit: Unit, gpu: bool, pool: Sequence[Figure]) -> Figure | None:
         return None
 
     def rank(f: Figure) -> tuple:
-        return (abs(math.log(f.pack / unit.pack)), {unit.backend: 0, None: 1}.get(f.backend, 2),
-                f.collector != unit.collector, _neg(f.date), f.source)
+        return (
+            abs(math.log(f.pack / unit.pack)),
+            {unit.backend: 0, None: 1}.get(f.backend, 2),
+            f.collector != unit.collector,
+            _neg(f.date),
+            f.source,
+        )
 
     return min(same, key=rank)
 
 
 def _neg(date: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in date)       # newest first
+    return tuple(-ord(c) for c in date)  # newest first
 
 
 def _caveats(unit: Unit, f: Figure) -> str:
@@ -147,14 +161,19 @@ def units(runs: Sequence[dict[str, Any]], packs: Sequence[Sequence[str]] = ()) -
         cfgs = [Config.from_dict(by_name[n]["config"]) for n in names]
         cfg = cfgs[0]
         spec = spec_of(cfg, pack=len(names) > 1)
-        unit = Unit(workload_of(spec.family) + ("-lstm" if cfg.policy == "lstm" else ""), len(names), spec.backend,
-                    cfg.collector)
+        unit = Unit(
+            workload_of(spec.family) + ("-lstm" if cfg.policy == "lstm" else ""),
+            len(names),
+            spec.backend,
+            cfg.collector,
+        )
         out.append((unit, len(names), sum(c.steps_run for c in cfgs)))
     return out
 
 
-def estimate(runs: Sequence[dict[str, Any]], *, gpu: bool, packs: Sequence[Sequence[str]] = (),
-             bench_dir: Path | None = None) -> list[str]:
+def estimate(
+    runs: Sequence[dict[str, Any]], *, gpu: bool, packs: Sequence[Sequence[str]] = (), bench_dir: Path | None = None
+) -> list[str]:
     """Lines describing a plan (the runs of :func:`ppo_pipeline.sweeps.sweep.plan`, trained in ``packs``): runs,
     agent steps, and per kind of unit the hours from the figure that matches it (:func:`best`), then the total;
     units with no matching figure are named, and the total says it leaves them out."""
@@ -172,27 +191,32 @@ def estimate(runs: Sequence[dict[str, Any]], *, gpu: bool, packs: Sequence[Seque
         f = best(unit, gpu, pool)
         if f is None:
             missing.append((unit, n_runs, steps))
-            lines.append(f"  {unit.describe()}: {n_runs:,} run(s), {steps:,} steps: no measured {kind} speed for "
-                         f"{unit.workload} in results/bench/*.json")
+            lines.append(
+                f"  {unit.describe()}: {n_runs:,} run(s), {steps:,} steps: no measured {kind} speed for "
+                f"{unit.workload} in results/bench/*.json"
+            )
             continue
         h = steps / f.sps / 3600
         hours += h * (1 if gpu else f.cores)
         sources.add(f.source)
-        lines.append(f"  {unit.describe()}: {steps:,} steps at {f.sps:,.0f} steps/s = {_hours(h)} h of one "
-                     f"{'pack' if unit.pack > 1 else 'run'} at a time on {f.cores} cores, from {f.source}"
-                     + _caveats(unit, f))
+        lines.append(
+            f"  {unit.describe()}: {steps:,} steps at {f.sps:,.0f} steps/s = {_hours(h)} h of one "
+            f"{'pack' if unit.pack > 1 else 'run'} at a time on {f.cores} cores, from {f.source}" + _caveats(unit, f)
+        )
     unit_name = "GPU-hours" if gpu else "core-hours (each process on the cores it was measured on)"
     if missing:
         from ..tools.bench import WORKLOADS
 
         known = sorted({u.workload for u, _, _ in missing} & set(WORKLOADS))
         if known:
-            lines.append(f"  measure it with: python -m ppo_pipeline.bench --envs {','.join(known)} "
-                         f"--json results/bench/bench-DATE-{kind.lower()}.json")
+            lines.append(
+                f"  measure it with: python -m ppo_pipeline.bench --envs {','.join(known)} "
+                f"--json results/bench/bench-DATE-{kind.lower()}.json"
+            )
     if not sources:
         lines.append(f"estimated: unknown (no {kind} speed measured for these runs' workloads)")
     else:
-        left = (f"; {sum(m[1] for m in missing):,} run(s) with no measured speed left out" if missing else "")
+        left = f"; {sum(m[1] for m in missing):,} run(s) with no measured speed left out" if missing else ""
         lines.append(f"estimated: {_hours(hours)} {unit_name}{left}")
     return lines
 

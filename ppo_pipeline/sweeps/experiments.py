@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .. import paper
 from ..errors import ConfigError
@@ -24,13 +25,13 @@ MAX_RUNS = 10_000
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    recipe: str                      # the recipe whose preset it uses: mujoco (Table 3) or atari (Table 5)
+    recipe: str  # the recipe whose preset it uses: mujoco (Table 3) or atari (Table 5)
     description: str
     envs: tuple[str, ...]
-    variants: tuple[dict, ...]       # config overrides, one per row of the paper's table
+    variants: tuple[dict, ...]  # config overrides, one per row of the paper's table
     seeds: tuple[int, ...]
     total_steps: int
-    per_env: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()   # env id -> its own config overrides
+    per_env: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # env id -> its own config overrides
 
     def env_overrides(self, env_id: str) -> dict[str, Any]:
         """The config overrides of ``env_id`` in this experiment (e.g. Table 4's 128 actors for flagrun)."""
@@ -42,24 +43,46 @@ def _table1_variants() -> tuple[dict, ...]:
 
 
 EXPERIMENTS = {
-    "table1": Experiment("table1", "mujoco", "Table 1: the 11 surrogate-objective rows x 7 MuJoCo tasks x seeds 0-2, "
-                         "1M steps, Table 3 preset", paper.TABLE1_TASKS, _table1_variants(), (0, 1, 2), 1_000_000),
-    "table6": Experiment("table6", "atari", "Table 6: the paper's 49 Atari games x seeds 0-2, 10M steps (40M frames), "
-                         "Table 5 preset", tuple(paper.atari_id(g) for g in paper.TABLE6), ({"objective": "clip"},),
-                         (0, 1, 2), 10_000_000),
-    "figure4": Experiment("figure4", "roboschool", "Figure 4 (Sec. 6.3): the three Roboschool humanoids as Bullet "
-                          "ports, 32 / 128 actors, 50M / 100M steps (read off the figure's axes), Table 4 preset; "
-                          "beside them MuJoCo's Humanoid-v5 at RoboschoolHumanoid's settings, seed 0",
-                          paper.FIGURE4_TASKS, ({"objective": "clip"},), (0,), 50_000_000,
-                          tuple((env, tuple(o.items())) for env, o in paper.FIGURE4_SETTINGS.items())),
+    "table1": Experiment(
+        "table1",
+        "mujoco",
+        "Table 1: the 11 surrogate-objective rows x 7 MuJoCo tasks x seeds 0-2, 1M steps, Table 3 preset",
+        paper.TABLE1_TASKS,
+        _table1_variants(),
+        (0, 1, 2),
+        1_000_000,
+    ),
+    "table6": Experiment(
+        "table6",
+        "atari",
+        "Table 6: the paper's 49 Atari games x seeds 0-2, 10M steps (40M frames), Table 5 preset",
+        tuple(paper.atari_id(g) for g in paper.TABLE6),
+        ({"objective": "clip"},),
+        (0, 1, 2),
+        10_000_000,
+    ),
+    "figure4": Experiment(
+        "figure4",
+        "roboschool",
+        "Figure 4 (Sec. 6.3): the three Roboschool humanoids as Bullet "
+        "ports, 32 / 128 actors, 50M / 100M steps (read off the figure's axes), Table 4 preset; "
+        "beside them MuJoCo's Humanoid-v5 at RoboschoolHumanoid's settings, seed 0",
+        paper.FIGURE4_TASKS,
+        ({"objective": "clip"},),
+        (0,),
+        50_000_000,
+        tuple((env, tuple(o.items())) for env, o in paper.FIGURE4_SETTINGS.items()),
+    ),
 }
 
 
 def experiment(name: str, recipe: str) -> Experiment:
     """The named experiment; :class:`ConfigError` (one line) when unknown or run from the wrong recipe."""
     if name not in EXPERIMENTS:
-        raise ConfigError(f"--experiment {name!r} is unknown; known: "
-                          + "; ".join(f"{e.name} ({e.description})" for e in EXPERIMENTS.values()))
+        raise ConfigError(
+            f"--experiment {name!r} is unknown; known: "
+            + "; ".join(f"{e.name} ({e.description})" for e in EXPERIMENTS.values())
+        )
     exp = EXPERIMENTS[name]
     if exp.recipe != recipe:
         raise ConfigError(f"--experiment {name} uses the {exp.recipe} preset: run it with recipes/{exp.recipe}.py")

@@ -10,19 +10,20 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import submitit
 
-from ..config import Config
 from .. import rundir
+from ..config import Config
 from ..run import checkpoint
 from ..run.prepare import prepare
 
 LOCAL = "local"
 FINISHED = "FINISHED"
-RUNS = "runs"        # a sweep's runs' folder, relative to the sweep directory (what every stored run_dir says)
+RUNS = "runs"  # a sweep's runs' folder, relative to the sweep directory (what every stored run_dir says)
 
 
 def _job_id() -> str:
@@ -33,10 +34,14 @@ def _job_id() -> str:
 
 
 def _job_info() -> dict[str, Any]:
-    return {"job_id": _job_id(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
-            "started": _dt.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "job_id": _job_id(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def _store_relative(members: Sequence[Config]) -> None:
@@ -61,7 +66,7 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
 
     pack_dir = Path(spec["pack_dir"]) if "pack_dir" in spec else None
     configs = spec["members"] if pack_dir is not None else [spec]
-    members = [prepare(Config.from_dict(c)) for c in configs]   # device "auto" is resolved here, on the node
+    members = [prepare(Config.from_dict(c)) for c in configs]  # device "auto" is resolved here, on the node
     resume_from: Any = None
     if pack_dir is not None:
         points = training_state.pack_resume_points(pack_dir, members) if (pack_dir / "pack.json").exists() else None
@@ -70,9 +75,9 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
         members[0].run_path().mkdir(parents=True, exist_ok=True)
         resume_from = checkpoint.latest(members[0].run_path())
         if resume_from is not None:
-            checkpoint.load_for_run(resume_from, members[0].to_dict())   # CheckpointError names the file
+            checkpoint.load_for_run(resume_from, members[0].to_dict())  # CheckpointError names the file
     info = _job_info()
-    froms = list(resume_from) if isinstance(resume_from, list) else [resume_from] * len(members)   # per member
+    froms = list(resume_from) if isinstance(resume_from, list) else [resume_from] * len(members)  # per member
     trainer: Any = None
 
     def mark(state: str, **extra: Any) -> None:
@@ -81,7 +86,9 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
                 m.run_path().mkdir(parents=True, exist_ok=True)
                 # the checkpoint it resumed from, relative to its run directory (a moved sweep reads the same)
                 since = os.path.relpath(froms[p], m.run_path()) if froms[p] is not None else None
-                rundir.write_json(m.run_path() / rundir.JOB_STATE, {**info, "resumed_from": since, "state": state, **extra})
+                rundir.write_json(
+                    m.run_path() / rundir.JOB_STATE, {**info, "resumed_from": since, "state": state, **extra}
+                )
 
     mark("RUNNING")
     try:
@@ -127,5 +134,3 @@ class SweepJob(submitit.helpers.Checkpointable):
     def checkpoint(self, config: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
         # The state lives in the run directory (the trainer checkpointed before handing on the signal).
         return submitit.helpers.DelayedSubmission(SweepJob(), config)
-
-

@@ -11,9 +11,10 @@ import dataclasses
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import submitit
 
@@ -24,8 +25,21 @@ CLUSTERS_DIR = Path(os.environ.get("PPO_CLUSTERS_DIR", REPO_ROOT / "slurm" / "cl
 LOCAL_CLUSTER_SCRIPT = REPO_ROOT / "slurm" / "local_cluster.sh"
 
 # SLURM states in which a job may still run: `resume` leaves such runs alone.
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-                           "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT"})
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "SIGNALING",
+        "STAGE_OUT",
+    }
+)
 
 
 class SlurmError(UserError):
@@ -54,9 +68,14 @@ class ClusterProfile:
         # the job unpickles ppo_pipeline.sweeps.sweep.SweepJob: make the checkout importable on the node
         setup = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *self.setup]
         params: dict[str, Any] = {
-            "timeout_min": int(self.timeout_min), "nodes": 1, "tasks_per_node": 1,
-            "cpus_per_task": int(self.cpus_per_task), "mem_gb": self.mem_gb, "name": "ppo-sweep",
-            "slurm_array_parallelism": int(max_parallel or self.array_parallelism), "slurm_setup": setup,
+            "timeout_min": int(self.timeout_min),
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "cpus_per_task": int(self.cpus_per_task),
+            "mem_gb": self.mem_gb,
+            "name": "ppo-sweep",
+            "slurm_array_parallelism": int(max_parallel or self.array_parallelism),
+            "slurm_setup": setup,
         }
         if self.partition:
             params["slurm_partition"] = self.partition
@@ -93,13 +112,17 @@ def load_cluster(name: str) -> ClusterProfile:
     names = {f.name for f in dataclasses.fields(ClusterProfile)} - {"name"}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise SlurmError(f"cluster profile {str(path)!r}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(names))}")
+        raise SlurmError(
+            f"cluster profile {str(path)!r}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(names))}"
+        )
     try:
         prof = ClusterProfile(name=path.stem, **data)
     except TypeError as e:
         raise SlurmError(f"cluster profile {str(path)!r}: {e}") from None
     if int(prof.timeout_min) < 1 or int(prof.cpus_per_task) < 1 or int(prof.array_parallelism) < 1:
-        raise SlurmError(f"cluster profile {str(path)!r}: timeout_min, cpus_per_task and array_parallelism must be >= 1")
+        raise SlurmError(
+            f"cluster profile {str(path)!r}: timeout_min, cpus_per_task and array_parallelism must be >= 1"
+        )
     return prof
 
 
@@ -115,14 +138,18 @@ def check_slurm(profile: ClusterProfile, timeout_s: float = 15.0) -> None:
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"SLURM is not reachable: sinfo did not answer in {timeout_s:.0f} s; {_start_hint()}") from None
+        raise SlurmError(
+            f"SLURM is not reachable: sinfo did not answer in {timeout_s:.0f} s; {_start_hint()}"
+        ) from None
     if out.returncode != 0:
         why = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise SlurmError(f"SLURM is not reachable (sinfo: {why}); {_start_hint()}")
     partitions = [p.rstrip("*") for p in out.stdout.split()]
     if profile.partition and profile.partition not in partitions:
-        raise SlurmError(f"cluster profile {profile.name!r}: partition {profile.partition!r} does not exist here; "
-                         f"partitions: {', '.join(partitions) or 'none'}")
+        raise SlurmError(
+            f"cluster profile {profile.name!r}: partition {profile.partition!r} does not exist here; "
+            f"partitions: {', '.join(partitions) or 'none'}"
+        )
 
 
 def executor_for(log_dir: Path, profile: ClusterProfile, max_parallel: int | None) -> submitit.AutoExecutor:
@@ -132,8 +159,9 @@ def executor_for(log_dir: Path, profile: ClusterProfile, max_parallel: int | Non
     return ex
 
 
-def submit_array(log_dir: Path, profile: ClusterProfile, max_parallel: int | None,
-                 job: Callable[..., Any], args: Sequence[Any]) -> list[str]:
+def submit_array(
+    log_dir: Path, profile: ClusterProfile, max_parallel: int | None, job: Callable[..., Any], args: Sequence[Any]
+) -> list[str]:
     """Submit ``job(arg)`` for each of ``args`` as one job array; returns the job ids in order."""
     ex = executor_for(log_dir, profile, max_parallel)
     with ex.batch():

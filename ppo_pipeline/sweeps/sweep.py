@@ -36,15 +36,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from .. import rundir
+from ..cli import OneLineParser, fail
 from ..config import Config, ConfigError
 from ..errors import UserError
-from .. import rundir
 from ..run import checkpoint
-from ..cli import OneLineParser, fail
 from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
 from .jobs import FINISHED, LOCAL, RUNS, SweepJob, run_unit
@@ -61,9 +62,16 @@ class SweepError(UserError):
 # ------------------------------------------------------------------------------------------------------
 # Planning and submitting
 # ------------------------------------------------------------------------------------------------------
-def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]], seeds: Sequence[int],
-         sweep_dir: Path, *, atari_only: bool = False,
-         env_overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def plan(
+    base: Config,
+    env_ids: Sequence[str],
+    variants: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+    sweep_dir: Path,
+    *,
+    atari_only: bool = False,
+    env_overrides: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """One validated run entry per (env, variant, seed): ``variants`` are config overrides (a grid's points
     or an experiment's rows), ``env_overrides`` an env's own (an experiment's per-task settings). Raises
     ConfigError/SweepError on bad input."""
@@ -72,14 +80,25 @@ def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]
         own = (env_overrides or {}).get(env_id, {})
         for varied in variants:
             for seed in seeds:
-                cfg = dataclasses.replace(base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / RUNS),
-                                          **{**own, **varied})
-                cfg = prepare(cfg, atari_only=atari_only, device=False)   # device: resolved on the node
+                cfg = dataclasses.replace(
+                    base, env_id=env_id, seed=seed, run_dir=str(sweep_dir / RUNS), **{**own, **varied}
+                )
+                cfg = prepare(cfg, atari_only=atari_only, device=False)  # device: resolved on the node
                 check_envs(cfg)
                 cfg.name = experiments.run_name(cfg.env_id, cfg.objective, varied, seed)
-                cfg.run_dir = RUNS        # stored relative to the sweep directory: a moved sweep reads the same
-                runs.append({"name": cfg.name, "env_id": cfg.env_id, "objective": cfg.objective, "seed": seed,
-                             "varied": dict(varied), "config": cfg.to_dict(), "job_id": None, "job_ids": []})
+                cfg.run_dir = RUNS  # stored relative to the sweep directory: a moved sweep reads the same
+                runs.append(
+                    {
+                        "name": cfg.name,
+                        "env_id": cfg.env_id,
+                        "objective": cfg.objective,
+                        "seed": seed,
+                        "varied": dict(varied),
+                        "config": cfg.to_dict(),
+                        "job_id": None,
+                        "job_ids": [],
+                    }
+                )
     names = [r["name"] for r in runs]
     dup = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if dup:
@@ -87,22 +106,39 @@ def plan(base: Config, env_ids: Sequence[str], variants: Sequence[dict[str, Any]
     return runs
 
 
-def create(sweep_dir: Path, runs: list[dict[str, Any]], *, launcher: str, cluster: str | None,
-           max_parallel: int | None, argv: Sequence[str], packs: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+def create(
+    sweep_dir: Path,
+    runs: list[dict[str, Any]],
+    *,
+    launcher: str,
+    cluster: str | None,
+    max_parallel: int | None,
+    argv: Sequence[str],
+    packs: Sequence[Sequence[str]] = (),
+) -> dict[str, Any]:
     """Make the sweep directory and its manifest; refuses an existing directory. ``packs``: the run names of
     each pack of two or more runs (``--pack``); the other runs train alone."""
     if sweep_dir.exists():
-        raise SweepError(f"sweep directory {str(sweep_dir)!r} exists; continue it with "
-                         f"`python -m ppo_pipeline.sweep resume {sweep_dir}` or choose another --sweep-dir")
+        raise SweepError(
+            f"sweep directory {str(sweep_dir)!r} exists; continue it with "
+            f"`python -m ppo_pipeline.sweep resume {sweep_dir}` or choose another --sweep-dir"
+        )
     (sweep_dir / RUNS).mkdir(parents=True)
     # Every path the sweep reads back is relative to the sweep directory (runs' run_dir, pack.json's members), so
     # a moved or copied folder reads the same. "command" is a record of what was typed, not read back; its
     # interpreter stays absolute: it names the environment (a venv's python) the sweep and its SLURM jobs run
     # in, which is not inside the sweep directory and does not move with it.
-    manifest = {"format": FORMAT, "created": _dt.datetime.now().isoformat(timespec="seconds"),
-                "launcher": launcher, "cluster": cluster, "max_parallel": max_parallel,
-                "command": [sys.executable, *sys.argv[:1], *argv], "submissions": [], "runs": runs,
-                "packs": {pack_name(i, members, runs): list(members) for i, members in enumerate(packs) if len(members) > 1}}
+    manifest = {
+        "format": FORMAT,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "launcher": launcher,
+        "cluster": cluster,
+        "max_parallel": max_parallel,
+        "command": [sys.executable, *sys.argv[:1], *argv],
+        "submissions": [],
+        "runs": runs,
+        "packs": {pack_name(i, members, runs): list(members) for i, members in enumerate(packs) if len(members) > 1},
+    }
     for name, members in manifest["packs"].items():
         for run in runs:
             if run["name"] in members:
@@ -139,8 +175,10 @@ def _spec(sweep_dir: Path, pack: str | None, runs: list[dict[str, Any]], **overr
     fields set for this submission only, e.g. ``progress``)."""
     if pack is None:
         return _with_run_dir(sweep_dir, runs[0], **override)
-    return {"pack_dir": str((sweep_dir / "packs" / pack).resolve()),
-            "members": [_with_run_dir(sweep_dir, r, **override) for r in runs]}
+    return {
+        "pack_dir": str((sweep_dir / "packs" / pack).resolve()),
+        "members": [_with_run_dir(sweep_dir, r, **override) for r in runs],
+    }
 
 
 def load_manifest(sweep_dir: Path) -> dict[str, Any]:
@@ -185,14 +223,20 @@ def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]
     """Submit the units that train the runs ``names`` (packs whole) as one job array, one job per unit; record
     the job ids in the manifest (a pack's members all get its job's id)."""
     todo = units(manifest, names)
-    ids = slurm.submit_array(sweep_dir / "slurm", slurm.load_cluster(manifest["cluster"]), manifest.get("max_parallel"),
-                             SweepJob(), [_spec(sweep_dir, pack, runs) for pack, runs in todo])
+    ids = slurm.submit_array(
+        sweep_dir / "slurm",
+        slurm.load_cluster(manifest["cluster"]),
+        manifest.get("max_parallel"),
+        SweepJob(),
+        [_spec(sweep_dir, pack, runs) for pack, runs in todo],
+    )
     for (_, runs), jid in zip(todo, ids):
         for run in runs:
             run["job_id"] = jid
             run["job_ids"].append(jid)
-    manifest["submissions"].append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
-                                    "job_ids": ids, "runs": list(names)})
+    manifest["submissions"].append(
+        {"time": _dt.datetime.now().isoformat(timespec="seconds"), "job_ids": ids, "runs": list(names)}
+    )
     rundir.write_json(sweep_dir / MANIFEST, manifest)
     return ids
 
@@ -205,8 +249,13 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
     """
     from ..run.trainer import TrainingError, TrainingInterrupted
 
-    manifest["submissions"].append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
-                                    "job_ids": [f"{LOCAL}:{os.getpid()}"], "runs": list(names)})
+    manifest["submissions"].append(
+        {
+            "time": _dt.datetime.now().isoformat(timespec="seconds"),
+            "job_ids": [f"{LOCAL}:{os.getpid()}"],
+            "runs": list(names),
+        }
+    )
     failed = 0
     for pack, runs in units(manifest, names):
         for run in runs:
@@ -216,10 +265,13 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
         print(f"[sweep] {pack + f' ({len(runs)} runs)' if pack else runs[0]['name']}", flush=True)
         try:
             run_unit(_spec(sweep_dir, pack, runs, **override), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
-            failed += sum(rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED"
-                          for r in runs)      # a pack's member that diverged
+            failed += sum(
+                rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED" for r in runs
+            )  # a pack's member that diverged
         except TrainingInterrupted as e:
-            sys.stderr.write(f"sweep interrupted: {e}; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n")
+            sys.stderr.write(
+                f"sweep interrupted: {e}; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n"
+            )
             return 130
         except (TrainingError, ConfigError, checkpoint.CheckpointError) as e:
             sys.stderr.write(f"{'pack ' + pack if pack else 'run ' + runs[0]['name']} failed: {e}\n")
@@ -234,13 +286,13 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
 class RunStatus:
     run: str
     state: str
-    progress: float          # percent of the run's updates logged in metrics.csv
+    progress: float  # percent of the run's updates logged in metrics.csv
     last_return: float | None  # mean return of the last 100 training episodes at the last logged update
     job_id: str
     restarts: int
     updates: int
     num_updates: int
-    pack: str = ""           # the pack it trains in ("" alone)
+    pack: str = ""  # the pack it trains in ("" alone)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -278,14 +330,24 @@ def status(sweep_dir: Path) -> list[RunStatus]:
                 state = "INTERRUPTED"
         else:
             state = states.get(jid, "UNKNOWN")
-            state = state.split()[0] if state else "UNKNOWN"   # "CANCELLED by 0" -> CANCELLED
-            if state == "COMPLETED":     # the job returned without finishing the run
+            state = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+            if state == "COMPLETED":  # the job returned without finishing the run
                 state = "FAILED"
             if state == "UNKNOWN" and job.get("state"):
                 state = job["state"]
-        out.append(RunStatus(run=run["name"], state=state, progress=100.0 * min(rows, n) / max(n, 1),
-                             last_return=last, job_id=jid, restarts=int(job.get("restarts", 0) or 0),
-                             updates=rows, num_updates=n, pack=run.get("pack") or ""))
+        out.append(
+            RunStatus(
+                run=run["name"],
+                state=state,
+                progress=100.0 * min(rows, n) / max(n, 1),
+                last_return=last,
+                job_id=jid,
+                restarts=int(job.get("restarts", 0) or 0),
+                updates=rows,
+                num_updates=n,
+                pack=run.get("pack") or "",
+            )
+        )
     return out
 
 
@@ -293,8 +355,18 @@ def format_table(rows: list[RunStatus]) -> str:
     """A line per run (with its pack when the sweep has packs), then what finished (per pack too)."""
     packed = any(r.pack for r in rows)
     head = ("run", "state", "progress", "last return", "job id", "restarts") + (("pack",) if packed else ())
-    body = [(r.run, r.state, f"{r.progress:.0f}%", "-" if r.last_return is None else f"{r.last_return:.1f}",
-             r.job_id or "-", str(r.restarts)) + ((r.pack or "-",) if packed else ()) for r in rows]
+    body = [
+        (
+            r.run,
+            r.state,
+            f"{r.progress:.0f}%",
+            "-" if r.last_return is None else f"{r.last_return:.1f}",
+            r.job_id or "-",
+            str(r.restarts),
+        )
+        + ((r.pack or "-",) if packed else ())
+        for r in rows
+    ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body]]
     done = sum(r.state == FINISHED for r in rows)
@@ -314,11 +386,18 @@ def resume(sweep_dir: Path, progress: bool | None = None) -> int:
     ``progress`` False: no progress bars this time (None: each run's own setting)."""
     manifest = load_manifest(sweep_dir)
     rows = status(sweep_dir)
-    todo = [r.run for r in rows if r.state != FINISHED and r.state not in ACTIVE_STATES
-            and not (r.state == "RUNNING" and r.job_id.startswith(LOCAL))]
+    todo = [
+        r.run
+        for r in rows
+        if r.state != FINISHED
+        and r.state not in ACTIVE_STATES
+        and not (r.state == "RUNNING" and r.job_id.startswith(LOCAL))
+    ]
     if not todo:
-        print(f"nothing to resume: {sum(r.state == FINISHED for r in rows)}/{len(rows)} runs finished, "
-              f"the others are queued or running")
+        print(
+            f"nothing to resume: {sum(r.state == FINISHED for r in rows)}/{len(rows)} runs finished, "
+            f"the others are queued or running"
+        )
         return 0
     todo_runs = [r for r in manifest["runs"] if r["name"] in todo]
     check_checkpoints(sweep_dir, todo_runs)
@@ -326,8 +405,10 @@ def resume(sweep_dir: Path, progress: bool | None = None) -> int:
         slurm.check_slurm(slurm.load_cluster(manifest["cluster"]))
         todo_units = units(manifest, todo)
         ids = submit_slurm(sweep_dir, manifest, todo)
-        print(f"resubmitted {len(ids)} job(s): " + ", ".join(f"{pack or runs[0]['name']} -> {j}"
-                                                             for (pack, runs), j in zip(todo_units, ids)))
+        print(
+            f"resubmitted {len(ids)} job(s): "
+            + ", ".join(f"{pack or runs[0]['name']} -> {j}" for (pack, runs), j in zip(todo_units, ids))
+        )
         return 0
     return run_local(sweep_dir, manifest, todo, **({} if progress is None else {"progress": progress}))
 
@@ -353,8 +434,10 @@ def cancel(sweep_dir: Path) -> int:
         return 0
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
-    print(f"sent SIGTERM to the local sweep process(es) {', '.join(map(str, sorted(pids)))}: "
-          f"they checkpoint and stop after the update in flight")
+    print(
+        f"sent SIGTERM to the local sweep process(es) {', '.join(map(str, sorted(pids)))}: "
+        f"they checkpoint and stop after the update in flight"
+    )
     return 0
 
 
@@ -374,20 +457,30 @@ def wait(sweep_dir: Path, timeout_s: float, poll_s: float = 2.0) -> list[RunStat
 # CLI
 # ------------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m ppo_pipeline.sweep",
-                           description="Inspect, resume and cancel a sweep made by a recipe's --seeds/--launcher options.")
+    parser = OneLineParser(
+        prog="python -m ppo_pipeline.sweep",
+        description="Inspect, resume and cancel a sweep made by a recipe's --seeds/--launcher options.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     dir_help = "the sweep directory (the one holding manifest.json)"
     p = sub.add_parser("status", help="table: run, state, progress %%, last return, job id", formatter_class=fmt)
     p.add_argument("dir", type=Path, help=dir_help)
     p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
-    p.add_argument("--wait", type=float, default=0.0, metavar="S",
-                   help="first wait up to S seconds until no run is queued or running")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="first wait up to S seconds until no run is queued or running",
+    )
     p = sub.add_parser("resume", help="resubmit only the unfinished or failed runs", formatter_class=fmt)
     p.add_argument("dir", type=Path, help=dir_help)
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars for a local sweep's runs this time (default: each run's own --progress)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars for a local sweep's runs this time (default: each run's own --progress)",
+    )
     p = sub.add_parser("cancel", help="cancel the sweep's queued and running jobs", formatter_class=fmt)
     p.add_argument("dir", type=Path, help=dir_help)
     ns = parser.parse_args(argv)

@@ -34,6 +34,7 @@ ever of two runs of the same session. Nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -55,33 +56,91 @@ class Workload:
     env_id: str
     recipe: str
     args: list[str]
-    steps: int                     # agent steps both sides train
+    steps: int  # agent steps both sides train
     peer_script: str
     peer_args: list[str] = field(default_factory=list)
     batch: int = 1
 
 
 WORKLOADS = {
-    "cartpole": Workload("cartpole", "CartPole-v1", "classic_control.py",
-                         ["--num-envs", "4", "--num-steps", "128", "--epochs", "4", "--minibatch-size", "128",
-                          "--lr", "2.5e-4", "--gamma", "0.99", "--gae-lambda", "0.95", "--entropy-coef", "0.01",
-                          "--clip-value", "0.2"], 99_840, "cleanrl/ppo.py", [], 512),
-    "hopper": Workload("hopper", "Hopper-v5", "mujoco.py", [], 198_656, "cleanrl/ppo_continuous_action.py",
-                       ["--env-id", "Hopper-v5"], 2048),
-    "pong": Workload("pong", "ALE/Pong-v5", "atari.py", ["--epochs", "4"], 99_328, "cleanrl/ppo_atari.py",
-                     ["--env-id", "PongNoFrameskip-v4"], 1024),
+    "cartpole": Workload(
+        "cartpole",
+        "CartPole-v1",
+        "classic_control.py",
+        [
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "128",
+            "--epochs",
+            "4",
+            "--minibatch-size",
+            "128",
+            "--lr",
+            "2.5e-4",
+            "--gamma",
+            "0.99",
+            "--gae-lambda",
+            "0.95",
+            "--entropy-coef",
+            "0.01",
+            "--clip-value",
+            "0.2",
+        ],
+        99_840,
+        "cleanrl/ppo.py",
+        [],
+        512,
+    ),
+    "hopper": Workload(
+        "hopper",
+        "Hopper-v5",
+        "mujoco.py",
+        [],
+        198_656,
+        "cleanrl/ppo_continuous_action.py",
+        ["--env-id", "Hopper-v5"],
+        2048,
+    ),
+    "pong": Workload(
+        "pong",
+        "ALE/Pong-v5",
+        "atari.py",
+        ["--epochs", "4"],
+        99_328,
+        "cleanrl/ppo_atari.py",
+        ["--env-id", "PongNoFrameskip-v4"],
+        1024,
+    ),
     "cheetah": Workload("cheetah", "dmc:cheetah-run", "mujoco.py", [], 198_656, "", [], 2048),
     # ppo_atari_lstm.py: Nature CNN -> LSTM(512 -> 128) -> heads, 8 x 128, 4 epochs x 4 minibatches of 2 whole envs
-    "pong-lstm": Workload("pong-lstm", "ALE/Pong-v5", "atari.py", ["--epochs", "4", "--policy", "lstm",
-                                                                   "--lstm-hidden", "128"], 99_328,
-                          "cleanrl/ppo_atari_lstm.py", ["--env-id", "PongNoFrameskip-v4"], 1024),
+    "pong-lstm": Workload(
+        "pong-lstm",
+        "ALE/Pong-v5",
+        "atari.py",
+        ["--epochs", "4", "--policy", "lstm", "--lstm-hidden", "128"],
+        99_328,
+        "cleanrl/ppo_atari_lstm.py",
+        ["--env-id", "PongNoFrameskip-v4"],
+        1024,
+    ),
 }
 
 # --paths: (env backend, collector, collector workers) per workload; the first is the default path
 PATHS = {
-    "cartpole": [("gymnasium", "lean", 1), ("torchrl", "lean", 1), ("gymnasium", "torchrl", 1),
-                 ("torchrl", "torchrl", 1), ("gymnasium", "torchrl", 2)],
-    "hopper": [("gymnasium", "lean", 1), ("torchrl", "lean", 1), ("gymnasium", "torchrl", 1), ("torchrl", "torchrl", 1)],
+    "cartpole": [
+        ("gymnasium", "lean", 1),
+        ("torchrl", "lean", 1),
+        ("gymnasium", "torchrl", 1),
+        ("torchrl", "torchrl", 1),
+        ("gymnasium", "torchrl", 2),
+    ],
+    "hopper": [
+        ("gymnasium", "lean", 1),
+        ("torchrl", "lean", 1),
+        ("gymnasium", "torchrl", 1),
+        ("torchrl", "torchrl", 1),
+    ],
     "pong": [("envpool", "lean", 1), ("gymnasium", "lean", 1), ("envpool", "torchrl", 1), ("gymnasium", "torchrl", 1)],
     "cheetah": [("torchrl", "lean", 1), ("torchrl", "torchrl", 1)],
 }
@@ -90,16 +149,23 @@ PATHS = {
 def machine() -> dict[str, str]:
     """Cores, CPU model, date, Python and torch versions: what a figure of this session is tied to."""
     model = platform.processor()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"date": _dt.date.today().isoformat(), "cores": str(len(os.sched_getaffinity(0))), "cpu": model,
-            "gpu": gpu, "python": platform.python_version(), "torch": torch.__version__}
+    return {
+        "date": _dt.date.today().isoformat(),
+        "cores": str(len(os.sched_getaffinity(0))),
+        "cpu": model,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
@@ -114,11 +180,31 @@ def _timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
 def run_ours(w: Workload, steps: int, tmp: Path, extra: list[str]) -> dict:
     """One training run of ours in a fresh process; its wall clock and its time split by phase."""
     run_dir = tmp / f"ours-{w.key}-{time.monotonic_ns()}"
-    cmd = [sys.executable, str(ROOT / "recipes" / w.recipe), "--env-id", w.env_id, *w.args, "--total-steps",
-           str(steps), "--eval-episodes", "0", "--no-progress", "--run-dir", str(run_dir), "--name", "bench", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / w.recipe),
+        "--env-id",
+        w.env_id,
+        *w.args,
+        "--total-steps",
+        str(steps),
+        "--eval-episodes",
+        "0",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        "--name",
+        "bench",
+        *extra,
+    ]
     wall = _timed(cmd, ROOT)
     summary = json.loads((run_dir / "bench" / "summary.json").read_text())
-    return {"wall_s": wall, "sps": steps / wall, "timing": summary["timing_s"], "last100": summary["last100_return_mean"]}
+    return {
+        "wall_s": wall,
+        "sps": steps / wall,
+        "timing": summary["timing_s"],
+        "last100": summary["last100_return_mean"],
+    }
 
 
 def run_peer(w: Workload, steps: int, peer_dir: Path, peer_python: str, tmp: Path) -> dict:
@@ -144,7 +230,7 @@ def raw_env_sps(key: str, backend: str = "gymnasium", seconds: float = 5.0) -> f
     check(cfg)
     envs = make_vector_env(cfg, cfg.num_envs)
     steps = rollout(envs, RandomPolicy(envs, 0), list(range(cfg.num_envs)))
-    next(steps)                      # reset and a first step: start-up is not the rate
+    next(steps)  # reset and a first step: start-up is not the rate
     count, t0 = 0, time.perf_counter()
     for i, _ in enumerate(steps, start=1):
         if i % 64 == 0 and time.perf_counter() - t0 >= seconds:
@@ -179,8 +265,8 @@ def collector_comparison(steps: int = 8192) -> dict[str, float]:
 
     from ..workarounds import distribution_default_kept, quiet_torchrl_collectors
 
-    quiet_torchrl_collectors()      # workaround 8
-    with distribution_default_kept():     # workaround 6
+    quiet_torchrl_collectors()  # workaround 8
+    with distribution_default_kept():  # workaround 6
         from torchrl.collectors import Collector as TorchRLCollector
         from torchrl.envs import DoubleToFloat, TransformedEnv
         from torchrl.envs.libs.gym import GymEnv
@@ -215,8 +301,9 @@ def _median(runs: list[dict], key: str = "sps") -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def compare(keys: list[str], steps: dict[str, int], repeat: int, peer_dir: Path | None, peer_python: str,
-            extra: list[str]) -> dict:
+def compare(
+    keys: list[str], steps: dict[str, int], repeat: int, peer_dir: Path | None, peer_python: str, extra: list[str]
+) -> dict:
     """Run the workloads (peer then ours, ``repeat`` times each) and print a row per workload."""
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:
@@ -229,7 +316,9 @@ def compare(keys: list[str], steps: dict[str, int], repeat: int, peer_dir: Path 
                     res["peer"].append(run_peer(w, n, peer_dir, peer_python, Path(tmp)))
                 res["ours"].append(run_ours(w, n, Path(tmp), extra))
                 peer = f"peer {res['peer'][-1]['sps']:.0f}, " if res["peer"] else ""
-                print(f"[bench] {k} repeat {i + 1}/{repeat}: {peer}ours {res['ours'][-1]['sps']:.0f} steps/s", flush=True)
+                print(
+                    f"[bench] {k} repeat {i + 1}/{repeat}: {peer}ours {res['ours'][-1]['sps']:.0f} steps/s", flush=True
+                )
             results[k] = res
     return results
 
@@ -245,8 +334,16 @@ def compare_paths(keys: list[str], steps: dict[str, int], repeat: int, extra: li
             for backend, collector, workers in PATHS[k]:
                 opts = ["--env-backend", backend, "--collector", collector, "--collector-workers", str(workers)]
                 runs = [run_ours(w, n, Path(tmp), [*opts, *extra]) for _ in range(repeat)]
-                rows.append({"backend": backend, "collector": collector, "workers": workers, "steps": n,
-                             "sps": _median(runs), "runs": runs})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "collector": collector,
+                        "workers": workers,
+                        "steps": n,
+                        "sps": _median(runs),
+                        "runs": runs,
+                    }
+                )
                 print(f"[bench] {k} {backend}/{collector}x{workers}: {rows[-1]['sps']:.0f} steps/s", flush=True)
             results[k] = rows
     return results
@@ -258,47 +355,78 @@ def print_paths(results: dict, info: dict[str, str]) -> None:
     for k, rows in results.items():
         for r in rows:
             coll = r["collector"] + (f" x{r['workers']}" if r["workers"] > 1 else "")
-            print(f"{k:9} {r['backend']:12} {coll:14} {r['steps']:>8} {r['sps']:>9.0f} {r['sps'] / rows[0]['sps']:>8.2f}")
+            print(
+                f"{k:9} {r['backend']:12} {coll:14} {r['steps']:>8} {r['sps']:>9.0f} {r['sps'] / rows[0]['sps']:>8.2f}"
+            )
 
 
 def print_table(results: dict, info: dict[str, str]) -> None:
     print(f"\n{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}")
-    print(f"{'workload':9} {'steps':>8} {'peer SPS':>9} {'ours SPS':>9} {'ratio':>6} | time split of ours (% of wall): "
-          f"env policy other gae update eval start-up")
+    print(
+        f"{'workload':9} {'steps':>8} {'peer SPS':>9} {'ours SPS':>9} {'ratio':>6} | time split of ours (% of wall): "
+        f"env policy other gae update eval start-up"
+    )
     for k, res in results.items():
         ours = _median(res["ours"])
         peer = _median(res["peer"]) if res["peer"] else None
         mid = sorted(res["ours"], key=lambda r: r["sps"])[len(res["ours"]) // 2]
         t, wall = mid["timing"], mid["wall_s"]
-        split = " ".join(f"{100 * t[p] / wall:.0f}" for p in ("env", "policy", "collect_other", "gae", "update", "eval"))
+        split = " ".join(
+            f"{100 * t[p] / wall:.0f}" for p in ("env", "policy", "collect_other", "gae", "update", "eval")
+        )
         startup = 100 * (wall - sum(t.values())) / wall
-        print(f"{k:9} {res['steps']:>8} {'-' if peer is None else f'{peer:.0f}':>9} {ours:>9.0f} "
-              f"{'-' if peer is None else f'{ours / peer:.2f}':>6} | {split} {startup:.0f}")
+        print(
+            f"{k:9} {res['steps']:>8} {'-' if peer is None else f'{peer:.0f}':>9} {ours:>9.0f} "
+            f"{'-' if peer is None else f'{ours / peer:.2f}':>6} | {split} {startup:.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ppo_pipeline.bench", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--envs", default="cartpole,hopper,pong", help="comma list of cartpole, hopper, pong (and "
-                                                                   "cheetah, with --paths)")
+    p = argparse.ArgumentParser(
+        prog="python -m ppo_pipeline.bench",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--envs",
+        default="cartpole,hopper,pong",
+        help="comma list of cartpole, hopper, pong (and cheetah, with --paths)",
+    )
     p.add_argument("--steps", default="", help="budget overrides for both sides, e.g. hopper=20480,pong=10240")
     p.add_argument("--repeat", type=int, default=1, help="runs of each side per workload (the median is shown)")
-    p.add_argument("--peer-dir", type=Path, default=None,
-                   help="folder holding CleanRL's cleanrl/ppo.py, ppo_continuous_action.py, ppo_atari.py; without "
-                        "it only ours runs and no ratio is printed")
+    p.add_argument(
+        "--peer-dir",
+        type=Path,
+        default=None,
+        help="folder holding CleanRL's cleanrl/ppo.py, ppo_continuous_action.py, ppo_atari.py; without "
+        "it only ours runs and no ratio is printed",
+    )
     p.add_argument("--peer-python", default=sys.executable, help="the Python (venv) that runs the peer")
-    p.add_argument("--ours", default="", help="extra options for our runs, e.g. \"--env-backend envpool\"")
+    p.add_argument("--ours", default="", help='extra options for our runs, e.g. "--env-backend envpool"')
     p.add_argument("--raw", action="store_true", help="only the raw env rate (random actions) per backend")
     p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of random-action stepping per raw rate")
-    p.add_argument("--collectors", action="store_true",
-                   help="only compare torchrl's Collector with ours on Hopper-v5 (collection alone)")
-    p.add_argument("--paths", action="store_true",
-                   help="ours only, one run per env backend x collector of each workload (the TorchRL path's cost)")
-    p.add_argument("--pack", default="", metavar="P,P",
-                   help="pack sizes: the same P runs one after the other, then as one pack (hopper, cartpole), e.g. 8,33")
+    p.add_argument(
+        "--collectors",
+        action="store_true",
+        help="only compare torchrl's Collector with ours on Hopper-v5 (collection alone)",
+    )
+    p.add_argument(
+        "--paths",
+        action="store_true",
+        help="ours only, one run per env backend x collector of each workload (the TorchRL path's cost)",
+    )
+    p.add_argument(
+        "--pack",
+        default="",
+        metavar="P,P",
+        help="pack sizes: the same P runs one after the other, then as one pack (hopper, cartpole), e.g. 8,33",
+    )
     p.add_argument("--pack-updates", type=int, default=4, help="updates per run for --pack (the first is warm-up)")
-    p.add_argument("--shared", action="store_true",
-                   help="runs sharing the machine: each thread policy alone and two runs at once (cartpole, hopper, pong)")
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="runs sharing the machine: each thread policy alone and two runs at once (cartpole, hopper, pong)",
+    )
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
@@ -315,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--envs cheetah: no peer script runs it; it is a --paths workload")
     if args.peer_dir is not None:
         args.peer_dir = args.peer_dir.resolve()
-        missing = [w.peer_script for w in WORKLOADS.values() if w.key in keys and not (args.peer_dir / w.peer_script).is_file()]
+        missing = [
+            w.peer_script for w in WORKLOADS.values() if w.key in keys and not (args.peer_dir / w.peer_script).is_file()
+        ]
         if missing:
             p.error(f"--peer-dir {str(args.peer_dir)!r} has no {', '.join(missing)}")
     info = machine()

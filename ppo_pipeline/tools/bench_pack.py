@@ -21,8 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # key: (recipe, its preset in ppo_pipeline.config, env id, agent steps per update)
-WORKLOADS = {"hopper": ("mujoco.py", "mujoco", "Hopper-v5", 2048),
-             "cartpole": ("classic_control.py", "classic", "CartPole-v1", 256)}
+WORKLOADS = {
+    "hopper": ("mujoco.py", "mujoco", "Hopper-v5", 2048),
+    "cartpole": ("classic_control.py", "classic", "CartPole-v1", 256),
+}
 COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
 
 
@@ -68,7 +70,19 @@ def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
     compile_solo, compile_pack = full_budget_compile(preset, env_id, 1), full_budget_compile(preset, env_id, size)
     solo_steps, solo_s = 0, 0.0
     for i, opts in enumerate(members(key, size)):
-        _run([f"recipes/{recipe}", *budget, "--compile", compile_solo, *opts, "--run-dir", str(tmp / f"solo-{key}-{size}"), "--name", f"r{i}"])
+        _run(
+            [
+                f"recipes/{recipe}",
+                *budget,
+                "--compile",
+                compile_solo,
+                *opts,
+                "--run-dir",
+                str(tmp / f"solo-{key}-{size}"),
+                "--name",
+                f"r{i}",
+            ]
+        )
         n, s = steady_rate(tmp / f"solo-{key}-{size}" / f"r{i}")
         solo_steps, solo_s = solo_steps + n, solo_s + s
     sweep = tmp / f"pack-{key}-{size}"
@@ -76,16 +90,26 @@ def bench(key: str, size: int, updates: int, tmp: Path) -> dict:
         grid = ["--experiment", "table1", "--seeds", "0-2"]
     else:
         grid = ["--seeds", f"0-{size - 1}"]
-    _run([f"recipes/{recipe}", *budget, "--compile", compile_pack, *grid, "--pack", str(size), "--sweep-dir", str(sweep)])
+    _run(
+        [f"recipes/{recipe}", *budget, "--compile", compile_pack, *grid, "--pack", str(size), "--sweep-dir", str(sweep)]
+    )
     runs = sorted((sweep / "runs").iterdir())
     n, s = steady_rate(runs[0])
     import json
 
     pack_json = json.loads(next((sweep / "packs").glob("*/pack.json")).read_text())
-    timing = pack_json["timing_steady_s"]      # updates 2..N: the first compiles
-    return {"workload": key, "P": size, "updates": updates, "compile_solo": compile_solo, "compile_pack": compile_pack,
-            "solo_sps": solo_steps / solo_s,
-            "pack_sps": n * len(runs) / s, "ratio": (n * len(runs) / s) / (solo_steps / solo_s), "pack_timing_s": timing}
+    timing = pack_json["timing_steady_s"]  # updates 2..N: the first compiles
+    return {
+        "workload": key,
+        "P": size,
+        "updates": updates,
+        "compile_solo": compile_solo,
+        "compile_pack": compile_pack,
+        "solo_sps": solo_steps / solo_s,
+        "pack_sps": n * len(runs) / s,
+        "ratio": (n * len(runs) / s) / (solo_steps / solo_s),
+        "pack_timing_s": timing,
+    }
 
 
 def run(keys: list[str], sizes: list[int], updates: int) -> list[dict]:
@@ -95,17 +119,24 @@ def run(keys: list[str], sizes: list[int], updates: int) -> list[dict]:
             for size in sizes:
                 r = bench(key, size, updates, Path(tmp))
                 out.append(r)
-                print(f"[bench] {key} P={size}: solo (compile {r['compile_solo']}) {r['solo_sps']:,.0f}, pack (compile "
-                      f"{r['compile_pack']}) {r['pack_sps']:,.0f} agent steps/s "
-                      f"= {r['ratio']:.1f}x", flush=True)
+                print(
+                    f"[bench] {key} P={size}: solo (compile {r['compile_solo']}) {r['solo_sps']:,.0f}, pack (compile "
+                    f"{r['compile_pack']}) {r['pack_sps']:,.0f} agent steps/s "
+                    f"= {r['ratio']:.1f}x",
+                    flush=True,
+                )
     return out
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'workload':9} {'P':>3} {'compile solo/pack':>17} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time "
-          f"split (% of its phases, updates 2-N): env policy collect-other update")
+    print(
+        f"\n{'workload':9} {'P':>3} {'compile solo/pack':>17} {'solo SPS':>9} {'pack SPS':>9} {'ratio':>6} | pack time "
+        f"split (% of its phases, updates 2-N): env policy collect-other update"
+    )
     for r in rows:
         t = r["pack_timing_s"]
         total = sum(t[k] for k in ("env", "policy", "collect_other", "gae", "update")) or 1.0
         split = " ".join(f"{100 * t[k] / total:.0f}" for k in ("env", "policy", "collect_other", "update"))
-        print(f"{r['workload']:9} {r['P']:>3} {r['compile_solo'] + '/' + r['compile_pack']:>17} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}")
+        print(
+            f"{r['workload']:9} {r['P']:>3} {r['compile_solo'] + '/' + r['compile_pack']:>17} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}"
+        )

@@ -43,16 +43,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
 from ..cli import OneLineParser, fail
+from ..errors import UserError
 from .exported import exported_module, onnx_program, program
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
 
@@ -63,29 +64,47 @@ META_FILE = "ppo_pipeline.json"
 # ------------------------------------------------------------------------------------------------------
 # Building (the modules and programs themselves: ppo_pipeline.tools.exported)
 # ------------------------------------------------------------------------------------------------------
-FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}             # --format -> its suffix
-ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")   # the `onnx` extra
+FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}  # --format -> its suffix
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the `onnx` extra
 
 
-def describe(run: SavedRun, agent: nn.Module, obs_space: gym.Space, action_space: gym.Space, fmt: str) -> dict[str, Any]:
+def describe(
+    run: SavedRun, agent: nn.Module, obs_space: gym.Space, action_space: gym.Space, fmt: str
+) -> dict[str, Any]:
     """The metadata stored with the file (``ppo_pipeline.json``) of ``run``'s ``agent`` exported as ``fmt``."""
     if isinstance(action_space, gym.spaces.Discrete):
         action = {"kind": "discrete", "n": int(action_space.n), "dtype": "int64", "shape": []}
     elif isinstance(action_space, gym.spaces.MultiDiscrete):
-        action = {"kind": "multi_discrete", "nvec": action_space.nvec.tolist(), "dtype": "int64",
-                  "shape": list(action_space.shape)}
+        action = {
+            "kind": "multi_discrete",
+            "nvec": action_space.nvec.tolist(),
+            "dtype": "int64",
+            "shape": list(action_space.shape),
+        }
     elif isinstance(action_space, gym.spaces.MultiBinary):
         action = {"kind": "multi_binary", "dtype": "float32", "shape": list(action_space.shape)}
     else:
-        action = {"kind": "box", "dtype": "float32", "shape": list(action_space.shape),
-                  "low": np.asarray(action_space.low, dtype=float).tolist(),
-                  "high": np.asarray(action_space.high, dtype=float).tolist()}
+        action = {
+            "kind": "box",
+            "dtype": "float32",
+            "shape": list(action_space.shape),
+            "low": np.asarray(action_space.low, dtype=float).tolist(),
+            "high": np.asarray(action_space.high, dtype=float).tolist(),
+        }
     lstm = agent.lstm.lstm if agent.recurrent else None
-    return {"format": FORMAT, "env_id": run.cfg.env_id, "checkpoint": str(run.checkpoint),
-            "update": int(run.state["update"]), "normalize_obs": bool(run.cfg.normalize_obs),
-            "observation": _space_meta(obs_space), "recurrent": bool(agent.recurrent),
-            "lstm_state": {"layers": lstm.num_layers, "hidden": lstm.hidden_size} if lstm is not None else None,
-            "action": action, "exported_with": EXPORTERS[fmt], "torch": torch.__version__}
+    return {
+        "format": FORMAT,
+        "env_id": run.cfg.env_id,
+        "checkpoint": str(run.checkpoint),
+        "update": int(run.state["update"]),
+        "normalize_obs": bool(run.cfg.normalize_obs),
+        "observation": _space_meta(obs_space),
+        "recurrent": bool(agent.recurrent),
+        "lstm_state": {"layers": lstm.num_layers, "hidden": lstm.hidden_size} if lstm is not None else None,
+        "action": action,
+        "exported_with": EXPORTERS[fmt],
+        "torch": torch.__version__,
+    }
 
 
 EXPORTERS = {"pt2": "torch.export", "onnx": "torch.onnx.export(dynamo=True)"}
@@ -101,7 +120,7 @@ def save(module: nn.Module, obs_space: gym.Space, out: Path, fmt: str, meta: dic
     """``module`` through ``torch.export`` (and ONNX for ``fmt == "onnx"``), written atomically to ``out`` (temp
     file + rename) with ``meta`` (an extra file of the ``.pt2``, a metadata entry of the ONNX model)."""
     exported = program(module, obs_space)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{FORMATS[fmt]}")     # torch.export.save wants a .pt2 name
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{FORMATS[fmt]}")  # torch.export.save wants a .pt2 name
     try:
         if fmt == "onnx":
             onnx = onnx_program(exported, obs_space, bool(meta["recurrent"]))
@@ -120,7 +139,7 @@ def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        feed = dict(inputs[0]) if isinstance(inputs[0], dict) else {"obs": inputs[0]}   # exported.input_names
+        feed = dict(inputs[0]) if isinstance(inputs[0], dict) else {"obs": inputs[0]}  # exported.input_names
         feed.update(zip(("h", "c"), inputs[1:]))
         return session.run(None, {k: x.numpy() for k, x in feed.items()})
     got = torch.export.load(str(out)).module()(*inputs)
@@ -132,13 +151,22 @@ def check_exported(out: Path, fmt: str, agent: nn.Module, obs_norm: Any, action_
     from ..algo.evaluation import AgentPolicy
 
     expected = AgentPolicy(agent, obs_norm, action_space, deterministic=True)(obs)
-    x = ({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()} if isinstance(obs, dict)
-         else torch.from_numpy(np.ascontiguousarray(obs)))
-    state = () if not agent.recurrent else tuple(
-        torch.zeros(agent.lstm.lstm.num_layers, len(expected), agent.lstm.lstm.hidden_size) for _ in "hc")
+    x = (
+        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()}
+        if isinstance(obs, dict)
+        else torch.from_numpy(np.ascontiguousarray(obs))
+    )
+    state = (
+        ()
+        if not agent.recurrent
+        else tuple(torch.zeros(agent.lstm.lstm.num_layers, len(expected), agent.lstm.lstm.hidden_size) for _ in "hc")
+    )
     got = run_file(out, fmt, (x, *state))[0]
-    same = (np.allclose(got, expected, rtol=1e-5, atol=1e-6) if isinstance(action_space, gym.spaces.Box)
-            else np.array_equal(got, expected))
+    same = (
+        np.allclose(got, expected, rtol=1e-5, atol=1e-6)
+        if isinstance(action_space, gym.spaces.Box)
+        else np.array_equal(got, expected)
+    )
     if not same:
         raise RuntimeError(f"exported policy {str(out)!r} disagrees with the agent: {got} vs {expected}")
 
@@ -156,24 +184,42 @@ def export(run: SavedRun, out: Path, fmt: str = "pt2") -> str:
         envs.close()
     agent = build_agent(run, obs_space, action_space, "cpu")
     norm = frozen_obs_norm(run, obs_space)
-    save(exported_module(agent, norm, action_space), obs_space, out, fmt, describe(run, agent, obs_space, action_space, fmt))
+    save(
+        exported_module(agent, norm, action_space),
+        obs_space,
+        out,
+        fmt,
+        describe(run, agent, obs_space, action_space, fmt),
+    )
     check_exported(out, fmt, agent, norm, action_space, obs)
     prep = "normalized inside with the run's frozen statistics" if norm is not None else "no normalization"
     if isinstance(action_space, gym.spaces.Discrete):
-        act = f"action int64[B] (argmax of {action_space.n} logits" + (" allowed by action_mask)" if agent.masked else ")")
+        act = f"action int64[B] (argmax of {action_space.n} logits" + (
+            " allowed by action_mask)" if agent.masked else ")"
+        )
     elif isinstance(action_space, gym.spaces.MultiDiscrete):
         act = f"action int64[B, {len(action_space.nvec)}] (argmax of each part)"
     elif isinstance(action_space, gym.spaces.MultiBinary):
         act = f"action float32[B, {action_space.n}] (1 where the logit > 0)"
     else:
-        act = (f"action float32[B, {int(np.prod(action_space.shape))}] (Gaussian mean clipped to "
-               f"[{_bounds(action_space.low)}, {_bounds(action_space.high)}])")
-    state = (f" with the LSTM state (h, c) in and out: policy(obs, h, c), h = c = zeros[{agent.lstm.lstm.num_layers}, B, "
-             f"{agent.lstm.lstm.hidden_size}] at an episode start") if agent.recurrent else ""
+        act = (
+            f"action float32[B, {int(np.prod(action_space.shape))}] (Gaussian mean clipped to "
+            f"[{_bounds(action_space.low)}, {_bounds(action_space.high)}])"
+        )
+    state = (
+        (
+            f" with the LSTM state (h, c) in and out: policy(obs, h, c), h = c = zeros[{agent.lstm.lstm.num_layers}, B, "
+            f"{agent.lstm.lstm.hidden_size}] at an episode start"
+        )
+        if agent.recurrent
+        else ""
+    )
     kind = "ONNX (torch.onnx.export, dynamo)" if fmt == "onnx" else "torch.export program"
-    return (f"wrote {out}: {kind} deterministic policy of {run.cfg.env_id} from "
-            f"{run.checkpoint.name} (update {run.state['update']}): observation {_obs_words(obs_space)} "
-            f"({prep}) -> {act}{state}")
+    return (
+        f"wrote {out}: {kind} deterministic policy of {run.cfg.env_id} from "
+        f"{run.checkpoint.name} (update {run.state['update']}): observation {_obs_words(obs_space)} "
+        f"({prep}) -> {act}{state}"
+    )
 
 
 def _obs_words(space: gym.Space) -> str:
@@ -194,12 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     """``python -m ppo_pipeline.export``'s options."""
     p = OneLineParser(prog="python -m ppo_pipeline.export", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (runs/<name>) with config.json and checkpoints")
-    p.add_argument("--out", metavar="FILE", required=True,
-                   help="file to write, policy.pt2 (torch.export) or policy.onnx (ONNX) (required)")
-    p.add_argument("--format", metavar="FORMAT", default=None,
-                   help="pt2 (torch.export) or onnx (needs pip install -e '.[onnx]') (default: from --out's suffix)")
-    p.add_argument("--checkpoint", metavar="FILE", default=None,
-                   help="checkpoint to export (default: the newest checkpoint-*.pt in RUN_DIR)")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="file to write, policy.pt2 (torch.export) or policy.onnx (ONNX) (required)",
+    )
+    p.add_argument(
+        "--format",
+        metavar="FORMAT",
+        default=None,
+        help="pt2 (torch.export) or onnx (needs pip install -e '.[onnx]') (default: from --out's suffix)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        default=None,
+        help="checkpoint to export (default: the newest checkpoint-*.pt in RUN_DIR)",
+    )
     return p
 
 
@@ -224,8 +282,9 @@ def output_format(fmt: str | None, out: str) -> str:
     if fmt is None:
         fmt = next((f for f, suffix in FORMATS.items() if out.lower().endswith(suffix)), None)
         if fmt is None:
-            raise UserError(f"--out {out!r}: cannot tell the format from its suffix; use one of {allowed} "
-                            f"or give --format")
+            raise UserError(
+                f"--out {out!r}: cannot tell the format from its suffix; use one of {allowed} or give --format"
+            )
     elif fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "onnx":

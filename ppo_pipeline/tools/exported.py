@@ -25,7 +25,7 @@ is the env's, fixed in the program) and :func:`onnx_program` converts that progr
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -61,10 +61,13 @@ class ExportedPolicy(nn.Module):
         self.lstm = agent.lstm.lstm if agent.recurrent else nn.LSTM(1, 1)
         self.shared = bool(agent.shared)
         if isinstance(obs_norm, DictObsNormalizer):
-            self.norms = nn.ModuleDict({k: Standardize(n.state_dict(), n.eps, n.clip) for k, n in obs_norm.norms.items()})
+            self.norms = nn.ModuleDict(
+                {k: Standardize(n.state_dict(), n.eps, n.clip) for k, n in obs_norm.norms.items()}
+            )
         else:
-            self.norms = nn.ModuleDict({} if obs_norm is None else
-                                       {"obs": Standardize(obs_norm.state_dict(), obs_norm.eps, obs_norm.clip)})
+            self.norms = nn.ModuleDict(
+                {} if obs_norm is None else {"obs": Standardize(obs_norm.state_dict(), obs_norm.eps, obs_norm.clip)}
+            )
         self.box = isinstance(action_space, gym.spaces.Box)
         low, high = (action_space.low, action_space.high) if self.box else (np.zeros(1), np.zeros(1))
         self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32).reshape(-1)).clone())
@@ -75,29 +78,31 @@ class ExportedPolicy(nn.Module):
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
         x = network_input(obs)
-        for _, norm in self.norms.items():
+        for norm in self.norms.values():
             x = norm(obs)
         return x
 
-    def _prepare_dict(self, obs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        out: Dict[str, torch.Tensor] = {}
+    def _prepare_dict(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
         for k, v in obs.items():
-            out[k] = v.to(torch.bool) if k == "action_mask" else network_input(v)   # MASK_KEY
+            out[k] = v.to(torch.bool) if k == "action_mask" else network_input(v)  # MASK_KEY
         for k, norm in self.norms.items():
             out[k] = norm(obs[k])
         return out
 
-    def _act(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _act(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         action = self.policy_head.mode(self.policy_head(x, mask))
         if self.box:
             action = clip_action(action, self.low, self.high)
         return action
 
-    def _step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
         return out.squeeze(1), h, c
 
-    def initial_state(self, batch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h, c)`` at an episode start: zeros [layers, batch, H] each."""
         zeros = torch.zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
         return zeros, zeros.clone()
@@ -110,7 +115,7 @@ class ExportedPolicy(nn.Module):
 class ExportedDictPolicy(ExportedPolicy):
     """obs (a dict of tensors [B, ...], the env's ``Dict`` entries) -> the env's action."""
 
-    def forward(self, obs: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self._prepare_dict(obs)
         return self._act(self.trunk(x), x.get("action_mask"))
 
@@ -118,7 +123,9 @@ class ExportedDictPolicy(ExportedPolicy):
 class ExportedRecurrentPolicy(ExportedPolicy):
     """(obs [B, *obs], h, c) -> (the env's action, h, c): one step of the LSTM policy."""
 
-    def forward(self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, h, c = self._step(self.trunk(self._prepare(obs)), h, c)
         return self._act(x, None), h, c
 
@@ -126,8 +133,9 @@ class ExportedRecurrentPolicy(ExportedPolicy):
 class ExportedRecurrentDictPolicy(ExportedPolicy):
     """(obs dict, h, c) -> (the env's action, h, c)."""
 
-    def forward(self, obs: Dict[str, torch.Tensor], h: torch.Tensor,
-                c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: dict[str, torch.Tensor], h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self._prepare_dict(obs)
         x, h, c = self._step(self.trunk(p), h, c)
         return self._act(x, p.get("action_mask")), h, c
@@ -135,25 +143,33 @@ class ExportedRecurrentDictPolicy(ExportedPolicy):
 
 def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> ExportedPolicy:
     """The exported module for ``agent``'s kind (Box or Dict observations, feed-forward or LSTM)."""
-    cls = {(False, False): ExportedPolicy, (True, False): ExportedDictPolicy,
-           (False, True): ExportedRecurrentPolicy, (True, True): ExportedRecurrentDictPolicy}
+    cls = {
+        (False, False): ExportedPolicy,
+        (True, False): ExportedDictPolicy,
+        (False, True): ExportedRecurrentPolicy,
+        (True, True): ExportedRecurrentDictPolicy,
+    }
     return cls[(bool(agent.dict_obs), bool(agent.recurrent))](agent, obs_norm, action_space)
 
 
 # ------------------------------------------------------------------------------------------------------
 # Programs: torch.export, then ONNX
 # ------------------------------------------------------------------------------------------------------
-EXAMPLE_BATCH = 2      # the example inputs' batch size (not 0 or 1: torch.export would specialize on those)
+EXAMPLE_BATCH = 2  # the example inputs' batch size (not 0 or 1: torch.export would specialize on those)
 
 
 def example_inputs(module: ExportedPolicy, obs_space: gym.Space, batch: int = EXAMPLE_BATCH) -> tuple:
     """Zeros shaped as ``module``'s inputs for ``batch`` observations of ``obs_space``, in the env's dtypes:
     ``(obs,)`` or ``(obs, h, c)``; ``obs`` a tensor [batch, *shape] or a dict of them (a ``Dict`` space)."""
+
     def zeros(space: gym.Space) -> torch.Tensor:
         return torch.from_numpy(np.zeros((batch, *space.shape), dtype=space.dtype))
 
-    obs: Any = ({k: zeros(s) for k, s in obs_space.spaces.items()} if isinstance(obs_space, gym.spaces.Dict)
-                else zeros(obs_space))
+    obs: Any = (
+        {k: zeros(s) for k, s in obs_space.spaces.items()}
+        if isinstance(obs_space, gym.spaces.Dict)
+        else zeros(obs_space)
+    )
     if isinstance(module, (ExportedRecurrentPolicy, ExportedRecurrentDictPolicy)):
         return (obs, *module.initial_state(batch))
     return (obs,)
@@ -193,7 +209,12 @@ def onnx_program(exported: torch.export.ExportedProgram, obs_space: gym.Space, r
     from ..workarounds import export_notices_dropped
 
     with export_notices_dropped():
-        onnx = torch.onnx.export(exported, dynamo=True, verbose=False, input_names=input_names(obs_space, recurrent),
-                                 output_names=output_names(recurrent))
-    onnx.rename_axes({onnx.model.graph.inputs[0].shape[0]: "batch"})     # the program's symbol (s12, ...) -> batch
+        onnx = torch.onnx.export(
+            exported,
+            dynamo=True,
+            verbose=False,
+            input_names=input_names(obs_space, recurrent),
+            output_names=output_names(recurrent),
+        )
+    onnx.rename_axes({onnx.model.graph.inputs[0].shape[0]: "batch"})  # the program's symbol (s12, ...) -> batch
     return onnx

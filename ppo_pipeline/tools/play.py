@@ -26,22 +26,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from .. import rundir
+from ..algo.evaluation import AgentPolicy
+from ..cli import OneLineParser, fail
 from ..config import Config
 from ..envs.seeds import env_seeds
 from ..errors import UserError
-from .. import rundir
 from ..run import checkpoint
-from ..cli import OneLineParser, fail
 from ..run.prepare import resolve, resolve_device
-from ..algo.evaluation import AgentPolicy
 from ..run.video import Episode, default_fps, record_episode, write_mp4
 
 if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
@@ -57,9 +58,9 @@ class SavedRun:
     """What a run directory holds for playing: its config, the chosen checkpoint and that checkpoint's state."""
 
     path: Path
-    cfg: Config               # config.json, env id resolved (device not resolved)
+    cfg: Config  # config.json, env id resolved (device not resolved)
     checkpoint: Path
-    state: dict[str, Any]     # checkpoint.load_for_run's dict: agent, obs_norm, update, ...
+    state: dict[str, Any]  # checkpoint.load_for_run's dict: agent, obs_norm, update, ...
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -101,7 +102,8 @@ def load_saved_run(run_dir: Path | str, checkpoint_file: Path | str | None = Non
     if cfg.normalize_obs and not isinstance(state.get("obs_norm"), dict):
         raise checkpoint.CheckpointError(
             f"checkpoint {str(path)!r} has no observation-normalization statistics, which this run "
-            f"(normalize_obs=true) needs to see its inputs as in training")
+            f"(normalize_obs=true) needs to see its inputs as in training"
+        )
     return SavedRun(run_dir, cfg, path, state)
 
 
@@ -129,7 +131,8 @@ def frozen_obs_norm(run: SavedRun, obs_space: gym.Space) -> Any:
         if shape != want or np.shape(stats["var"]) != shape:
             raise checkpoint.CheckpointError(
                 f"checkpoint {str(run.checkpoint)!r} has observation statistics{f' for {key!r}' if key else ''} of "
-                f"shape {shape}, the env's observations are {want}")
+                f"shape {shape}, the env's observations are {want}"
+            )
         one.load_state_dict({k: np.asarray(v) if k != "count" else v for k, v in stats.items()})
     return norm.frozen_copy()
 
@@ -147,7 +150,8 @@ def build_agent(run: SavedRun, obs_space: gym.Space, action_space: gym.Space, de
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise checkpoint.CheckpointError(
-            f"checkpoint {str(run.checkpoint)!r} does not fit this run's network ({first})") from None
+            f"checkpoint {str(run.checkpoint)!r} does not fit this run's network ({first})"
+        ) from None
     return agent.to(device).eval()
 
 
@@ -169,13 +173,23 @@ def summary_line(episodes: Sequence[Episode]) -> str:
     rets = np.array([e.ret for e in episodes], dtype=float)
     lens = np.array([e.length for e in episodes], dtype=float)
     n = len(episodes)
-    return (f"mean return {rets.mean():.2f} ± {rets.std():.2f} over {n} episode{'s' if n != 1 else ''} "
-            f"(length {lens.mean():.1f} ± {lens.std():.1f})")
+    return (
+        f"mean return {rets.mean():.2f} ± {rets.std():.2f} over {n} episode{'s' if n != 1 else ''} "
+        f"(length {lens.mean():.1f} ± {lens.std():.1f})"
+    )
 
 
-def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir: Path | None = None,
-         device: str = "cpu", max_steps: int | None = None, fps: float | None = None,
-         out: Any = sys.stdout) -> list[Episode]:
+def play(
+    run: SavedRun,
+    *,
+    episodes: int,
+    deterministic: bool = True,
+    video_dir: Path | None = None,
+    device: str = "cpu",
+    max_steps: int | None = None,
+    fps: float | None = None,
+    out: Any = sys.stdout,
+) -> list[Episode]:
     """Play ``episodes`` episodes of ``run`` one after another and print a line for each to ``out``.
 
     Episode ``i`` is reset with ``env_seeds(seed, episodes, evaluation=True)[i]`` and lasts at most
@@ -212,6 +226,7 @@ def play(run: SavedRun, *, episodes: int, deterministic: bool = True, video_dir:
 # ------------------------------------------------------------------------------------------------------
 def at_least(low: int | float, kind: type = int):
     """argparse type: a number of ``kind`` >= ``low`` (the message names the bad value)."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -227,23 +242,56 @@ def at_least(low: int | float, kind: type = int):
 
 def build_parser() -> argparse.ArgumentParser:
     """``python -m ppo_pipeline.play``'s options (every default shown in ``--help``)."""
-    p = OneLineParser(prog="python -m ppo_pipeline.play", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m ppo_pipeline.play",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (runs/<name>) with config.json and checkpoints")
-    p.add_argument("--checkpoint", metavar="FILE", default=None,
-                   help="checkpoint to play (default: the newest checkpoint-*.pt in RUN_DIR)")
-    p.add_argument("--episodes", type=at_least(1), default=10, metavar="N",
-                   help="episodes to play, one after another (default: 10)")
-    p.add_argument("--stochastic", action="store_true",
-                   help="sample actions from the policy instead of argmax / Gaussian mean (default: off)")
-    p.add_argument("--video", metavar="DIR", default=None,
-                   help="write DIR/episode-000.mp4, ... from the env's rgb_array frames (default: no video)")
-    p.add_argument("--fps", type=at_least(1e-3, float), default=None, metavar="FPS",
-                   help="video frame rate (default: real time, e.g. 15 for Atari with frame skip 4)")
-    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
-                   help="torch device for the policy (default: auto = cuda when available)")
-    p.add_argument("--max-steps", type=at_least(1), default=None, metavar="N",
-                   help="cap on an episode's agent steps (default: the run's eval_max_steps)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        default=None,
+        help="checkpoint to play (default: the newest checkpoint-*.pt in RUN_DIR)",
+    )
+    p.add_argument(
+        "--episodes",
+        type=at_least(1),
+        default=10,
+        metavar="N",
+        help="episodes to play, one after another (default: 10)",
+    )
+    p.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="sample actions from the policy instead of argmax / Gaussian mean (default: off)",
+    )
+    p.add_argument(
+        "--video",
+        metavar="DIR",
+        default=None,
+        help="write DIR/episode-000.mp4, ... from the env's rgb_array frames (default: no video)",
+    )
+    p.add_argument(
+        "--fps",
+        type=at_least(1e-3, float),
+        default=None,
+        metavar="FPS",
+        help="video frame rate (default: real time, e.g. 15 for Atari with frame skip 4)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="{auto,cpu,cuda,cuda:N}",
+        help="torch device for the policy (default: auto = cuda when available)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=at_least(1),
+        default=None,
+        metavar="N",
+        help="cap on an episode's agent steps (default: the run's eval_max_steps)",
+    )
     return p
 
 
@@ -269,12 +317,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UserError as e:
             fail(str(e))
         stats = "frozen run statistics" if run.cfg.normalize_obs else "none"
-        print(f"playing {run.cfg.env_id} from {run.checkpoint} (update {run.state['update']}), "
-              f"{'stochastic' if ns.stochastic else 'deterministic'} policy, observation normalization: "
-              f"{stats}, device {device}", flush=True)
+        print(
+            f"playing {run.cfg.env_id} from {run.checkpoint} (update {run.state['update']}), "
+            f"{'stochastic' if ns.stochastic else 'deterministic'} policy, observation normalization: "
+            f"{stats}, device {device}",
+            flush=True,
+        )
         try:
-            episodes = play(run, episodes=ns.episodes, deterministic=not ns.stochastic, video_dir=video_dir,
-                            device=device, max_steps=ns.max_steps, fps=ns.fps)
+            episodes = play(
+                run,
+                episodes=ns.episodes,
+                deterministic=not ns.stochastic,
+                video_dir=video_dir,
+                device=device,
+                max_steps=ns.max_steps,
+                fps=ns.fps,
+            )
         except UserError as e:
             fail(str(e))
         print(summary_line(episodes), flush=True)
