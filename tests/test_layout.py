@@ -4,11 +4,15 @@ function-level imports included), no module over 450 lines, no class over 200.""
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "ppo_pipeline"
-MAX_MODULE_LINES = 450
-MAX_CLASS_LINES = 200
+# Sizes in logical lines (statements: tokenize's NEWLINE tokens), which the formatter's wrapping does not change;
+# 450 / 200 physical lines before `ruff format` (issue 26 item 11) were ~300 / ~165 logical ones.
+MAX_MODULE_LINES = 300
+MAX_CLASS_LINES = 170
 
 # The layers, lowest first: a module may import its own layer and the layers below it, never one above.
 # An entry names top-level modules and packages of ppo_pipeline (a package holds its submodules).
@@ -146,17 +150,27 @@ def test_config_is_a_leaf():
     assert import_graph()["ppo_pipeline.config"] <= {"ppo_pipeline.errors"}
 
 
+def logical_lines(text: str, first: int = 1, last: int | None = None) -> int:
+    """Statements (logical lines) between physical lines ``first`` and ``last``."""
+    return sum(tok.type == tokenize.NEWLINE and first <= tok.start[0] <= (last or tok.start[0])
+               for tok in tokenize.generate_tokens(io.StringIO(text).readline))
+
+
 def test_module_and_class_sizes():
     too_long = []
     for name, path in modules().items():
         text = path.read_text()
-        n = len(text.splitlines())
+        n = logical_lines(text)
         if n > MAX_MODULE_LINES:
-            too_long.append(f"module {name}: {n} lines")
+            too_long.append(f"module {name}: {n} logical lines")
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
-                too_long.append(f"class {name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+            if isinstance(node, ast.ClassDef) and (n := logical_lines(text, node.lineno, node.end_lineno)) > MAX_CLASS_LINES:
+                too_long.append(f"class {name}.{node.name}: {n} logical lines")
     assert not too_long, "; ".join(too_long)
+
+
+def test_logical_lines_ignore_wrapping():
+    assert logical_lines("x = f(1,\n      2)\ny = 3\n") == logical_lines("x = f(1, 2)\ny = 3\n") == 2
 
 
 def test_results_hold_no_machine_paths():

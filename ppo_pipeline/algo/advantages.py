@@ -16,6 +16,7 @@ from tensordict import TensorDictBase
 from .. import batch as keys
 from .. import workarounds
 from ..config import Config
+from .ranks import ONE, Ranks
 
 with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.objectives.value import GAE
@@ -49,10 +50,19 @@ def make_gae(cfg: Config) -> GAE:
     return GAE(gamma=cfg.gamma, lmbda=cfg.gae_lambda, value_network=None, average_gae=False)
 
 
-def explained_variance(batch: TensorDictBase, members: int = 1) -> torch.Tensor:
+def explained_variance(batch: TensorDictBase, members: int = 1, ranks: Ranks = ONE) -> torch.Tensor:
     """1 - Var[V_targ - V] / Var[V_targ] per member [P] over the batch (a diagnostic of the critic; NaN where
-    Var[V_targ] = 0)."""
+    Var[V_targ] = 0); over W ranks, over every rank's rows (all-reduced sums)."""
     value = batch[keys.STATE_VALUE].reshape(members, -1)
     target = batch[keys.VALUE_TARGET].reshape(members, -1)
+    if ranks.many:
+        t, d = target.double(), (target - value).double()
+        s = ranks.sum_(
+            torch.stack([t.new_full(t.shape[:1], t.shape[1]), t.sum(1), (t**2).sum(1), d.sum(1), (d**2).sum(1)])
+        )
+        n = s[0]
+        var = (s[2] - s[1] ** 2 / n) / (n - 1)
+        var_d = (s[4] - s[3] ** 2 / n) / (n - 1)
+        return torch.where(var > 0, 1 - var_d / var, torch.full_like(var, float("nan"))).float()
     var = target.var(1)
     return torch.where(var > 0, 1 - (target - value).var(1) / var, torch.full_like(var, float("nan")))

@@ -38,6 +38,7 @@ from ..threads import torch_threads
 from . import compiling
 from .advantages import next_state_value
 from .normalize import ObsNormalizer, RewardScaler, normalize_members
+from .ranks import ONE, Ranks
 from .spaces import env_action, obs_tensor, stack_obs, with_rows
 
 
@@ -74,7 +75,8 @@ class Collector:
     each member's rewards through its own scaler, the V(final obs) bootstrap where a time limit cut an episode,
     and each member's episode statistics (:attr:`episodes`, one log per member). ``collect_threads``: torch
     threads while collecting (a pack's per-step policy call is small: one thread, :mod:`ppo_pipeline.threads`);
-    None keeps the run's.
+    None keeps the run's. ``ranks``: a run over W processes, ``envs`` this rank's share (:mod:`.ranks`): its actions
+    drawn as the one-process run draws them for all envs, :attr:`global_step` counting every rank's steps.
     """
 
     exact_resume = True  # a checkpoint may snapshot the envs (in-process ones) for a bit-exact resume
@@ -92,16 +94,18 @@ class Collector:
         reward_scaler: RewardScaler | None = None,
         compile: bool = False,
         collect_threads: int | None = None,
+        ranks: Ranks = ONE,
     ):
         self.envs, self.agent, self.T, self.device = envs, agent, num_steps, torch.device(device)
         self.P, self.E = members, envs.num_envs // members
+        self.ranks, self.rows = ranks, ranks.envs if ranks.many else None
         self.generators = list(generators) or [None] * members
         self.obs_norm, self.reward_scaler, self.collect_threads = obs_norm, reward_scaler, collect_threads
         # a Gaussian policy's per-step call from noise drawn ahead: tensors only, compiled by the update's rule
         self.sample = compiling.MaybeCompiled(agent.sample, compile, "policy step", dynamic=False)
         self.alive = np.ones(members, dtype=bool)  # members still training (a diverged one idles)
         self.obs: np.ndarray | dict[str, np.ndarray] | None = None
-        self.global_step = 0  # agent steps of each member
+        self.global_step = 0  # agent steps of each member (every rank's)
         self.time_env = 0.0  # seconds in VectorEnv.step + normalization (for the bench's split)
         self.time_policy = 0.0  # seconds in the policy/value forward passes
         self.episodes = [EpisodeLog() for _ in range(members)]
@@ -154,7 +158,9 @@ class Collector:
         truncated = np.zeros((T, N, 1), dtype=bool)
         clock = time.perf_counter
         t_start = clock()
-        noise = self.agent.rollout_noise(T, self.E, self.generators)  # [T, N, A] (a Gaussian policy), or None
+        noise = self.agent.rollout_noise(T, self.E * self.ranks.world, self.generators)  # [T, N, A] (Gaussian)
+        if noise is not None and self.rows is not None:
+            noise = self.rows.take(noise, 1)  # this rank's envs of the one-process run's draws
         policy_s = clock() - t_start
         for t in range(T):
             t0 = clock()
@@ -163,7 +169,11 @@ class Collector:
                 out = self.sample(obs_t, noise[t])
             else:
                 out = self.agent.act(
-                    obs_t, state=state, generators=self.generators, noise=None if noise is None else noise[t]
+                    obs_t,
+                    state=state,
+                    generators=self.generators,
+                    noise=None if noise is None else noise[t],
+                    **({"rows": self.rows} if self.rows is not None else {}),
                 )
             out[keys.OBSERVATION] = obs_t
             if state is not None:  # the batch keeps the state before the step; the envs carry the one after
@@ -177,7 +187,7 @@ class Collector:
             action = self._env_actions(out[keys.ACTION])
             t1 = clock()
             next_obs, r, term, trunc, info = self.envs.step(action)
-            self.global_step += self.E
+            self.global_step += self.E * self.ranks.world
             for i, ret, length in episode_stats(info):
                 self.episodes[i // self.E].add(self.global_step, ret, length)
             done = term | trunc

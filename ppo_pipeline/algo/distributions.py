@@ -39,6 +39,7 @@ left as it is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -306,13 +307,18 @@ def sample(
     deterministic: bool = False,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    rows: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(action, log pi(action)) from ``params``: the head's draw (from ``generator``, or a Gaussian's from ``noise``
-    drawn ahead), or its mode."""
+    drawn ahead), or its mode. ``rows`` (a :class:`ppo_pipeline.algo.ranks.RowShare`: one rank's envs of a run over
+    several processes): draw as the one-process run does for all its envs, keep these rows (a draw of row i
+    depends on the generator's state and row i alone: ``tests/test_ranks.py`` holds it)."""
     if deterministic:
         action = head.mode(params)
     elif noise is not None:
         action = head.draw(params, noise=noise)
+    elif rows is not None:
+        action = rows.take(head.draw({k: rows.pad(v) for k, v in params.items()}, generator))
     else:
         action = head.draw(params, generator)
     return action, build(head, params).log_prob(action)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from gymnasium.wrappers.utils import RunningMeanStd
 
+from .ranks import ONE, Ranks
+
 
 def standardize(x, mean, var, eps: float, clip: float):
     """``clip((x - mean) / sqrt(var + eps), -clip, clip)``: the observation normalization, written once for
@@ -21,14 +23,18 @@ def standardize(x, mean, var, eps: float, clip: float):
     return ((x - mean) / (var + eps) ** 0.5).clip(-clip, clip)
 
 
-def update_rms(rms: RunningMeanStd, x: np.ndarray, axis: int = 0) -> None:
+def update_rms(rms: RunningMeanStd, x: np.ndarray, axis: int = 0, ranks: Ranks = ONE) -> None:
     """``rms.update(x)`` over the batch ``axis`` (1 when statistics are kept per pack member, axis 0); a
     batch of one skips numpy's mean/var reductions (its mean is the sample, its variance 0: the same
-    numbers, a few times cheaper, for the one-env MuJoCo preset's every step)."""
+    numbers, a few times cheaper, for the one-env MuJoCo preset's every step). Over W ranks the batch is every
+    rank's rows: the moments are combined (:meth:`ppo_pipeline.algo.ranks.Ranks.moments`) before the update."""
     if x.shape[axis] == 1:
-        rms.update_from_moments(np.take(x, 0, axis=axis), 0.0, 1)
+        mean, var, n = np.take(x, 0, axis=axis), 0.0, 1
     else:
-        rms.update_from_moments(x.mean(axis=axis), x.var(axis=axis), x.shape[axis])
+        mean, var, n = x.mean(axis=axis), x.var(axis=axis), x.shape[axis]
+    if ranks.many:
+        mean, var, n = ranks.moments(mean, np.broadcast_to(var, np.shape(mean)), n)
+    rms.update_from_moments(mean, var, n)
 
 
 class ObsNormalizer:
@@ -39,15 +45,17 @@ class ObsNormalizer:
     moving: evaluation envs use a frozen copy of training's.
     """
 
-    def __init__(self, shape: tuple[int, ...], clip: float, eps: float = 1e-8, members: int | None = None):
-        self.members = members
+    def __init__(
+        self, shape: tuple[int, ...], clip: float, eps: float = 1e-8, members: int | None = None, ranks: Ranks = ONE
+    ):
+        self.members, self.ranks = members, ranks
         self.rms = RunningMeanStd(shape=tuple(shape) if members is None else (members, *shape))
         self.clip, self.eps, self.frozen = clip, eps, False
 
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         axis = 0 if self.members is None else 1
         if update and not self.frozen:
-            update_rms(self.rms, obs, axis)
+            update_rms(self.rms, obs, axis, self.ranks)
         mean, var = (self.rms.mean, self.rms.var) if axis == 0 else (self.rms.mean[:, None], self.rms.var[:, None])
         return standardize(obs, mean, var, self.eps, self.clip).astype(np.float32)
 
@@ -72,15 +80,23 @@ class RewardScaler:
     ``members=P`` ``[P, E]`` and one return statistic per member.
     """
 
-    def __init__(self, num_envs: int, gamma: float, clip: float, eps: float = 1e-8, members: int | None = None):
-        self.members = members
+    def __init__(
+        self,
+        num_envs: int,
+        gamma: float,
+        clip: float,
+        eps: float = 1e-8,
+        members: int | None = None,
+        ranks: Ranks = ONE,
+    ):
+        self.members, self.ranks = members, ranks
         self.rms = RunningMeanStd(shape=() if members is None else (members,))
         self.ret = np.zeros(num_envs if members is None else (members, num_envs))
         self.gamma, self.clip, self.eps = gamma, clip, eps
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         self.ret = self.ret * self.gamma + reward
-        update_rms(self.rms, self.ret, 0 if self.members is None else 1)
+        update_rms(self.rms, self.ret, 0 if self.members is None else 1, self.ranks)
         var = self.rms.var if self.members is None else self.rms.var[:, None]
         out = reward / np.sqrt(var + self.eps)
         self.ret[done] = 0.0
@@ -97,11 +113,11 @@ class DictObsNormalizer:
     """:class:`ObsNormalizer` per vector entry of a ``Dict`` observation (images and the action mask pass as
     they are): ``{key: array}`` in, ``{key: array}`` out, the same interface."""
 
-    def __init__(self, space: Any, clip: float, eps: float = 1e-8, members: int | None = None):
+    def __init__(self, space: Any, clip: float, eps: float = 1e-8, members: int | None = None, ranks: Ranks = ONE):
         from .networks import MASK_KEY, is_image
 
         self.keys = [k for k, s in space.spaces.items() if k != MASK_KEY and not is_image(s)]
-        self.norms = {k: ObsNormalizer(space[k].shape, clip, eps, members) for k in self.keys}
+        self.norms = {k: ObsNormalizer(space[k].shape, clip, eps, members, ranks) for k in self.keys}
         self.clip, self.eps, self.members, self._space = clip, eps, members, space
 
     @property
@@ -124,13 +140,16 @@ class DictObsNormalizer:
             n.load_state_dict(d[k])
 
 
-def make_obs_normalizer(space: Any, clip: float, members: int | None = None) -> ObsNormalizer | DictObsNormalizer:
-    """The observation normalizer for ``space`` (a ``Box``, or a ``Dict`` of entries)."""
+def make_obs_normalizer(
+    space: Any, clip: float, members: int | None = None, ranks: Ranks = ONE
+) -> ObsNormalizer | DictObsNormalizer:
+    """The observation normalizer for ``space`` (a ``Box``, or a ``Dict`` of entries); over ``ranks``, statistics of
+    every rank's envs."""
     import gymnasium as gym
 
     if isinstance(space, gym.spaces.Dict):
-        return DictObsNormalizer(space, clip, members=members)
-    return ObsNormalizer(space.shape, clip, members=members)
+        return DictObsNormalizer(space, clip, members=members, ranks=ranks)
+    return ObsNormalizer(space.shape, clip, members=members, ranks=ranks)
 
 
 def normalize_members(obs_norm: Any, obs: Any, members: int, update: bool = True) -> Any:

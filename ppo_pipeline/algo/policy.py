@@ -213,17 +213,19 @@ class Agent(nn.Module):
         state: dict[str, torch.Tensor] | None = None,
         generators: Sequence[torch.Generator | None] | None = None,
         noise: torch.Tensor | None = None,
+        rows: Any = None,
     ) -> dict[str, torch.Tensor]:
         """obs [B, *obs] (a TensorDict for ``Dict`` spaces) -> ``action`` [B(, A)], ``action_log_prob`` [B],
         ``state_value`` [B, 1] and the distribution's parameters: a sample of pi(.|s) drawn with ``generators[0]``
         (the run's own generator; None: torch's global one) or, for a Gaussian, from ``noise`` [B, A] drawn ahead
         (:meth:`rollout_noise`); ``deterministic``: its mode. log pi(a|s) and V(s) beside it. With an LSTM,
         ``state`` is its state before the step (zeros where an episode starts); the output adds the state after it
-        under ``("next", ...)`` keys: ``next_recurrent_state_h``/``_c``."""
+        under ``("next", ...)`` keys: ``next_recurrent_state_h``/``_c``. ``rows``: this rank's envs of a run over
+        several processes (:func:`ppo_pipeline.algo.distributions.sample`)."""
         x, after = self._features(obs, state)
         params = self.policy_head(x, obs[MASK_KEY] if self.masked else None)
         action, log_prob = distributions.sample(
-            self.policy_head, params, deterministic, generators[0] if generators else None, noise
+            self.policy_head, params, deterministic, generators[0] if generators else None, noise, rows
         )
         out = {keys.ACTION: action, keys.ACTION_LOG_PROB: log_prob, keys.STATE_VALUE: self.value_net(x), **params}
         if after is not None:

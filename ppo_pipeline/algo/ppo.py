@@ -25,10 +25,15 @@ sampler          :class:`~.sampler.MinibatchSampler`     :class:`~.sampler.Membe
 
 The collector, GAE, the Adam step (:class:`~.optim.MemberAdam`), the schedules and the KL rules are the same
 objects at every P.
+
+**W ranks, one run.** Over W processes (``ranks``, :mod:`.ranks`) each rank holds E / W of the envs and the same
+objects; the collector, the normalizers and the sampler take the rank's share, and :meth:`PPO.learn` sums each
+minibatch's gradient over the ranks before the clip and the Adam step (:func:`.ranks.ranked_step`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections import defaultdict
@@ -49,6 +54,7 @@ from .normalize import RewardScaler, make_obs_normalizer
 from .objectives import KLController, TorchRLObjective, objective_of
 from .optim import MemberAdam
 from .policy import Agent
+from .ranks import ONE, Ranks, ranked_step
 from .sampler import MemberSampler, MinibatchSampler, SequenceSampler
 from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
 
@@ -81,19 +87,30 @@ class PPO:
     over the batched env ``envs`` (P x num_envs envs, member-major) and Algorithm 1's iteration."""
 
     def __init__(
-        self, members: Config | Sequence[Config], envs: Any, device: torch.device, stacking: Stacking | None = None
+        self,
+        members: Config | Sequence[Config],
+        envs: Any,
+        device: torch.device,
+        stacking: Stacking | None = None,
+        ranks: Ranks = ONE,
     ):
         self.members = [members] if isinstance(members, Config) else list(members)
-        self.envs, self.device, self.stacking = envs, device, stacking
+        self.envs, self.device, self.stacking, self.ranks = envs, device, stacking, ranks
         cfg = self.cfg = self.members[0]
         P = self.P = len(self.members)
         if P > 1 and stacking is None:
             raise ValueError("a pack of several members needs their stacking (ppo_pipeline.pack.STACKING)")
+        if ranks.many and (P > 1 or cfg.policy == "lstm" or cfg.collector != "lean"):
+            raise ValueError("a run over several ranks is one member (no pack), feed-forward, lean collector (for now)")
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
         axis = None if P == 1 else P  # statistics per member (a member axis first) in a pack
-        self.obs_norm = make_obs_normalizer(obs_space, cfg.clip_obs, members=axis) if cfg.normalize_obs else None
+        self.obs_norm = (
+            make_obs_normalizer(obs_space, cfg.clip_obs, members=axis, ranks=ranks) if cfg.normalize_obs else None
+        )
         self.reward_scaler = (
-            RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_reward, members=axis) if cfg.scale_reward else None
+            RewardScaler(envs.num_envs // P, cfg.gamma, cfg.clip_reward, members=axis, ranks=ranks)
+            if cfg.scale_reward
+            else None
         )
         solo = []
         for m in self.members:  # each member's initial weights are its solo run's
@@ -101,16 +118,17 @@ class PPO:
             solo.append(Agent(obs_space, act_space, m))
         self.agent = (solo[0] if P == 1 else stacking.agent(solo)).to(device)
         self.params = list(self.agent.parameters())
-        compile_it = compiling.wanted_at_budget(
+        compile_it = not ranks.many and compiling.wanted_at_budget(
             cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
-        )
+        )  # over ranks a minibatch's rows per rank vary: eager
         # Adam eps 1e-5 (37 details #3), one fused kernel; a pack's step (mask, per-member clip) compiles with its update
         self.adam = MemberAdam(
             self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm, compile=compile_it and P > 1
         )
-        if P == 1:
+        if P == 1:  # over ranks, the advantage is normalized over the whole minibatch before the loss (learn)
+            loss_cfg = dataclasses.replace(cfg, normalize_advantage=False) if ranks.many else cfg
             self.objective: Any = TorchRLObjective(
-                cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
+                loss_cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
             )
         else:
             self.objective = stacking.objective(
@@ -148,15 +166,19 @@ class PPO:
                 reward_scaler=self.reward_scaler,
                 compile=compile_it,
                 collect_threads=PACK_COLLECT_THREADS if P > 1 else None,
+                ranks=ranks,
             )
         if P > 1:
             self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
         else:  # whole trajectories for an LSTM
-            sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
-            self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
+            if solo[0].recurrent:
+                self.sampler = SequenceSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
+            else:
+                self.sampler = MinibatchSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], ranks)
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
+        ranks.check_same(self.params)  # every rank starts from the same weights
 
     @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
@@ -184,8 +206,8 @@ class PPO:
         kl_wanted = [
             objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)
         ]
-        kl = self.objective.mean_kl(members).tolist() if any(kl_wanted) else None
-        ev = explained_variance(members, self.P)
+        kl = (self.ranks.sum_(self.objective.mean_kl(members)) / self.ranks.world).tolist() if any(kl_wanted) else None
+        ev = explained_variance(members, self.P, self.ranks)
         beta = [float(b) for b in self.objective.beta]
         rows = []
         for p, m in enumerate(self.members):
@@ -224,7 +246,10 @@ class PPO:
         try:
             for mb in self.sampler(batch):
                 self.adam.zero_grad()
-                terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
+                if self.ranks.many:  # this rank's rows of the minibatch; gradients summed over the ranks
+                    terms = ranked_step(self.objective, self.params, self.ranks, mb, batch, self.cfg)
+                else:
+                    terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
                 if P > 1:  # a diverged member's gradient never reaches Adam (one sync per update, below)
                     bad |= ~torch.isfinite(terms["loss"])
                     self.adam.step(dead | bad)

@@ -12,17 +12,24 @@ from collections.abc import Iterator, Sequence
 import torch
 from tensordict import TensorDictBase
 
+from .ranks import ONE, Ranks
+
 
 class MinibatchSampler:
     """Yield ``epochs`` x (N / minibatch_size) minibatches of a batch of N samples.
 
     In: a TensorDict of any batch shape (flattened to [N]). Out: TensorDicts of shape [minibatch_size].
+
+    Over W ranks (``ranks``; the batch this rank's [E / W, T] share, rows ``r N / W .. (r+1) N / W - 1`` of the
+    one-process batch [E, T] flattened): the one-process permutation of the N W rows, and of each minibatch the
+    rows this rank holds (their number varies from minibatch to minibatch, 0 included).
     """
 
-    def __init__(self, epochs: int, minibatch_size: int, generator: torch.Generator | None = None):
+    def __init__(self, epochs: int, minibatch_size: int, generator: torch.Generator | None = None, ranks: Ranks = ONE):
         self.epochs = epochs
         self.minibatch_size = minibatch_size
         self.generator = generator
+        self.ranks = ranks
 
     def permutations(self, n: int) -> Iterator[torch.Tensor]:
         """One permutation of range(n) per epoch."""
@@ -40,8 +47,18 @@ class MinibatchSampler:
         """Each epoch gathers the batch in its permuted order once, then yields contiguous slices of it
         (the same minibatches as indexing each one, with one TensorDict gather per epoch, not per minibatch)."""
         flat = batch.reshape(-1)
+        if self.ranks.many:
+            yield from self._ranked(flat)
+            return
         for perm in self.permutations(flat.shape[0]):
             yield from flat[perm.to(flat.device)].split(self.minibatch_size)
+
+    def _ranked(self, flat: TensorDictBase) -> Iterator[TensorDictBase]:
+        n = flat.shape[0]
+        lo = self.ranks.rank * n
+        for idx in self.indices(n * self.ranks.world):
+            mine = idx[(idx >= lo) & (idx < lo + n)] - lo
+            yield flat[mine.to(flat.device)]
 
 
 class SequenceSampler(MinibatchSampler):

@@ -1,0 +1,185 @@
+"""Ranks: one run over W processes (torch.distributed), data-parallel, the same run as one process.
+
+A one-process run is a run of one rank (:data:`ONE`: every collective below is the identity). With W ranks:
+
+=====================================  =================================================================
+stage                                  what rank r does (E envs in all, E / W each)
+=====================================  =================================================================
+envs                                   steps envs ``r E/W .. (r+1) E/W - 1``, seeded as those envs of
+                                       the one-process run (:attr:`Ranks.envs`)
+action draws                           from the run's generator as if for all E envs, keeping its rows
+                                       (:func:`ppo_pipeline.algo.distributions.sample` with ``rows``)
+observation / reward statistics        each env step's batch moments combined over ranks
+                                       (:meth:`Ranks.moments`: one all-gather of (n, mean, M2))
+minibatches                            the one-process permutation of the E T rows (same generator);
+                                       rank r takes the rows of each minibatch that it holds
+advantage normalization                over the whole minibatch: all-reduced (n, sum, sum of squares)
+gradient                               local sum over its rows / M, all-reduced (summed) before the
+                                       grad-norm clip; Adam then steps alike on every rank
+mean KL, explained variance, terms     all-reduced sums
+=====================================  =================================================================
+
+Weights never travel after the start: identical gradients and identical Adam steps keep the replicas equal
+(:meth:`Ranks.check_same` compares them, as baselines' ``MpiAdam`` does every so often). Exact means equal to
+float tolerance: the sums of the one-process run are split and added in another order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RowShare:
+    """Rows ``start .. stop - 1`` of ``total``: this rank's envs of the run's env axis."""
+
+    start: int
+    stop: int
+    total: int
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[stop - start, ...] -> [total, ...]: the rows in place, the others copies of the first (valid parameters
+        of any distribution, drawn from and thrown away)."""
+        full = x[:1].expand(self.total, *x.shape[1:]).clone()
+        full[self.start : self.stop] = x
+        return full
+
+    def take(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        return x.narrow(dim, self.start, self.stop - self.start)
+
+
+class Ranks:
+    """The W processes of one run over torch.distributed's default group (W = 1: the one process, no collective).
+
+    ``rank``, ``world``; :attr:`envs` (this rank's share of ``num_envs``); collectives on tensors of the run's
+    device (gloo: CPU, nccl: CUDA)."""
+
+    def __init__(self, rank: int = 0, world: int = 1, num_envs: int = 1, device: torch.device | str = "cpu"):
+        if world > 1 and num_envs % world:
+            raise ValueError(f"{world} ranks do not divide num_envs={num_envs}")
+        self.rank, self.world, self.num_envs, self.device = rank, world, num_envs, torch.device(device)
+        per = num_envs // world
+        self.envs = RowShare(rank * per, (rank + 1) * per, num_envs)
+
+    @classmethod
+    def of_process_group(cls, num_envs: int, device: torch.device | str = "cpu") -> Ranks:
+        """This process's place in the initialized default process group."""
+        import torch.distributed as dist
+
+        return cls(dist.get_rank(), dist.get_world_size(), num_envs, device)
+
+    @property
+    def many(self) -> bool:
+        return self.world > 1
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0: the one that writes the run's directory."""
+        return self.rank == 0
+
+    # --- collectives (identity at W = 1) -----------------------------------------------------------------------
+    def sum_(self, x: torch.Tensor) -> torch.Tensor:
+        """All-reduce ``x`` in place (sum over ranks); returns it."""
+        if self.many:
+            import torch.distributed as dist
+
+            dist.all_reduce(x)
+        return x
+
+    def sum_flat_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """All-reduce several tensors in place as one flat buffer (one collective)."""
+        if not self.many or not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        self.sum_(flat)
+        i = 0
+        for t in tensors:
+            t.copy_(flat[i : i + t.numel()].view_as(t))
+            i += t.numel()
+
+    def moments(self, mean: np.ndarray, var: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Batch moments (mean, var, n) of the rows of every rank, from each rank's own (one all-gather; float64):
+        the parallel-variance combination of Chan et al., what one process's ``x.mean(0)``, ``x.var(0)`` over all
+        rows give."""
+        if not self.many:
+            return mean, var, count
+        import torch.distributed as dist
+
+        shape = np.shape(mean)
+        mine = torch.cat(
+            [
+                torch.tensor([float(count)], dtype=torch.float64),
+                torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1),
+                torch.as_tensor(np.asarray(var, dtype=np.float64) * count).reshape(-1),
+            ]
+        )
+        parts = [torch.empty_like(mine) for _ in range(self.world)]
+        dist.all_gather(parts, mine)
+        k = (mine.numel() - 1) // 2
+        n = torch.stack([p[0] for p in parts])  # [W]
+        means = torch.stack([p[1 : 1 + k] for p in parts])  # [W, k]
+        m2 = torch.stack([p[1 + k :] for p in parts])
+        total = n.sum()
+        g_mean = (n[:, None] * means).sum(0) / total
+        g_m2 = (m2 + n[:, None] * (means - g_mean) ** 2).sum(0)
+        return g_mean.numpy().reshape(shape), (g_m2 / total).numpy().reshape(shape), int(total)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.many:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def check_same(self, params: Sequence[torch.Tensor]) -> None:
+        """Raise when the replicas' weights differ (a checksum per rank compared)."""
+        if not self.many:
+            return
+        with torch.no_grad():
+            s = torch.stack([p.double().sum() + (p.double() ** 2).sum() for p in params]).sum().reshape(1)
+        sums = self.gather_objects(float(s))
+        if any(x != sums[0] for x in sums):
+            raise RuntimeError(f"the ranks' weights differ (checksums {sums})")
+
+
+ONE = Ranks()  # the one-process run
+
+
+def ranked_step(
+    objective: Any, params: Sequence[torch.Tensor], ranks: Ranks, mb: Any, batch: Any, cfg: Any
+) -> dict[str, torch.Tensor]:
+    """One rank's part of a minibatch step of a run over W ranks: the advantage normalized over the whole
+    minibatch (all-reduced n, sum, sum of squares; torchrl's unbiased std, clamped at 1e-6), the loss's
+    gradient over its n rows weighted n / M, then the gradients and the terms summed over the ranks (one
+    all-reduce): the one-process minibatch's mean gradient and terms, on every rank. A rank that holds no row
+    of the minibatch steps one row weighted 0 (the same graph, nothing added)."""
+    n, M = mb.batch_size[0], cfg.minibatch_size
+    if n == 0:
+        mb = batch.reshape(-1)[:1]
+    adv = mb["advantage"]
+    if cfg.normalize_advantage:
+        held = float(n > 0)  # the stand-in row of an empty share counts for nothing
+        s = ranks.sum_(torch.stack([adv.new_tensor(float(n)), adv.sum() * held, (adv**2).sum() * held]).double())
+        mean = s[1] / s[0]
+        std = ((s[2] - s[0] * mean**2) / (s[0] - 1)).clamp_min(0).sqrt()
+        mb = mb.clone(False)
+        mb["advantage"] = ((adv - mean) / std.clamp_min(1e-6)).to(adv.dtype)
+    terms = objective.step(mb)
+    weight = n / M
+    grads = [p.grad for p in params if p.grad is not None]
+    names = sorted(terms)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [terms[k].reshape(-1).to(grads[0].dtype) for k in names])
+    ranks.sum_(flat.mul_(weight))
+    i = 0
+    for g in grads:
+        g.copy_(flat[i : i + g.numel()].view_as(g))
+        i += g.numel()
+    return {k: flat[i + j : i + j + 1].clone() for j, k in enumerate(names)}

@@ -1,0 +1,154 @@
+"""One run over W ranks is the one-process run (issue 27): real torch.distributed ranks (gloo, 2 processes), the
+parameters after each of the first updates equal to the one-process run's with the same config and seed; and the
+mutants a data-parallel PPO must not have are caught by the same comparison."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from helpers import tiny
+
+from ppo_pipeline import config
+from ppo_pipeline.algo import ranks as ranks_module
+from ppo_pipeline.algo.ppo import PPO
+from ppo_pipeline.algo.ranks import Ranks, RowShare
+from ppo_pipeline.envs import make_vector_env
+from ppo_pipeline.envs.seeds import env_seeds
+from ppo_pipeline.run import checkpoint
+
+UPDATES = 3
+CASES = {
+    "cartpole": dict(preset=config.classic, env_id="CartPole-v1", num_envs=4, num_steps=32, minibatch_size=32, epochs=2),
+    # Box actions (noise drawn ahead), observation normalization and reward scaling moved at every env step
+    "pendulum-normalized": dict(preset=config.mujoco, env_id="Pendulum-v1", num_envs=4, num_steps=64,
+                                minibatch_size=64, epochs=2, normalize_obs=True, scale_reward=True),
+}
+
+
+def _cfg(tmp, case):
+    kw = dict(CASES[case])
+    preset = kw.pop("preset")
+    return tiny(preset, tmp, total_steps=kw["num_envs"] * kw["num_steps"] * UPDATES, torch_threads=1,
+                eval_episodes=0, **kw)
+
+
+def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[list[torch.Tensor]]:
+    """The weights after each of UPDATES updates of ``cfg`` on this rank (its share of the envs)."""
+    torch.set_num_threads(1)
+    checkpoint.seed_everything(cfg.seed)
+    share = ranks.envs
+    envs = make_vector_env(cfg, share.stop - share.start)
+    ppo = PPO(cfg, envs, torch.device("cpu"), ranks=ranks)
+    seeds = env_seeds(cfg.seed, cfg.num_envs)
+    if mutant == "same-env-seeds":  # every rank seeds its envs as the first ones (baselines' make_mujoco_env)
+        seeds = seeds[: share.stop - share.start]
+    else:
+        seeds = seeds[share.start : share.stop]
+    ppo.collector.reset(seeds)
+    out = []
+    for u in range(1, UPDATES + 1):
+        ppo.update(u)
+        out.append([p.detach().clone() for p in ppo.params])
+    envs.close()
+    return out
+
+
+def _rank_main(rank: int, world: int, port: int, cfg, mutant, out_path: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ranks = Ranks(rank, world, cfg.num_envs)
+        if mutant:
+            _apply_mutant(mutant, ranks)
+        result = params_after_updates(cfg, ranks, mutant)
+        if rank == 0:
+            torch.save(result, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def _apply_mutant(mutant: str, ranks: Ranks) -> None:
+    if mutant == "no-gradient-all-reduce":  # each rank steps on its own rows' gradient
+        original = Ranks.sum_
+
+        def sum_grads_skipped(self, x):
+            return x if x.numel() > 8 else original(self, x)
+
+        Ranks.sum_ = sum_grads_skipped
+    elif mutant == "per-rank-advantage-normalization":
+        original = Ranks.sum_
+
+        def local_moments(self, x):
+            return x if x.numel() == 3 else original(self, x)
+
+        Ranks.sum_ = local_moments
+    elif mutant == "per-rank-observation-statistics":
+        Ranks.moments = lambda self, mean, var, count: (mean, var, count)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(cfg, world: int, tmp_path, mutant: str | None = None) -> list[list[torch.Tensor]]:
+    out = tmp_path / f"rank0-{mutant}.pt"
+    mp.start_processes(_rank_main, args=(world, _free_port(), cfg, mutant, str(out)), nprocs=world,
+                       start_method="spawn")
+    return torch.load(out)
+
+
+def max_diff(a, b) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_are_the_one_process_run(tmp_path, case):
+    cfg = _cfg(tmp_path, case)
+    one = params_after_updates(cfg, Ranks(0, 1, cfg.num_envs))
+    two = run_ranks(cfg, 2, tmp_path)
+    for u in range(UPDATES):
+        assert max_diff(one[u], two[u]) < 1e-5, (u + 1, max_diff(one[u], two[u]))
+    # and the run moved: the comparison can fail
+    assert max_diff(one[0], one[-1]) > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant,case", [
+    ("no-gradient-all-reduce", "cartpole"),
+    ("per-rank-advantage-normalization", "cartpole"),
+    ("same-env-seeds", "cartpole"),
+    ("per-rank-observation-statistics", "pendulum-normalized"),
+])
+def test_mutants_are_caught(tmp_path, mutant, case):
+    cfg = _cfg(tmp_path, case)
+    one = params_after_updates(cfg, Ranks(0, 1, cfg.num_envs))
+    two = run_ranks(cfg, 2, tmp_path, mutant)
+    assert max(max_diff(one[u], two[u]) for u in range(UPDATES)) > 1e-4, mutant
+
+
+def test_a_draw_for_some_rows_is_the_draw_for_all_rows():
+    """Row i of a categorical / Bernoulli draw depends on the generator's state and row i alone (what lets a rank
+    draw its envs' actions as the one-process run does: RowShare.pad)."""
+    E, K = 8, 5
+    probs = torch.softmax(torch.randn(E, K), -1)
+    full = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3)).squeeze(1)
+    for start, stop in [(0, 4), (4, 8), (2, 6)]:
+        share = RowShare(start, stop, E)
+        padded = share.pad(probs[start:stop])
+        part = torch.multinomial(padded, 1, generator=torch.Generator().manual_seed(3)).squeeze(1)
+        assert torch.equal(share.take(part), full[start:stop])
+
+
+def test_ranks_must_divide_the_envs():
+    with pytest.raises(ValueError, match="do not divide num_envs=6"):
+        Ranks(0, 4, 6)
+    assert ranks_module.ONE.world == 1 and not ranks_module.ONE.many
