@@ -92,6 +92,16 @@ class Config:
         choices=("lean", "torchrl"),
     )
     collector_workers: int = option(1, "torchrl collector: processes stepping envs (num_envs split between them)")
+    nproc_per_node: int = option(
+        1,
+        "ranks of this one run on this node: data-parallel PPO over torch.distributed, each rank stepping "
+        "num_envs / ranks of the envs; the same run as one process (docs/ranks.md)",
+    )
+    dist_backend: str = option(
+        "auto",
+        "torch.distributed backend of the ranks: auto (nccl on CUDA, gloo on CPU), gloo or nccl",
+        choices=("auto", "gloo", "nccl"),
+    )
 
     # --- budget & batch --------------------------------------------------------------------------
     total_steps: int = option(
@@ -287,6 +297,16 @@ def validate(cfg: Config) -> None:
             f"lr={cfg.lr} must be in [lr_min={cfg.lr_min}, lr_max={cfg.lr_max}] (where the KL-adaptive step size starts)",
         )
     need(cfg.collector_workers >= 1, f"collector_workers={cfg.collector_workers} must be >= 1")
+    need(cfg.nproc_per_node >= 1, f"nproc_per_node={cfg.nproc_per_node} must be >= 1")
+    if cfg.nproc_per_node > 1:
+        W = cfg.nproc_per_node
+        need(cfg.num_envs >= W, f"nproc_per_node={W}: more ranks than envs (num_envs={cfg.num_envs})")
+        need(cfg.num_envs % W == 0, f"nproc_per_node={W} does not divide num_envs={cfg.num_envs}")
+        need(
+            cfg.policy == "mlp",
+            f"nproc_per_node={W} with policy={cfg.policy}: ranks take feed-forward policies (for now)",
+        )
+        need(cfg.collector == "lean", f"nproc_per_node={W} needs --collector lean (the ranks' collector)")
     if cfg.collector_workers > 1:
         need(
             cfg.collector == "torchrl",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ from .run.prepare import budget_line, check_envs, prepare
 from .sweeps import experiments
 
 # Options that may come with --resume: how the run executes, not what it learns.
-RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard")
+RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard", "nproc_per_node")
 SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel", "experiment", "pack")
 
 
@@ -143,7 +144,7 @@ def main(
         metavar="RUN_DIR",
         default=None,
         help="continue the run in RUN_DIR from its newest checkpoint (its config.json wins; "
-        "only --device, --torch-threads, --[no-]progress, --[no-]tensorboard may be given "
+        "only --device, --torch-threads, --[no-]progress, --[no-]tensorboard, --nproc-per-node may be given "
         "with it); a checkpoint file resumes from that checkpoint",
     )
     add_sweep_options(parser)
@@ -169,7 +170,8 @@ def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
     (one line) otherwise. Nothing is built or written."""
     cfg = prepare(cfg, atari_only=atari_only)
     check_envs(cfg)
-    _refuse_reuse(cfg.run_path())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone (the others find its directory)
+        _refuse_reuse(cfg.run_path())
     return cfg
 
 
@@ -200,7 +202,7 @@ def _resume_plan(
         raise ConfigError(
             f"{flag} cannot be given with --resume: the run continues with its own config.json "
             f"(edit it to change {extra[0]}); allowed with --resume: --device, --torch-threads, "
-            f"--[no-]progress, --[no-]tensorboard"
+            f"--[no-]progress, --[no-]tensorboard, --nproc-per-node"
         )
     target = Path(ns.resume)
     run_dir = target.parent if target.is_file() else target
@@ -227,13 +229,22 @@ def _resume_plan(
 
 def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None = None) -> int:
     """Train one prepared run here. Ctrl-C / SIGTERM stop it after the update in flight, checkpointed,
-    with one line printed at once; a second Ctrl-C stops at once (the newest checkpoint stays valid)."""
+    with one line printed at once; a second Ctrl-C stops at once (the newest checkpoint stays valid).
+    ``cfg.nproc_per_node`` > 1: as that many ranks of one run, started here (:mod:`ppo_pipeline.run.ranked`)."""
+    from .run import ranked
     from .run.trainer import TrainingError, TrainingInterrupted, run_training
 
     hint = resume_hint or f"--resume {cfg.run_path()}"
-    print(("resuming " if resume_from is not None else "") + budget_line(cfg), flush=True)
+    if cfg.nproc_per_node > 1 and not ranked.in_rank():
+        print(f"{cfg.nproc_per_node} ranks (torch.distributed, one process each) of one run", flush=True)
+        return ranked.spawn_local(cfg, resume_from, hint)
+    lead = ranked.rank_of_process() == 0
+    if lead:
+        print(("resuming " if resume_from is not None else "") + budget_line(cfg), flush=True)
 
     def on_signal(signum: int) -> None:
+        if not lead:
+            return
         sys.stderr.write(
             ("\n" if cfg.progress else "")
             + f"{_SIGNAL_WORDS.get(signum, signal.Signals(signum).name)}: stopping after the update "
@@ -365,3 +376,19 @@ def sweep_main(
     rc = sweep.run_local(sweep_dir, manifest, names)
     print(sweep.format_table(sweep.status(sweep_dir)))
     return rc
+
+
+def _rank_main(argv: Sequence[str]) -> int:
+    """``python -m ppo_pipeline.launch --rank CONFIG [CHECKPOINT]``: one rank of a run that
+    :func:`ppo_pipeline.run.ranked.spawn_local` started (the prepared config as JSON)."""
+    import json
+
+    cfg = Config.from_dict(json.loads(Path(argv[1]).read_text()))
+    hint = os.environ.get("PPO_PIPELINE_RESUME_HINT") or f"--resume {cfg.run_path()}"
+    return run(cfg, Path(argv[2]) if len(argv) > 2 else None, resume_hint=hint)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--rank"]:
+        fail("usage: python -m ppo_pipeline.launch --rank CONFIG [CHECKPOINT] (the ranks of --nproc-per-node)")
+    sys.exit(_rank_main(sys.argv[1:]))

@@ -152,3 +152,83 @@ def test_ranks_must_divide_the_envs():
     with pytest.raises(ValueError, match="do not divide num_envs=6"):
         Ranks(0, 4, 6)
     assert ranks_module.ONE.world == 1 and not ranks_module.ONE.many
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The front door: `--nproc-per-node N` starts N ranks of one run here
+# --------------------------------------------------------------------------------------------------------------
+def _recipe(tmp_path, *args, timeout=600):
+    import subprocess
+    import sys
+
+    from helpers import ROOT, subprocess_env
+
+    base = [] if "--resume" in args else ["--num-envs", "8", "--eval-episodes", "2", "--checkpoint-every", "5"]
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "classic_control.py"), "--no-progress", *base, *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=subprocess_env())
+
+
+def _metrics(run_dir, columns=8):
+    return [",".join(line.split(",")[:columns]) for line in (run_dir / "metrics.csv").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_ranks_from_the_recipe_are_the_one_process_run_and_resume(tmp_path):
+    """One run directory written by rank 0: the same episodes and metrics as one process for the first updates
+    (after them, float differences may flip an action); a Ctrl-C stops both ranks at one update (one checkpoint),
+    and resuming with 2 ranks, or with 1, ends as the uninterrupted 2-rank run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT, subprocess_env
+
+    steps = ["--total-steps", "10240"]
+    one = _recipe(tmp_path, *steps, "--run-dir", "one")
+    two = _recipe(tmp_path, *steps, "--run-dir", "two", "--nproc-per-node", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    d1, d2 = (next((tmp_path / n).iterdir()) for n in ("one", "two"))
+    assert _metrics(d1)[:11] == _metrics(d2)[:11]  # header + 10 updates: rows, episodes, returns
+    assert sorted(p.name for p in d2.iterdir()) == sorted(p.name for p in d1.iterdir())
+    # Ctrl-C: both ranks stop after the same update, one checkpoint; resume with 2 ranks, and with 1
+    cmd = [sys.executable, str(ROOT / "recipes" / "classic_control.py"), "--num-envs", "8", "--no-progress",
+           "--eval-episodes", "2", "--checkpoint-every", "5", *steps, "--run-dir", "cut", "--nproc-per-node", "2"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=subprocess_env())
+    run_dir = tmp_path / "cut" / d1.name
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 4:
+        assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-3000:]
+    assert err.count("interrupted (Ctrl-C)") == 1, err  # rank 0 speaks for the run
+    import shutil
+
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut1")
+    again = _recipe(tmp_path, "--resume", str(run_dir), "--nproc-per-node", "2")
+    alone = _recipe(tmp_path, "--resume", str(tmp_path / "cut1" / d1.name), "--nproc-per-node", "1")
+    assert again.returncode == 0 and alone.returncode == 0, again.stderr[-2000:] + alone.stderr[-2000:]
+    assert _metrics(run_dir, 19) == _metrics(d2, 19)  # exact: the uninterrupted 2-rank run, row for row
+    assert (run_dir / "episodes.csv").read_text() == (d2 / "episodes.csv").read_text()
+    final1 = _metrics(tmp_path / "cut1" / d1.name)[-1]
+    assert final1.split(",")[:2] == _metrics(d2)[-1].split(",")[:2]  # 1 process continues to the budget
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--num-envs", "6", "--nproc-per-node", "4"], "nproc_per_node=4 does not divide num_envs=6"),
+    (["--num-envs", "2", "--nproc-per-node", "4"], "more ranks than envs"),
+    (["--nproc-per-node", "2", "--dist-backend", "nccl", "--device", "cpu"], "dist_backend=nccl needs CUDA"),
+    (["--nproc-per-node", "2", "--policy", "lstm"], "policy=lstm"),
+    (["--nproc-per-node", "0"], "nproc_per_node=0 must be >= 1"),
+], ids=["divide", "more-ranks", "nccl-cpu", "lstm", "zero"])
+def test_bad_rank_input_is_one_line(tmp_path, capsys, argv, needle):
+    from ppo_pipeline import launch
+
+    with pytest.raises(SystemExit) as e:
+        launch.main(config.classic, "t", [*argv, "--run-dir", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err

@@ -163,7 +163,7 @@ def progress_bar(cfg: Any, initial: int, *, members: int = 1, desc: str | None =
 def show_progress(bar: tqdm, row: dict[str, Any] | None, steps: int) -> None:
     """Move the bar to ``steps``; with a (solo run's) ``row``, show its steps/s and last-100 return."""
     bar.update(steps - bar.n)
-    if row is not None:
+    if row is not None and not bar.disable:  # (a rank other than 0 logs no row: its bar is off)
         ret = row["return_mean_100"]
         bar.set_postfix(sps=f"{row['sps']:.0f}", ret100="-" if ret is None else f"{ret:.1f}")
 

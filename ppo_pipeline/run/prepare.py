@@ -39,6 +39,10 @@ def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Co
             f"ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)"
         )
     validate(out)
+    if device and out.dist_backend == "nccl" and not out.device.startswith("cuda"):
+        raise ConfigError(
+            f"dist_backend=nccl needs CUDA devices (device={out.device}); use --dist-backend gloo or auto"
+        )
     if out.track:
         tracking.check_available()
     check_writable(Path(out.run_dir))

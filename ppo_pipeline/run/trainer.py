@@ -18,6 +18,7 @@ Checkpoint contents: :mod:`.training_state`; signals: :mod:`.preemption`; evalua
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -37,7 +38,7 @@ from ..envs.seeds import env_seeds
 from ..pack import STACKING
 from ..pack import members as pack_files
 from ..threads import Threads
-from . import checkpoint, training_state
+from . import checkpoint, ranked, training_state
 from .callbacks import Callback, Member, StopAfter, load_callbacks
 from .metrics import RunLogger, progress_bar, run_summary, show_progress, timing_split
 from .preemption import DeferredSignals, TrainingInterrupted
@@ -64,16 +65,18 @@ class Trainer:
         self.pack_dir = Path(pack_dir) if pack_dir is not None else None
         if P > 1 and self.pack_dir is None:
             raise ValueError("a pack of several members needs its directory (pack_dir)")
-        for m in self.members:  # first: from here on each folder is a run that --resume takes
+        self.ranks = ranked.join(cfg)  # the one process, or this rank of a run over several (rank 0 writes)
+        for m in self.members if self.ranks.lead else ():  # first: from here on each folder is a run --resume takes
             m.run_path().mkdir(parents=True, exist_ok=True)
             rundir.write_config(m.run_path(), m)
         if self.pack_dir is not None:
             pack_files.write_pack_files(self.pack_dir, self.members)
         self.threads = Threads(cfg.torch_threads)  # the cores free now, looked at again as it runs
         checkpoint.seed_everything(cfg.seed)
-        envs = make_vector_env(cfg, P * cfg.num_envs, pack=P > 1)
+        envs = make_vector_env(cfg, P * cfg.num_envs // self.ranks.world, pack=P > 1)
         try:
-            self.ppo = PPO(self.members, envs, torch.device(cfg.device), stacking=STACKING if P > 1 else None)
+            stacking = STACKING if P > 1 else None
+            self.ppo = PPO(self.members, envs, torch.device(cfg.device), stacking=stacking, ranks=self.ranks)
         except BaseException:  # Ctrl-C during start-up included: close the env workers
             envs.close()
             raise
@@ -89,6 +92,7 @@ class Trainer:
         self._t_start: float | None = None
         self._first_update: dict[str, float] | None = None
         self.views = [Member(self, p) for p in range(P)]
+        self.episode_merge = ranked.EpisodeMerge(self.ranks)
 
     @property
     def agent(self) -> Any:
@@ -126,17 +130,23 @@ class Trainer:
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
                 bar = progress_bar(
-                    cfg, start_step, members=self.P, desc=self.pack_dir.name if self.pack_dir is not None else None
+                    dataclasses.replace(cfg, progress=cfg.progress and self.ranks.lead),
+                    start_step,
+                    members=self.P,
+                    desc=self.pack_dir.name if self.pack_dir is not None else None,
                 )
                 for update in range(self.updates_done + 1, cfg.num_updates + 1):
                     rows = self._update(update)
                     self.updates_done = update
                     last = update == cfg.num_updates
                     evaluate_now = cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0))
-                    if evaluate_now:
+                    if evaluate_now and self.ranks.lead:
                         self._evaluate(loggers, update)
                     stop = _log_members(self, rows, loggers, hooks, update, bool(evaluate_now), start_step)
-                    pending = signals.pending and not last
+                    stop, pending = ranked.agree(self.ranks, stop, signals.pending)  # every rank stops alike
+                    if pending and not signals.pending:  # a signal another rank saw: stop as if it came here
+                        signals.received += (signal.SIGINT,)
+                    pending = pending and not last
                     if last or stop or pending or update % cfg.checkpoint_every == 0:
                         saved = self._save(update)
                     show_progress(bar, rows[0] if self.P == 1 else None, self.collector.global_step * self.P)
@@ -157,7 +167,7 @@ class Trainer:
         if self.pack_dir is not None and self._first_update is not None:
             pack_files.write_timing(self.pack_dir, self.timing(), self._first_update)
         summaries = [self.summary(p) for p in range(self.P)]
-        if self.updates_done == cfg.num_updates:
+        if self.updates_done == cfg.num_updates and self.ranks.lead:
             for p, m in enumerate(self.members):
                 if p not in self.failed:
                     rundir.write_json(m.run_path() / rundir.SUMMARY, summaries[p])
@@ -165,8 +175,9 @@ class Trainer:
 
     def _update(self, update: int) -> list[dict[str, Any]]:
         """One iteration of Algorithm 1. A solo run that diverges stops with one line naming the last good
-        checkpoint (kept); a pack member that does stops alone (:meth:`_fail`)."""
+        checkpoint (kept); a pack member that does stops alone (:func:`_fail`)."""
         rows, diverged = self.ppo.update(update)
+        self.episode_merge.merge(self.collector.episodes[0])  # over ranks: every rank's episodes at rank 0
         if self._first_update is None:
             self._first_update = self.timing()  # this process's first update (compiles)
         if diverged and self.P == 1:
@@ -176,23 +187,8 @@ class Trainer:
                 f"training stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
             )
         for p in diverged:
-            self._fail(p, update)
+            _fail(self, p, update)
         return rows
-
-    def _fail(self, p: int, update: int) -> None:
-        """The NaN stop of pack member p: its one line on stderr and in its ``job.json``; the others go on."""
-        m = self.members[p]
-        kept = checkpoint.latest(m.run_path())
-        line = (
-            f"non-finite loss in update {update} (step {self.collector.global_step}); training of this "
-            f"member stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
-        )
-        self.failed[p] = line
-        sys.stderr.write(f"error: run {m.run_name()}: {line}\n")
-        rundir.write_json(
-            m.run_path() / rundir.JOB_STATE,
-            {**rundir.read_json(m.run_path() / rundir.JOB_STATE), "state": "FAILED", "error": line},
-        )
 
     def _start(self, resume_from: Path | Sequence[Path] | None) -> list[RunLogger]:
         """Load the checkpoint(s) to resume from; or reset the envs and write checkpoint 0, so that a run
@@ -203,13 +199,17 @@ class Trainer:
             self.load_state_dict([checkpoint.load(Path(p)) for p in paths])
         else:  # a new history: nothing of an earlier run in these directories may be taken for this one's
             for path in [m.run_path() for m in self.members] + ([self.pack_dir] if self.pack_dir else []):
-                for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY]:
+                for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY] if self.ranks.lead else ():
                     stale.unlink(missing_ok=True)
-            self.collector.reset([s for m in self.members for s in env_seeds(m.seed, m.num_envs)])
+            share = self.ranks.envs  # this rank's envs, seeded as the one-process run's
+            self.collector.reset(
+                [s for m in self.members for s in env_seeds(m.seed, m.num_envs)[share.start : share.stop]]
+            )
             self._save(0)
         # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
         step = self.collector.global_step
-        loggers = [RunLogger.for_run(m, m.run_path(), purge_step=step + 1) for m in self.members]
+        writers = self.members if self.ranks.lead else []
+        loggers = [RunLogger.for_run(m, m.run_path(), purge_step=step + 1) for m in writers]
         for p, logger in enumerate(loggers):
             logger.metrics.truncate(self.rows[p])
             logger.episodes.truncate(self.episodes_logged[p])
@@ -230,7 +230,11 @@ class Trainer:
         saved = None
         for p, m in enumerate(self.members):
             if p not in self.failed:
-                saved = checkpoint.save(m.run_path(), update, self.member_state_dict(p))
+                state = ranked.gather_state(self.ranks, self.member_state_dict(p))  # the one-process checkpoint
+                if self.ranks.lead:
+                    saved = checkpoint.save(m.run_path(), update, state)
+                else:
+                    saved = checkpoint.path_for(m.run_path(), update)
         if self.pack_dir is not None:
             pack_files.mark_checkpoint(
                 self.pack_dir, update, {self.members[p].run_name(): line for p, line in self.failed.items()}
@@ -265,6 +269,22 @@ class Trainer:
 
     def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
         training_state.restore(self, states)
+
+
+def _fail(trainer: Trainer, p: int, update: int) -> None:
+    """The NaN stop of pack member p: its one line on stderr and in its ``job.json``; the others go on."""
+    m = trainer.members[p]
+    kept = checkpoint.latest(m.run_path())
+    line = (
+        f"non-finite loss in update {update} (step {trainer.collector.global_step}); training of this "
+        f"member stopped, last good checkpoint kept: {kept if kept else 'none written yet'}"
+    )
+    trainer.failed[p] = line
+    sys.stderr.write(f"error: run {m.run_name()}: {line}\n")
+    rundir.write_json(
+        m.run_path() / rundir.JOB_STATE,
+        {**rundir.read_json(m.run_path() / rundir.JOB_STATE), "state": "FAILED", "error": line},
+    )
 
 
 def _log_members(
@@ -313,4 +333,7 @@ def run_training(
     """
     trainer = Trainer(cfg, callbacks)
     trainer.checkpoint_on_signal(*signals, on_signal=on_signal)
-    return trainer.train(resume_from)
+    try:
+        return trainer.train(resume_from)
+    finally:
+        ranked.leave()

@@ -24,7 +24,7 @@ from ..algo.collect import EpisodeLog
 from ..config import Config
 from ..envs.seeds import resume_seeds
 from ..pack import members as pack_files
-from . import checkpoint
+from . import checkpoint, ranked
 
 
 def _rows(x: Any, start: int, stop: int) -> Any:
@@ -61,8 +61,10 @@ def capture(trainer: Any, p: int = 0) -> dict[str, Any]:
 
 def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     """Put every member's checkpoint of :func:`capture` (``states[p]``) back into a freshly built trainer of the
-    same members (a pack member's checkpoint of an earlier version holds part of this: what it holds)."""
-    ppo, c = trainer.ppo, trainer.collector
+    same members (a pack member's checkpoint of an earlier version holds part of this: what it holds). Over W ranks
+    each rank takes its rows of the one-process checkpoint (:mod:`.ranked`), whatever W wrote it."""
+    ppo, c, ranks = trainer.ppo, trainer.collector, trainer.ranks
+    states = [ranked.rows_of(ranks, s) for s in states]
     ppo.load_member_states(states)
     if trainer.pack_dir is not None:  # members the pack marked failed stay stopped
         names = [m.run_name() for m in trainer.members]
@@ -72,19 +74,22 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     ref = max(states, key=lambda s: s["update"])  # a live member's (a failed one's last is older)
     checkpoint.restore_rng(ref["rng"])
     update = ref["update"]
-    snapshots = [s.get("envs") for s in states]
+    snapshots = [x for s in states for x in ranked.envs_of(ranks, s.get("envs"))]
     # (a Bullet run's checkpoints of earlier versions hold pickles of unconnected envs: never restored)
     if all(s is not None for s in snapshots) and c.exact_resume and checkpoint.snapshottable(ppo.envs):
         ppo.envs.close()
-        ppo.envs = c.envs = checkpoint.restore_envs(snapshots)
+        ppo.envs = c.envs = checkpoint.restore_envs(snapshots, ranks.envs if ranks.many else None)
         c.obs = _cat([s["collector"]["obs"] for s in states]) if len(states) > 1 else states[0]["collector"]["obs"]
         lstm = states[0]["collector"].get("lstm") or {}
         if lstm.get("state") is not None:
             c.state, c.is_init = lstm["state"], lstm["is_init"]
     else:  # envs that cannot be snapshotted restart their episodes, seeded apart from every run's
-        c.reset([x for m in trainer.members for x in resume_seeds(m.seed, update, m.num_envs)])
+        share = ranks.envs if ranks.many else slice(None)
+        c.reset(
+            [x for m in trainer.members for x in resume_seeds(m.seed, update, m.num_envs)[share.start : share.stop]]
+        )
     c.global_step = ref["collector"]["global_step"]
-    c.episodes = [EpisodeLog(**s["collector"]["episodes"]) for s in states]
+    c.episodes = [trainer.episode_merge.restart(EpisodeLog(**s["collector"]["episodes"])) for s in states]
     trainer.updates_done = update
     trainer.elapsed = ref["elapsed"]
     trainer.last_eval = [s.get("last_eval") for s in states]
