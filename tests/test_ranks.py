@@ -26,6 +26,9 @@ CASES = {
     # Box actions (noise drawn ahead), observation normalization and reward scaling moved at every env step
     "pendulum-normalized": dict(preset=config.mujoco, env_id="Pendulum-v1", num_envs=4, num_steps=64,
                                 minibatch_size=64, epochs=2, normalize_obs=True, scale_reward=True),
+    # the Nature CNN on Pong frames (envpool: each rank's pool seeded with its envs' seeds)
+    "pong-cnn": dict(preset=config.atari, env_id="ALE/Pong-v5", num_envs=4, num_steps=16, minibatch_size=32,
+                     epochs=1, env_backend="envpool"),
 }
 
 
@@ -118,7 +121,7 @@ def test_two_ranks_are_the_one_process_run(tmp_path, case):
     for u in range(UPDATES):
         assert max_diff(one[u], two[u]) < 1e-5, (u + 1, max_diff(one[u], two[u]))
     # and the run moved: the comparison can fail
-    assert max_diff(one[0], one[-1]) > 1e-3
+    assert max_diff(one[0], one[-1]) > 1e-4  # (Adam moves a weight by up to lr per step: 2.5e-4 for Pong)
 
 
 @pytest.mark.slow
