@@ -174,7 +174,13 @@ class PPO:
             if solo[0].recurrent:
                 self.sampler = SequenceSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
             else:
-                self.sampler = MinibatchSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], ranks)
+                self.sampler = MinibatchSampler(
+                    cfg.epochs,
+                    cfg.minibatch_size,
+                    self.sampler_generators[0],
+                    ranks,
+                    ranks.many and cfg.normalize_advantage,
+                )
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
@@ -202,6 +208,8 @@ class PPO:
         self.phase_time["collect"] += t1 - t0
         self.phase_time["gae"] += t2 - t1
         self.phase_time["update"] += t3 - t2
+        if self.ranks.many:  # (inside collect and update: the time the collectives took, waits included)
+            self.phase_time["collectives"] = self.ranks.seconds
 
         kl_wanted = [
             objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)

@@ -26,6 +26,7 @@ float tolerance: the sums of the one-process run are split and added in another 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ class Ranks:
         if world > 1 and num_envs % world:
             raise ValueError(f"{world} ranks do not divide num_envs={num_envs}")
         self.rank, self.world, self.num_envs, self.device = rank, world, num_envs, torch.device(device)
+        self.seconds = 0.0  # wall time this process spent in collectives (waiting for the other ranks included)
         per = num_envs // world
         self.envs = RowShare(rank * per, (rank + 1) * per, num_envs)
 
@@ -88,7 +90,9 @@ class Ranks:
         if self.many:
             import torch.distributed as dist
 
+            t0 = time.perf_counter()
             dist.all_reduce(x)
+            self.seconds += time.perf_counter() - t0
         return x
 
     def sum_flat_(self, tensors: Sequence[torch.Tensor]) -> None:
@@ -119,7 +123,9 @@ class Ranks:
             ]
         )
         parts = [torch.empty_like(mine) for _ in range(self.world)]
+        t0 = time.perf_counter()
         dist.all_gather(parts, mine)
+        self.seconds += time.perf_counter() - t0
         k = (mine.numel() - 1) // 2
         n = torch.stack([p[0] for p in parts])  # [W]
         means = torch.stack([p[1 : 1 + k] for p in parts])  # [W, k]
@@ -136,7 +142,9 @@ class Ranks:
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world
+        t0 = time.perf_counter()
         dist.all_gather_object(out, obj)
+        self.seconds += time.perf_counter() - t0
         return out
 
     def check_same(self, params: Sequence[torch.Tensor]) -> None:
@@ -156,22 +164,14 @@ ONE = Ranks()  # the one-process run
 def ranked_step(
     objective: Any, params: Sequence[torch.Tensor], ranks: Ranks, mb: Any, batch: Any, cfg: Any
 ) -> dict[str, torch.Tensor]:
-    """One rank's part of a minibatch step of a run over W ranks: the advantage normalized over the whole
-    minibatch (all-reduced n, sum, sum of squares; torchrl's unbiased std, clamped at 1e-6), the loss's
-    gradient over its n rows weighted n / M, then the gradients and the terms summed over the ranks (one
-    all-reduce): the one-process minibatch's mean gradient and terms, on every rank. A rank that holds no row
-    of the minibatch steps one row weighted 0 (the same graph, nothing added)."""
+    """One rank's part of a minibatch step of a run over W ranks (its rows of the minibatch, their advantage
+    already normalized over the whole minibatch by :class:`~.sampler.MinibatchSampler`): the loss's gradient over
+    its n rows weighted n / M, then the gradients and the terms summed over the ranks (one all-reduce): the
+    one-process minibatch's mean gradient and terms, on every rank. A rank that holds no row of the minibatch
+    steps one row weighted 0 (the same graph, nothing added)."""
     n, M = mb.batch_size[0], cfg.minibatch_size
     if n == 0:
         mb = batch.reshape(-1)[:1]
-    adv = mb["advantage"]
-    if cfg.normalize_advantage:
-        held = float(n > 0)  # the stand-in row of an empty share counts for nothing
-        s = ranks.sum_(torch.stack([adv.new_tensor(float(n)), adv.sum() * held, (adv**2).sum() * held]).double())
-        mean = s[1] / s[0]
-        std = ((s[2] - s[0] * mean**2) / (s[0] - 1)).clamp_min(0).sqrt()
-        mb = mb.clone(False)
-        mb["advantage"] = ((adv - mean) / std.clamp_min(1e-6)).to(adv.dtype)
     terms = objective.step(mb)
     weight = n / M
     grads = [p.grad for p in params if p.grad is not None]

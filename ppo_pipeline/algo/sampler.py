@@ -22,14 +22,23 @@ class MinibatchSampler:
 
     Over W ranks (``ranks``; the batch this rank's [E / W, T] share, rows ``r N / W .. (r+1) N / W - 1`` of the
     one-process batch [E, T] flattened): the one-process permutation of the N W rows, and of each minibatch the
-    rows this rank holds (their number varies from minibatch to minibatch, 0 included).
+    rows this rank holds (their number varies from minibatch to minibatch, 0 included); with
+    ``normalize_advantage`` their ``advantage`` standardized over the whole minibatch as torchrl's loss does it
+    (mean, unbiased std clamped at 1e-6), from moments all-reduced once per epoch for all its minibatches.
     """
 
-    def __init__(self, epochs: int, minibatch_size: int, generator: torch.Generator | None = None, ranks: Ranks = ONE):
+    def __init__(
+        self,
+        epochs: int,
+        minibatch_size: int,
+        generator: torch.Generator | None = None,
+        ranks: Ranks = ONE,
+        normalize_advantage: bool = False,
+    ):
         self.epochs = epochs
         self.minibatch_size = minibatch_size
         self.generator = generator
-        self.ranks = ranks
+        self.ranks, self.normalize_advantage = ranks, normalize_advantage
 
     def permutations(self, n: int) -> Iterator[torch.Tensor]:
         """One permutation of range(n) per epoch."""
@@ -54,11 +63,27 @@ class MinibatchSampler:
             yield from flat[perm.to(flat.device)].split(self.minibatch_size)
 
     def _ranked(self, flat: TensorDictBase) -> Iterator[TensorDictBase]:
-        n = flat.shape[0]
+        n, M = flat.shape[0], self.minibatch_size
         lo = self.ranks.rank * n
-        for idx in self.indices(n * self.ranks.world):
-            mine = idx[(idx >= lo) & (idx < lo + n)] - lo
-            yield flat[mine.to(flat.device)]
+        adv = flat["advantage"].reshape(n).double() if self.normalize_advantage else None
+        for perm in self.permutations(n * self.ranks.world):
+            k = len(perm) // M
+            held = (perm >= lo) & (perm < lo + n)
+            rows, mbs = perm[held] - lo, (torch.arange(len(perm)) // M)[held]  # this rank's rows, their minibatch
+            if adv is not None:  # every minibatch's (n, sum, sum of squares) over all ranks: one all-reduce
+                x = adv[rows]
+                stats = torch.zeros(3, k, dtype=torch.float64)
+                for i, v in enumerate((torch.ones_like(x), x, x * x)):
+                    stats[i].index_add_(0, mbs, v)
+                count, total, squares = self.ranks.sum_(stats)
+                mean = total / count
+                std = ((squares - count * mean**2) / (count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
+            for i, part in enumerate(rows.split(torch.bincount(mbs, minlength=k).tolist())):
+                mb = flat[part.to(flat.device)]
+                if adv is not None and len(part):
+                    a = mb["advantage"]
+                    mb["advantage"] = ((a.double() - mean[i]) / std[i]).to(a.dtype)
+                yield mb
 
 
 class SequenceSampler(MinibatchSampler):

@@ -195,6 +195,7 @@ def timing_split(phases: dict[str, float], time_env: float, time_policy: float) 
         "gae": round(phases.get("gae", 0.0), 3),
         "update": round(phases.get("update", 0.0), 3),
         "eval": round(phases.get("eval", 0.0), 3),
+        **({"collectives": round(phases["collectives"], 3)} if "collectives" in phases else {}),
     }
 
 

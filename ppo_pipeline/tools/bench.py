@@ -9,6 +9,7 @@
     python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah   # a row per env backend x collector
     python -m ppo_pipeline.bench --pack 8,33 --envs hopper,cartpole  # P runs one after the other vs one pack
     python -m ppo_pipeline.bench --shared                         # two runs at once, per thread policy
+    python -m ppo_pipeline.bench --ranks 1,2                      # one run as 1 process, then as 2 ranks
 
 Each workload is CleanRL's default for that env, and ours runs the same work (actors, horizon, epochs,
 minibatches, and exactly the agent steps CleanRL trains: it rounds its budget down to whole batches):
@@ -427,9 +428,33 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="runs sharing the machine: each thread policy alone and two runs at once (cartpole, hopper, pong)",
     )
+    p.add_argument(
+        "--ranks",
+        default="",
+        metavar="W,W",
+        help="one run as 1 process and as W ranks (--nproc-per-node W): hopper, humanoid, pong (--envs, "
+        "default all three)",
+    )
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
+    if args.ranks:
+        from . import bench_ranks
+
+        keys = list(bench_ranks.WORKLOADS) if args.envs == p.get_default("envs") else keys
+        bad = [k for k in keys if k not in bench_ranks.WORKLOADS]
+        if bad:
+            p.error(f"--envs with --ranks: unknown {', '.join(bad)}; allowed: {', '.join(bench_ranks.WORKLOADS)}")
+        try:
+            worlds = [int(x) for x in args.ranks.split(",") if x.strip()]
+            steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
+        except ValueError:
+            p.error(f"--ranks {args.ranks!r} / --steps {args.steps!r}: expected ints like 1,2 and hopper=20480")
+        out = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps)}
+        bench_ranks.print_table(out["ranks"])
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        return 0
     bad = [k for k in keys if k not in WORKLOADS]
     if bad:
         p.error(f"--envs: unknown {', '.join(bad)}; allowed: {', '.join(WORKLOADS)}")

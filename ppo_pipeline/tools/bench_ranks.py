@@ -1,0 +1,89 @@
+"""``python -m ppo_pipeline.bench --ranks 1,2``: one run as 1 process, then as W ranks (``--nproc-per-node W``).
+
+Per workload the same run (config, seed, agent steps) is trained once per W, each a fresh command as a user starts
+it, nothing else running; printed: total agent steps/s (wall clock, process start to exit), the speed-up over one
+process, and the share of rank 0's training time spent in collectives (all-reduces and gathers, the waits for the
+other ranks included: :attr:`ppo_pipeline.algo.ranks.Ranks.seconds`).
+
+* ``hopper``: Hopper-v5, Table 3's preset with 8 gymnasium envs (in-process, one core steps them all)
+* ``humanoid``: HumanoidBulletEnv-v0, Table 4's preset (32 actors, Sec. 6.3) -- needs the ``bullet`` extra
+* ``pong``: Pong (envpool), Table 5's preset with 8 envs: the Nature CNN's update
+
+Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# key: (recipe, options, default agent steps)
+WORKLOADS = {
+    "hopper": (
+        "mujoco.py",
+        ["--env-id", "Hopper-v5", "--num-envs", "8", "--env-backend", "gymnasium", "--vector-env", "sync"],
+        8 * 2048 * 3,
+    ),
+    "humanoid": ("humanoid.py", ["--env-id", "HumanoidBulletEnv-v0"], 32 * 512 * 2),
+    "pong": ("atari.py", ["--env-id", "ALE/Pong-v5", "--num-envs", "8", "--env-backend", "envpool"], 8 * 128 * 4),
+}
+COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
+
+
+def run_once(key: str, world: int, steps: int, tmp: Path) -> dict:
+    recipe, options, _ = WORKLOADS[key]
+    run_dir = tmp / f"{key}-w{world}-{time.monotonic_ns()}"
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / recipe),
+        *options,
+        *COMMON,
+        "--total-steps",
+        str(steps),
+        "--run-dir",
+        str(run_dir),
+        "--name",
+        "bench",
+        "--nproc-per-node",
+        str(world),
+    ]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"error: the {key} run with {world} rank(s) failed: {p.stderr.strip()[-400:]}")
+    summary = json.loads((run_dir / "bench" / "summary.json").read_text())
+    timing = summary["timing_s"]
+    busy = sum(v for k, v in timing.items() if k != "collectives")
+    return {
+        "wall_s": round(wall, 2),
+        "sps": steps / wall,
+        "steps": summary["total_steps"],
+        "timing": timing,
+        "collectives_share": timing.get("collectives", 0.0) / busy if busy else 0.0,
+    }
+
+
+def run(keys: list[str], worlds: list[int], steps: dict[str, int]) -> dict:
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="ppo-bench-ranks-") as tmp:
+        for key in keys:
+            n = steps.get(key, WORKLOADS[key][2])
+            results[key] = {str(w): run_once(key, w, n, Path(tmp)) for w in worlds}
+    return results
+
+
+def print_table(results: dict) -> None:
+    print(f"{'workload':10} {'ranks':>5} {'steps/s':>9} {'vs 1':>6} {'collectives':>12} {'wall s':>7}")
+    for key, rows in results.items():
+        base = rows.get("1", {}).get("sps")
+        for w, r in rows.items():
+            ratio = f"{r['sps'] / base:.2f}x" if base else "-"
+            print(
+                f"{key:10} {w:>5} {r['sps']:9.0f} {ratio:>6} {100 * r['collectives_share']:11.1f}% {r['wall_s']:7.1f}"
+            )
