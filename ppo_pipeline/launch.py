@@ -269,6 +269,8 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
             else f"interrupted during start-up; nothing was trained yet; start again with: {hint}\n"
         )
         return 130
+    if not lead:  # rank 0 speaks for the run
+        return 0
     last100 = summary["last100_return_mean"]
     final = summary["final_eval_return_mean"]
     print(

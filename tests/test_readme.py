@@ -81,6 +81,8 @@ AS_PRINTED: dict[str, list[str]] = {
                                                                   "--eval-max-steps", "100", "--name", "pixels"],
     "python recipes/mujoco.py --env-id torchrl:my_pkg.torchrl_envs:make_env": SMALL,
     "python recipes/classic_control.py --collector torchrl --collector-workers 2": ["--total-steps", "256"],
+    "python recipes/classic_control.py --num-envs 8 --nproc-per-node 2 --total-steps 8192 --run-dir ranks-runs": [
+        "--total-steps", "1024"],
     "python -m ppo_pipeline.bench --peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python "
     "--repeat 3": ["--envs", "cartpole", "--steps", "cartpole=2048", "--repeat", "1"],
 }
@@ -198,6 +200,15 @@ def test_humanoid_command_as_printed(scratch):
     cmd = "python recipes/humanoid.py --env-id Humanoid-v5 --num-envs 32 --total-steps 10000000"
     p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
     assert "last-100 training return" in p.stdout, p.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_ranks_command_as_printed(scratch):
+    """docs/ranks.md's command: 2 ranks of one run, rank 0 alone speaks and writes the run directory."""
+    cmd = next(c for c in AS_PRINTED if "--nproc-per-node" in c)
+    p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+    assert p.stdout.count("last-100 training return") == 1, p.stdout[-2000:]
+    assert (scratch / "ranks-runs" / "CartPole-v1__clip__s0" / "summary.json").exists()
 
 
 @pytest.mark.slow

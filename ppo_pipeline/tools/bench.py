@@ -452,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--ranks {args.ranks!r} / --steps {args.steps!r}: expected ints like 1,2 and hopper=20480")
         out = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps)}
         bench_ranks.print_table(out["ranks"])
+        print()
+        bench_ranks.print_projection()
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         return 0

@@ -15,6 +15,7 @@ Nothing here asserts a speed.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -87,3 +88,53 @@ def print_table(results: dict) -> None:
             print(
                 f"{key:10} {w:>5} {r['sps']:9.0f} {ratio:>6} {100 * r['collectives_share']:11.1f}% {r['wall_s']:7.1f}"
             )
+
+
+# --- the projection for a cluster, from measured sizes ------------------------------------------------------
+LINKS_GBIT = (10, 100)
+WORLDS = (8, 64, 512)
+HOP_LATENCY_S = 20e-6  # per ring step over TCP (gloo); nccl over InfiniBand is lower: this errs on the slow side
+
+
+def allreduce_seconds(nbytes: int, world: int, gbit: float) -> float:
+    """An all-reduce of ``nbytes`` over ``world`` ranks at ``gbit``: the faster of a ring (2 (W - 1) steps of
+    nbytes / W) and a tree (2 log2 W steps of latency, the bytes pipelined: 2 nbytes on the wire), as nccl picks."""
+    wire = 2 * nbytes * (world - 1) / world / (gbit * 1e9 / 8)
+    ring = 2 * (world - 1) * HOP_LATENCY_S + wire
+    tree = 2 * math.log2(world) * HOP_LATENCY_S + 2 * nbytes / (gbit * 1e9 / 8)
+    return min(ring, tree)
+
+
+def model_sizes() -> dict[str, dict[str, int]]:
+    """Per preset network: trained parameters (float32 gradients all-reduced per minibatch) and minibatch steps
+    per update, measured on the networks the presets build."""
+    import gymnasium as gym
+    import numpy as np
+
+    from .. import config
+    from ..algo.policy import Agent
+
+    cases = {
+        "Table 3 MLP (Hopper-v5)": (config.mujoco(env_id="Hopper-v5"), (11,), gym.spaces.Box(-1, 1, (3,))),
+        "Table 4 MLP (HumanoidBullet)": (config.roboschool(), (44,), gym.spaces.Box(-1, 1, (17,))),
+        "Nature CNN (Atari, Table 5)": (config.atari(), (4, 84, 84), gym.spaces.Discrete(6)),
+    }
+    out = {}
+    for name, (cfg, shape, act) in cases.items():
+        obs = gym.spaces.Box(0, 255, shape, np.uint8) if len(shape) == 3 else gym.spaces.Box(-1, 1, shape)
+        params = sum(p.numel() for p in Agent(obs, act, cfg).parameters() if p.requires_grad)
+        steps = cfg.num_envs * cfg.num_steps // cfg.minibatch_size * cfg.epochs
+        out[name] = {"params": params, "bytes": 4 * (params + 8), "minibatch_steps": steps}  # + the loss terms
+    return out
+
+
+def print_projection() -> None:
+    print(f"{'network':30} {'params':>9} {'MB/all-reduce':>13} {'steps/upd':>9}  seconds of all-reduce per update")
+    sizes = model_sizes()
+    head = "  ".join(f"{w:>4} ranks {g:>3} Gb/s" for g in LINKS_GBIT for w in WORLDS)
+    print(" " * 66 + head)
+    for name, s in sizes.items():
+        cells = "  ".join(
+            f"{s['minibatch_steps'] * allreduce_seconds(s['bytes'], w, g):>19.3f}" for g in LINKS_GBIT for w in WORLDS
+        )
+        print(f"{name:30} {s['params']:9d} {s['bytes'] / 1e6:13.3f} {s['minibatch_steps']:9d}  {cells}")
