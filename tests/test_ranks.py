@@ -45,7 +45,7 @@ def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[l
     checkpoint.seed_everything(cfg.seed)
     share = ranks.envs
     envs = make_vector_env(cfg, share.stop - share.start)
-    ppo = PPO(cfg, envs, torch.device("cpu"), ranks=ranks)
+    ppo = PPO(cfg, envs, torch.device(cfg.device), ranks=ranks)
     seeds = env_seeds(cfg.seed, cfg.num_envs)
     if mutant == "same-env-seeds":  # every rank seeds its envs as the first ones (baselines' make_mujoco_env)
         seeds = seeds[: share.stop - share.start]
@@ -55,7 +55,7 @@ def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[l
     out = []
     for u in range(1, UPDATES + 1):
         ppo.update(u)
-        out.append([p.detach().clone() for p in ppo.params])
+        out.append([p.detach().cpu().clone() for p in ppo.params])
     envs.close()
     return out
 
@@ -64,9 +64,12 @@ def _rank_main(rank: int, world: int, port: int, cfg, mutant, out_path: str) -> 
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    nccl = cfg.dist_backend == "nccl"
+    if nccl:
+        torch.cuda.set_device(0)  # the ranks share the one GPU
+    dist.init_process_group("nccl" if nccl else "gloo", rank=rank, world_size=world)
     try:
-        ranks = Ranks(rank, world, cfg.num_envs)
+        ranks = Ranks(rank, world, cfg.num_envs, cfg.device)
         if mutant:
             _apply_mutant(mutant, ranks)
         result = params_after_updates(cfg, ranks, mutant)

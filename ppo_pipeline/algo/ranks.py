@@ -86,12 +86,16 @@ class Ranks:
 
     # --- collectives (identity at W = 1) -----------------------------------------------------------------------
     def sum_(self, x: torch.Tensor) -> torch.Tensor:
-        """All-reduce ``x`` in place (sum over ranks); returns it."""
+        """All-reduce ``x`` in place (sum over ranks); returns it. (It travels on the run's device: nccl takes CUDA
+        tensors only.)"""
         if self.many:
             import torch.distributed as dist
 
             t0 = time.perf_counter()
-            dist.all_reduce(x)
+            y = x if x.device == self.device else x.to(self.device)
+            dist.all_reduce(y)
+            if y is not x:
+                x.copy_(y)
             self.seconds += time.perf_counter() - t0
         return x
 
@@ -121,12 +125,13 @@ class Ranks:
                 torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1),
                 torch.as_tensor(np.asarray(var, dtype=np.float64) * count).reshape(-1),
             ]
-        )
+        ).to(self.device)
         parts = [torch.empty_like(mine) for _ in range(self.world)]
         t0 = time.perf_counter()
         dist.all_gather(parts, mine)
         self.seconds += time.perf_counter() - t0
         k = (mine.numel() - 1) // 2
+        parts = [p.cpu() for p in parts]
         n = torch.stack([p[0] for p in parts])  # [W]
         means = torch.stack([p[1 : 1 + k] for p in parts])  # [W, k]
         m2 = torch.stack([p[1 + k :] for p in parts])

@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
         except ValueError:
             p.error(f"--ranks {args.ranks!r} / --steps {args.steps!r}: expected ints like 1,2 and hopper=20480")
-        out = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps)}
+        out = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps, args.ours.split())}
         bench_ranks.print_table(out["ranks"])
         print()
         bench_ranks.print_projection()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ WORKLOADS = {
 COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
 
 
-def run_once(key: str, world: int, steps: int, tmp: Path) -> dict:
+def run_once(key: str, world: int, steps: int, tmp: Path, extra: Sequence[str] = ()) -> dict:
     recipe, options, _ = WORKLOADS[key]
     run_dir = tmp / f"{key}-w{world}-{time.monotonic_ns()}"
     cmd = [
@@ -52,6 +53,7 @@ def run_once(key: str, world: int, steps: int, tmp: Path) -> dict:
         "bench",
         "--nproc-per-node",
         str(world),
+        *extra,
     ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -70,12 +72,12 @@ def run_once(key: str, world: int, steps: int, tmp: Path) -> dict:
     }
 
 
-def run(keys: list[str], worlds: list[int], steps: dict[str, int]) -> dict:
+def run(keys: list[str], worlds: list[int], steps: dict[str, int], extra: Sequence[str] = ()) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="ppo-bench-ranks-") as tmp:
         for key in keys:
             n = steps.get(key, WORKLOADS[key][2])
-            results[key] = {str(w): run_once(key, w, n, Path(tmp)) for w in worlds}
+            results[key] = {str(w): run_once(key, w, n, Path(tmp), extra) for w in worlds}
     return results
 
 
