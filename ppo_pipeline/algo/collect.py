@@ -110,7 +110,7 @@ class Collector:
         self.is_init = np.ones(envs.num_envs, dtype=bool)
 
     def reset(self, seeds: list[int]) -> None:
-        obs, _ = self.envs.reset(seed=seeds)
+        obs, _ = self.envs.reset(seed=seeds)  # type: ignore[arg-type]  # stub: seed int; vector envs take a list
         self.obs = self._norm(obs)
         self.is_init[:] = True
 

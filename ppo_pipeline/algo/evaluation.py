@@ -39,7 +39,7 @@ class Policy:
 def rollout(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int]) -> Iterator[Step]:
     """Reset ``envs`` with ``seeds``, then step them with ``policy(obs)`` forever, yielding
     ``(obs, reward, terminated, truncated, info)`` per vector step (envs autoreset; the caller stops)."""
-    obs, _ = envs.reset(seed=seeds)
+    obs, _ = envs.reset(seed=seeds)  # type: ignore[arg-type]  # stub: seed int; vector envs take a list
     while True:
         step = envs.step(policy(obs))
         obs = step[0]
