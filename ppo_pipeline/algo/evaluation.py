@@ -69,7 +69,8 @@ class AgentPolicy(Policy):
         self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True, members: int = 1
     ):
         self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
-        self.members, self.alive = members, None  # alive: [P] bool, set by evaluate for a pack
+        self.members = members
+        self.alive: np.ndarray | None = None  # [P] bool, set by evaluate for a pack
         self.device = next(agent.parameters()).device
         self.state: dict[str, torch.Tensor] | None = None
         self.starts: np.ndarray | None = None

@@ -42,10 +42,10 @@ from tensordict import TensorDict
 from .. import workarounds
 from ..config import Config
 from ..envs import make_vector_env
-from . import compiling
+from . import compiling, distributions
 from .advantages import explained_variance, make_gae
 from .collect import Collector
-from .normalize import RewardScaler, make_obs_normalizer
+from .normalize import DictObsNormalizer, RewardScaler, make_obs_normalizer
 from .objectives import KLController, TorchRLObjective, objective_of
 from .optim import MemberAdam
 from .policy import Agent
@@ -99,7 +99,7 @@ class PPO:
         for m in self.members:  # each member's initial weights are its solo run's
             torch.manual_seed(m.seed)
             solo.append(Agent(obs_space, act_space, m))
-        self.agent = (solo[0] if P == 1 else stacking.agent(solo)).to(device)
+        self.agent = (solo[0] if P == 1 else self._stacking().agent(solo)).to(device)
         self.params = list(self.agent.parameters())
         compile_it = compiling.wanted_at_budget(
             cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
@@ -113,7 +113,7 @@ class PPO:
                 cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
             )
         else:
-            self.objective = stacking.objective(
+            self.objective = self._stacking().objective(
                 self.agent, self.members, compile=compile_it, before_retry=self.adam.zero_grad
             )
         self.gae = make_gae(cfg).to(device)
@@ -125,6 +125,7 @@ class PPO:
         if cfg.collector == "torchrl":  # torchrl's Collector / MultiSyncCollector, the same batch (solo runs)
             from .collect_torchrl import TorchRLCollector
 
+            assert not isinstance(self.obs_norm, DictObsNormalizer)  # check_envs: a Dict space needs the lean one
             self.collector: Any = TorchRLCollector(
                 envs,
                 self.agent,
@@ -158,6 +159,11 @@ class PPO:
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
 
+    def _stacking(self) -> Stacking:
+        """A pack's stacking (P > 1: __init__ refuses a pack without one)."""
+        assert self.stacking is not None
+        return self.stacking
+
     @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
         """Iteration ``update`` (1-based) of Algorithm 1 for every member: (a metrics row per member: losses, KL,
@@ -167,7 +173,9 @@ class PPO:
         self.adam.set_lr(lrs)
         self.objective.set_epsilon(eps)
         if self.log_std is not None:
-            self.agent.policy_head.set_log_std(self.log_std(update))
+            head = self.agent.policy_head
+            assert isinstance(head, distributions.GaussianHead)  # a scheduled log stdev is a Gaussian head's
+            head.set_log_std(self.log_std(update))
 
         t0 = time.perf_counter()
         batch = self.collector.collect()  # TensorDict [P x E, T]
@@ -199,14 +207,17 @@ class PPO:
             }
             if self.log_std is not None:
                 row["log_std"] = self.log_std(update)
+            kl_rule, lr_rule = self.kl_rules[p], self.lr[p]
             if kl_wanted[p]:
+                assert kl is not None  # measured above: some member wants it
                 row["kl"] = kl[p]
-                if isinstance(self.lr[p], KLAdaptiveStepSize):  # Table 4: the next update's step size
-                    self.lr[p].adapt(kl[p])
+                if isinstance(lr_rule, KLAdaptiveStepSize):  # Table 4: the next update's step size
+                    lr_rule.adapt(kl[p])
             if spec.penalized:
                 row["kl_beta"] = beta[p]  # the beta this update was trained with
-                if self.kl_rules[p] is not None:  # Sec. 4: adapt beta after the update
-                    beta[p] = self.kl_rules[p].next_beta(beta[p], kl[p])
+                if kl_rule is not None:  # Sec. 4: adapt beta after the update
+                    assert kl is not None  # a penalized member wants the KL
+                    beta[p] = kl_rule.next_beta(beta[p], kl[p])
             row["explained_variance"] = float(ev[p])
             rows.append(row)
         self.objective.set_beta(beta)
@@ -225,7 +236,8 @@ class PPO:
             for mb in self.sampler(batch):
                 self.adam.zero_grad()
                 terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
-                if P > 1:  # a diverged member's gradient never reaches Adam (one sync per update, below)
+                # a pack (dead is set): a diverged member's gradient never reaches Adam (one sync per update, below)
+                if dead is not None:
                     bad |= ~torch.isfinite(terms["loss"])
                     self.adam.step(dead | bad)
                 else:
@@ -270,7 +282,7 @@ class PPO:
                 "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
             }
         else:
-            state = self.stacking.member_state(self, p)
+            state = self._stacking().member_state(self, p)
         rule = self.lr[p]
         state["step_size"] = rule.state_dict() if isinstance(rule, KLAdaptiveStepSize) else None
         state["generators"] = {
@@ -291,10 +303,11 @@ class PPO:
             if self.reward_scaler is not None:
                 self.reward_scaler.load_state_dict(s["reward_scaler"])
         else:
-            self.stacking.load_members(self, states)
+            self._stacking().load_members(self, states)
         for p, s in enumerate(states):
-            if isinstance(self.lr[p], KLAdaptiveStepSize):
-                self.lr[p].load_state_dict(s["step_size"])
+            rule = self.lr[p]
+            if isinstance(rule, KLAdaptiveStepSize):
+                rule.load_state_dict(s["step_size"])
             generators = s.get("generators") or {"sampler": s.get("rng", {}).get("sampler")}
             for g, key in ((self.action_generators[p], "action"), (self.sampler_generators[p], "sampler")):
                 if generators.get(key) is not None:
