@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 _Layer = TypeVar("_Layer", bound=nn.Linear | nn.Conv2d)
+_Module = TypeVar("_Module", bound=nn.Module)
 
 
 def layer_init(layer: _Layer, std: float = math.sqrt(2), bias: float = 0.0) -> _Layer:
@@ -25,6 +26,11 @@ def layer_init(layer: _Layer, std: float = math.sqrt(2), bias: float = 0.0) -> _
     assert layer.bias is not None  # every layer here is built with its bias
     nn.init.constant_(layer.bias, bias)
     return layer
+
+
+def in_memory_format(module: _Module, memory_format: torch.memory_format) -> _Module:
+    """``module.to(memory_format=memory_format)``: its 4-d parameters and buffers in that layout, in place."""
+    return module.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's Module.to stubs lack it
 
 
 class NatureCNN(nn.Module):
@@ -37,7 +43,7 @@ class NatureCNN(nn.Module):
     def __init__(self, in_channels: int, out_features: int = 512, height: int = 84, width: int = 84):
         super().__init__()
         side = [((s - 8) // 4 + 1 - 4) // 2 + 1 - 2 for s in (height, width)]  # after the three convolutions
-        self.net = nn.Sequential(
+        net = nn.Sequential(
             layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
             nn.ReLU(),
             layer_init(nn.Conv2d(32, 64, 4, stride=2)),
@@ -47,7 +53,8 @@ class NatureCNN(nn.Module):
             nn.Flatten(),
             layer_init(nn.Linear(64 * side[0] * side[1], out_features)),
             nn.ReLU(),
-        ).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to's stubs lack memory_format
+        )
+        self.net = in_memory_format(net, torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dim() == 4:
