@@ -236,8 +236,7 @@ class PPO:
             for mb in self.sampler(batch):
                 self.adam.zero_grad()
                 terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
-                # a pack (dead is set): a diverged member's gradient never reaches Adam (one sync per update, below)
-                if dead is not None:
+                if dead is not None:  # a pack: a diverged member's gradient never reaches Adam (one sync, below)
                     bad |= ~torch.isfinite(terms["loss"])
                     self.adam.step(dead | bad)
                 else:
