@@ -63,6 +63,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: Config, *, ata
             group.add_argument(flag, dest=f.name, type=_int_list, default=default, metavar="N,N", help=help_text)
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type, f.type) if isinstance(f.type, str) else f.type
+            assert not isinstance(typ, str), f"Config.{f.name}: no option parser for type {typ!r}"
             kwargs: dict[str, Any] = {
                 "type": typ,
                 "default": default,
@@ -214,6 +215,7 @@ def allow_grids(parser: argparse.ArgumentParser, aliases: dict[str, tuple[str, .
             or not (f.type in ("int", "float") or "choices" in f.metadata or action.dest == "env_id")
         ):
             continue
+        assert callable(action.type), f"--{action.dest}: add_config_options gives it a type"
         action.type = _grid_type(action.type, tuple(action.choices) if action.choices else None)
         if action.choices:
             action.metavar = "{" + ",".join(action.choices) + "}[,...]"
@@ -221,7 +223,7 @@ def allow_grids(parser: argparse.ArgumentParser, aliases: dict[str, tuple[str, .
             action.metavar = f"{action.metavar or 'X'}[,...]"
         action.choices = None
         for alias in (aliases or {}).get(action.dest, ()):
-            action.option_strings.append(alias)
+            action.option_strings = [*action.option_strings, alias]
             parser._option_string_actions[alias] = action
 
 

@@ -43,7 +43,7 @@ def option(default: Any, help: str, *, choices: tuple | None = None, atari: bool
     if choices is not None:
         meta["choices"] = choices
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -236,6 +236,7 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError(f"{source} is not a JSON object (it holds a {type(data).__name__})")
         for f in dataclasses.fields(cls):
+            assert isinstance(f.type, str)  # `from __future__ import annotations`: each field's type is its name
             if f.name in data and not _has_type(data[f.name], f.type):
                 raise ConfigError(f"{source}: {f.name}={data[f.name]!r} must be {_TYPE_WORDS[f.type]}")
             choices = f.metadata.get("choices")

@@ -281,7 +281,7 @@ def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None
     return 0
 
 
-_SIGNAL_WORDS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+_SIGNAL_WORDS: dict[int, str] = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
 def sweep_main(
@@ -362,6 +362,7 @@ def sweep_main(
         raise  # unreachable
     names = [r["name"] for r in runs]
     if ns.launcher == "slurm":
+        assert profile is not None  # loaded above for the slurm launcher
         ids = sweep.submit_slurm(sweep_dir, manifest, names)
         what = f"{len(names)} run(s) in {len(ids)} job(s)" if len(ids) != len(names) else f"{len(ids)} run(s)"
         print(

@@ -94,6 +94,7 @@ class Threads:
 
     def _settle(self) -> None:
         """Threads = cores minus the cores others kept busy since the last look."""
+        assert self._mark is not None  # set in __init__ before the first settle; check() looks first
         t0, busy0, own0 = self._mark
         t1, busy1, own1 = now = self._now()
         self._mark = now

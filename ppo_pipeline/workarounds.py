@@ -94,7 +94,7 @@ DYNAMO_CTX_LOGGER = "torch._dynamo.variables.ctx_manager"
 def _without_pandas_probe(original: Any) -> Any:
     """``from_any`` that returns a plain tensor (or parameter) at once, ``original`` (a function) for the rest."""
 
-    def from_any(cls, obj, **kwargs):  # type: ignore[no-untyped-def]
+    def from_any(cls, obj, **kwargs):
         if type(obj) is torch.Tensor or type(obj) is torch.nn.Parameter:
             return obj  # what the original returns for a tensor, minus its pandas probe
         return original(cls, obj, **kwargs)
@@ -112,7 +112,7 @@ def _install() -> bool:
     something else replaced ``from_any``."""
     if TensorDictBase.__dict__.get("from_any") is not _UPSTREAM_FROM_ANY:
         return False
-    TensorDictBase.from_any = _FROM_ANY  # type: ignore[method-assign]
+    TensorDictBase.from_any = _FROM_ANY
     logging.getLogger(DYNAMO_CTX_LOGGER).addFilter(_not_record_function_notice)
     return True
 
@@ -125,7 +125,7 @@ def scoped() -> Iterator[None]:
         yield
     finally:
         if mine:
-            TensorDictBase.from_any = _UPSTREAM_FROM_ANY  # type: ignore[method-assign]
+            TensorDictBase.from_any = _UPSTREAM_FROM_ANY
             logging.getLogger(DYNAMO_CTX_LOGGER).removeFilter(_not_record_function_notice)
 
 

@@ -21,3 +21,9 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
 def test_ruff_is_clean(argv):
     out = _run(*argv)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_mypy_is_clean():
+    """The package under [tool.mypy] (its ``files``: ``ppo_pipeline``), as ``mypy`` from the root checks it."""
+    out = _run("mypy")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

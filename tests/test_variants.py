@@ -308,7 +308,8 @@ def test_each_kind_learns(tmp_path, env_id, steps, threshold):
     (["--env-id", "variant_envs:TupleEnv"], "observation space Tuple"),
     (["--policy", "lstm", "--collector", "torchrl"], "policy=lstm needs --collector lean"),
     (["--policy", "lstm", "--minibatch-size", "48"], "whole env trajectories"),
-], ids=["tuple", "lstm-torchrl", "lstm-minibatch"])
+    (["--env-id", "variant_envs:DictCartPole", "--collector", "torchrl"], "Dict observation space needs --collector lean"),
+], ids=["tuple", "lstm-torchrl", "lstm-minibatch", "dict-torchrl"])
 def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch, argv, needle):
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
     with pytest.raises(SystemExit) as e:

@@ -37,7 +37,7 @@ from .. import batch as keys
 from ..threads import torch_threads
 from . import compiling
 from .advantages import next_state_value
-from .normalize import ObsNormalizer, RewardScaler, normalize_members
+from .normalize import DictObsNormalizer, ObsNormalizer, RewardScaler, normalize_members
 from .ranks import ONE, Ranks
 from .spaces import env_action, obs_tensor, stack_obs, with_rows
 
@@ -90,7 +90,7 @@ class Collector:
         *,
         members: int = 1,
         generators: Sequence[torch.Generator | None] = (),
-        obs_norm: ObsNormalizer | None = None,
+        obs_norm: ObsNormalizer | DictObsNormalizer | None = None,
         reward_scaler: RewardScaler | None = None,
         compile: bool = False,
         collect_threads: int | None = None,
@@ -114,7 +114,7 @@ class Collector:
         self.is_init = np.ones(envs.num_envs, dtype=bool)
 
     def reset(self, seeds: list[int]) -> None:
-        obs, _ = self.envs.reset(seed=seeds)
+        obs, _ = self.envs.reset(seed=seeds)  # type: ignore[arg-type]  # stub: seed int; vector envs take a list
         self.obs = self._norm(obs)
         self.is_init[:] = True
 
@@ -125,6 +125,7 @@ class Collector:
         return obs if self.obs_norm is None else normalize_members(self.obs_norm, obs, self.P, update)
 
     def _scale(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        assert self.reward_scaler is not None  # called where the run scales rewards
         if self.P == 1:
             return self.reward_scaler(reward, done)
         return self.reward_scaler(reward.reshape(self.P, self.E), done.reshape(self.P, self.E)).reshape(-1)
@@ -150,12 +151,13 @@ class Collector:
     @torch.no_grad()
     def _collect(self) -> TensorDict:
         N, T, dev = self.envs.num_envs, self.T, self.device
+        assert self.obs is not None, "reset() the collector before collecting"
         obs_t = obs_tensor(self.obs, dev)
         buf: dict[str, Any] = {}
         final_value = torch.zeros(T, N, 1, device=dev)  # V(final observation) where a time limit cut
-        reward = np.zeros((T, N, 1), dtype=np.float32)  # numpy per step, one tensor per batch
-        terminated = np.zeros((T, N, 1), dtype=bool)
-        truncated = np.zeros((T, N, 1), dtype=bool)
+        reward_np = np.zeros((T, N, 1), dtype=np.float32)  # numpy per step, one tensor per batch
+        terminated_np = np.zeros((T, N, 1), dtype=bool)
+        truncated_np = np.zeros((T, N, 1), dtype=bool)
         clock = time.perf_counter
         t_start = clock()
         noise = self.agent.rollout_noise(T, self.E * self.ranks.world, self.generators)  # [T, N, A] (Gaussian)
@@ -193,9 +195,9 @@ class Collector:
             done = term | trunc
             if self.reward_scaler is not None:
                 r = self._scale(r, done)
-            reward[t, :, 0] = r
-            terminated[t, :, 0] = term
-            truncated[t, :, 0] = trunc
+            reward_np[t, :, 0] = r
+            terminated_np[t, :, 0] = term
+            truncated_np[t, :, 0] = trunc
             boot = np.flatnonzero(trunc & ~term)
             if len(boot):  # bootstrap a time limit from V(final observation) (with the LSTM's state after the step)
                 final = with_rows(next_obs, boot, stack_obs([info["final_obs"][i] for i in boot]))
@@ -208,7 +210,7 @@ class Collector:
             policy_s += t1 - t0
             self.time_env += t2 - t1
         self.time_policy += policy_s
-        reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward, terminated, truncated))
+        reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward_np, terminated_np, truncated_np))
         last_value = self.agent.state_value(obs_t, self._fresh_state())
         next_value = next_state_value(buf[keys.STATE_VALUE], last_value, final_value, terminated, truncated)
         done = terminated | truncated

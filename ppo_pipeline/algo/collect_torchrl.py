@@ -105,6 +105,7 @@ class ContractEnv(EnvBase):
         if not partial:  # the first reset: the seeded one
             obs, _ = self.envs.reset(seed=self.seeds)
             self._after_reset = self._norm(obs)
+        assert self._after_reset is not None  # just set, or (a partial reset) set by the last step
         done = torch.zeros(n, 1, dtype=torch.bool)
         return self._td(self._after_reset, done=done, terminated=done.clone(), truncated=done.clone())
 

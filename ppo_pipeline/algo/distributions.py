@@ -102,7 +102,7 @@ class MultiCategorical(Distribution):
         self.parts = [Categorical(logits=x, validate_args=False) for x in logits.split(self.nvec, dim=-1)]
         super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]), validate_args=False)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         return torch.stack([d.sample(sample_shape) for d in self.parts], -1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,9 @@ class IndependentBernoulli(Independent):
 
 @register_kl(MultiCategorical, MultiCategorical)
 def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Tensor:
-    return sum(kl_divergence(a, b) for a, b in zip(p.parts, q.parts))
+    total = sum(kl_divergence(a, b) for a, b in zip(p.parts, q.parts))
+    assert isinstance(total, torch.Tensor)  # not the 0 of an empty sum: nvec has at least one part
+    return total
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Ten
 class LogitsHead(nn.Module):
     """features -> ``{"logits": net(x)}``: what the Categorical, MultiDiscrete and MultiBinary heads share."""
 
-    param_keys = ("logits",)
+    param_keys: tuple[str, ...] = ("logits",)
     distribution_kwargs: dict = {}
 
     def __init__(self, net: nn.Module):
@@ -298,7 +300,8 @@ def make_head(
 
 def build(head: Head, params: Params) -> Distribution:
     """The head's distribution over ``params`` (what torchrl's ProbabilisticActor builds too)."""
-    return head.distribution(**{k: params[k] for k in head.param_keys}, **head.distribution_kwargs)
+    tensors: dict[str, Any] = {k: params[k] for k in head.param_keys}  # each distribution takes its own names
+    return head.distribution(**tensors, **head.distribution_kwargs)
 
 
 def sample(
@@ -316,6 +319,7 @@ def sample(
     if deterministic:
         action = head.mode(params)
     elif noise is not None:
+        assert isinstance(head, GaussianHead)  # noise drawn ahead is a Gaussian's (gaussian_noise)
         action = head.draw(params, noise=noise)
     elif rows is not None:
         action = rows.take(head.draw({k: rows.pad(v) for k, v in params.items()}, generator))

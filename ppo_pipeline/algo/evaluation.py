@@ -39,7 +39,7 @@ class Policy:
 def rollout(envs: gym.vector.VectorEnv, policy: Policy, seeds: list[int]) -> Iterator[Step]:
     """Reset ``envs`` with ``seeds``, then step them with ``policy(obs)`` forever, yielding
     ``(obs, reward, terminated, truncated, info)`` per vector step (envs autoreset; the caller stops)."""
-    obs, _ = envs.reset(seed=seeds)
+    obs, _ = envs.reset(seed=seeds)  # type: ignore[arg-type]  # stub: seed int; vector envs take a list
     while True:
         step = envs.step(policy(obs))
         obs = step[0]
@@ -69,7 +69,8 @@ class AgentPolicy(Policy):
         self, agent: Any, obs_norm: Any, action_space: gym.Space, *, deterministic: bool = True, members: int = 1
     ):
         self.agent, self.obs_norm, self.action_space, self.deterministic = agent, obs_norm, action_space, deterministic
-        self.members, self.alive = members, None  # alive: [P] bool, set by evaluate for a pack
+        self.members = members
+        self.alive: np.ndarray | None = None  # [P] bool, set by evaluate for a pack
         self.device = next(agent.parameters()).device
         self.state: dict[str, torch.Tensor] | None = None
         self.starts: np.ndarray | None = None

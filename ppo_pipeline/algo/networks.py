@@ -9,18 +9,28 @@
 from __future__ import annotations
 
 import math
+from typing import TypeGuard, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+_Layer = TypeVar("_Layer", bound=nn.Linear | nn.Conv2d)
+_Module = TypeVar("_Module", bound=nn.Module)
 
-def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+
+def layer_init(layer: _Layer, std: float = math.sqrt(2), bias: float = 0.0) -> _Layer:
     """Orthogonal weights with gain ``std``, constant bias."""
     nn.init.orthogonal_(layer.weight, std)
+    assert layer.bias is not None  # every layer here is built with its bias
     nn.init.constant_(layer.bias, bias)
     return layer
+
+
+def in_memory_format(module: _Module, memory_format: torch.memory_format) -> _Module:
+    """``module.to(memory_format=memory_format)``: its 4-d parameters and buffers in that layout, in place."""
+    return module.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's Module.to stubs lack it
 
 
 class NatureCNN(nn.Module):
@@ -33,7 +43,7 @@ class NatureCNN(nn.Module):
     def __init__(self, in_channels: int, out_features: int = 512, height: int = 84, width: int = 84):
         super().__init__()
         side = [((s - 8) // 4 + 1 - 4) // 2 + 1 - 2 for s in (height, width)]  # after the three convolutions
-        self.net = nn.Sequential(
+        net = nn.Sequential(
             layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
             nn.ReLU(),
             layer_init(nn.Conv2d(32, 64, 4, stride=2)),
@@ -43,7 +53,8 @@ class NatureCNN(nn.Module):
             nn.Flatten(),
             layer_init(nn.Linear(64 * side[0] * side[1], out_features)),
             nn.ReLU(),
-        ).to(memory_format=torch.channels_last)
+        )
+        self.net = in_memory_format(net, torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.dim() == 4:
@@ -67,7 +78,7 @@ MIN_IMAGE_SIDE = 36  # the Nature CNN's three convolutions need at least 36 x 36
 MASK_KEY = "action_mask"
 
 
-def is_image(space: gym.Space) -> bool:
+def is_image(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     """A ``Box`` of uint8 pixels with 3 dims ([C, H, W] or [H, W, C])."""
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
@@ -102,9 +113,14 @@ class CombinedEncoder(nn.Module):
     def __init__(self, space: gym.spaces.Dict):
         super().__init__()
         self.keys: list[str] = [k for k in sorted(space.spaces) if k != MASK_KEY]
-        self.images = nn.ModuleDict({k: ImageEncoder(space[k].shape) for k in self.keys if is_image(space[k])})
-        self.vector_dims: dict[str, int] = {k: len(space[k].shape) for k in self.keys if not is_image(space[k])}
-        self.out_features = 256 * len(self.images) + sum(int(np.prod(space[k].shape)) for k in self.vector_dims)
+        shapes: dict[str, tuple[int, ...]] = {}
+        for k in self.keys:
+            shape = space[k].shape
+            assert shape is not None  # check_spaces: Dict entries are Box spaces
+            shapes[k] = shape
+        self.images = nn.ModuleDict({k: ImageEncoder(shapes[k]) for k in self.keys if is_image(space[k])})
+        self.vector_dims: dict[str, int] = {k: len(shapes[k]) for k in self.keys if not is_image(space[k])}
+        self.out_features = 256 * len(self.images) + sum(int(np.prod(shapes[k])) for k in self.vector_dims)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts: list[torch.Tensor] = []

@@ -28,6 +28,7 @@ def update_rms(rms: RunningMeanStd, x: np.ndarray, axis: int = 0, ranks: Ranks =
     batch of one skips numpy's mean/var reductions (its mean is the sample, its variance 0: the same
     numbers, a few times cheaper, for the one-env MuJoCo preset's every step). Over W ranks the batch is every
     rank's rows: the moments are combined (:meth:`ppo_pipeline.algo.ranks.Ranks.moments`) before the update."""
+    var: Any
     if x.shape[axis] == 1:
         mean, var, n = np.take(x, 0, axis=axis), 0.0, 1
     else:

@@ -35,6 +35,7 @@ from . import compiling
 def clip_grad_norm_per_member(params: Sequence[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
     """torch's ``clip_grad_norm_`` for each member's slice of the stacked gradients; returns the norms [P]."""
     sq = sum(p.grad.detach().pow(2).reshape(members, -1).sum(1) for p in params if p.grad is not None)
+    assert isinstance(sq, torch.Tensor)  # not the 0 of an empty sum: the update gave the parameters gradients
     norm = sq.sqrt()
     coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
     for p in params:
@@ -89,6 +90,7 @@ class MemberAdam:
     def _apply(self, dead: torch.Tensor | None) -> None:
         if dead is not None:
             for p in self.params:
+                assert p.grad is not None  # backward gave every stacked parameter its gradient
                 p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0)
         if self.max_grad_norm > 0:
             if self.members == 1:

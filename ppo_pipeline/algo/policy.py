@@ -114,14 +114,15 @@ class Agent(nn.Module):
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.gaussian = isinstance(action_space, gym.spaces.Box)
         self.dict_obs = isinstance(observation_space, gym.spaces.Dict)
-        self.masked = self.dict_obs and MASK_KEY in observation_space.spaces
+        dict_space = observation_space if isinstance(observation_space, gym.spaces.Dict) else None
+        self.masked = dict_space is not None and MASK_KEY in dict_space.spaces
         self.pixels = is_image(observation_space) or (
-            self.dict_obs and any(is_image(s) for s in observation_space.spaces.values())
+            dict_space is not None and any(is_image(s) for s in dict_space.spaces.values())
         )
         self.recurrent = cfg.policy == "lstm"
         deep_trunk = cfg.shared_trunk or self.recurrent
-        if self.dict_obs:
-            encoder = CombinedEncoder(observation_space)
+        if dict_space is not None:
+            encoder = CombinedEncoder(dict_space)
             width = encoder.out_features
             self.trunk: nn.Module = encoder
             if deep_trunk:
@@ -132,6 +133,7 @@ class Agent(nn.Module):
         elif is_image(observation_space):
             self.trunk, width = NatureCNN(observation_space.shape[0]), 512
         else:
+            assert isinstance(observation_space, gym.spaces.Box)  # check_spaces: a Dict or a Box
             width = int(math.prod(observation_space.shape))
             self.trunk = nn.Identity()
             if deep_trunk:
@@ -201,6 +203,7 @@ class Agent(nn.Module):
         x = self.trunk(obs)
         if not self.recurrent:
             return x, None
+        assert state is not None  # a recurrent policy is given its state (initial_state at an episode start)
         h, c = (state[k].transpose(0, 1).contiguous() for k in (keys.STATE_H, keys.STATE_C))
         out, (h, c) = self.lstm.lstm(x.unsqueeze(1), (h, c))
         return out.squeeze(1), {keys.STATE_H: h.transpose(0, 1), keys.STATE_C: c.transpose(0, 1)}

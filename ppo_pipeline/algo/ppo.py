@@ -47,10 +47,10 @@ from tensordict import TensorDict
 from .. import workarounds
 from ..config import Config
 from ..envs import make_vector_env
-from . import compiling
+from . import compiling, distributions
 from .advantages import explained_variance, make_gae
 from .collect import Collector
-from .normalize import RewardScaler, make_obs_normalizer
+from .normalize import DictObsNormalizer, RewardScaler, make_obs_normalizer
 from .objectives import KLController, TorchRLObjective, objective_of
 from .optim import MemberAdam
 from .policy import Agent
@@ -116,7 +116,7 @@ class PPO:
         for m in self.members:  # each member's initial weights are its solo run's
             torch.manual_seed(m.seed)
             solo.append(Agent(obs_space, act_space, m))
-        self.agent = (solo[0] if P == 1 else stacking.agent(solo)).to(device)
+        self.agent = (solo[0] if P == 1 else self._stacking().agent(solo)).to(device)
         self.params = list(self.agent.parameters())
         compile_it = not ranks.many and compiling.wanted_at_budget(
             cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
@@ -131,7 +131,7 @@ class PPO:
                 loss_cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
             )
         else:
-            self.objective = stacking.objective(
+            self.objective = self._stacking().objective(
                 self.agent, self.members, compile=compile_it, before_retry=self.adam.zero_grad
             )
         self.gae = make_gae(cfg).to(device)
@@ -143,6 +143,7 @@ class PPO:
         if cfg.collector == "torchrl":  # torchrl's Collector / MultiSyncCollector, the same batch (solo runs)
             from .collect_torchrl import TorchRLCollector
 
+            assert not isinstance(self.obs_norm, DictObsNormalizer)  # check_envs: a Dict space needs the lean one
             self.collector: Any = TorchRLCollector(
                 envs,
                 self.agent,
@@ -186,6 +187,11 @@ class PPO:
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
         ranks.check_same(self.params)  # every rank starts from the same weights
 
+    def _stacking(self) -> Stacking:
+        """A pack's stacking (P > 1: __init__ refuses a pack without one)."""
+        assert self.stacking is not None
+        return self.stacking
+
     @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
         """Iteration ``update`` (1-based) of Algorithm 1 for every member: (a metrics row per member: losses, KL,
@@ -195,7 +201,9 @@ class PPO:
         self.adam.set_lr(lrs)
         self.objective.set_epsilon(eps)
         if self.log_std is not None:
-            self.agent.policy_head.set_log_std(self.log_std(update))
+            head = self.agent.policy_head
+            assert isinstance(head, distributions.GaussianHead)  # a scheduled log stdev is a Gaussian head's
+            head.set_log_std(self.log_std(update))
 
         t0 = time.perf_counter()
         batch = self.collector.collect()  # TensorDict [P x E, T]
@@ -211,35 +219,7 @@ class PPO:
         if self.ranks.many:  # (inside collect and update: the time the collectives took, waits included)
             self.phase_time["collectives"] = self.ranks.seconds
 
-        kl_wanted = [
-            objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(self.members, self.lr)
-        ]
-        kl = (self.ranks.sum_(self.objective.mean_kl(members)) / self.ranks.world).tolist() if any(kl_wanted) else None
-        ev = explained_variance(members, self.P, self.ranks)
-        beta = [float(b) for b in self.objective.beta]
-        rows = []
-        for p, m in enumerate(self.members):
-            spec = objective_of(m)
-            row: dict[str, Any] = {
-                "update": update,
-                "step": self.collector.global_step,
-                "lr": lrs[p],
-                "clip_epsilon": eps[p] if spec.clipped else None,
-                **{k: float(v[p]) for k, v in stats.items() if k != "clip_fraction" or spec.clipped},
-            }
-            if self.log_std is not None:
-                row["log_std"] = self.log_std(update)
-            if kl_wanted[p]:
-                row["kl"] = kl[p]
-                if isinstance(self.lr[p], KLAdaptiveStepSize):  # Table 4: the next update's step size
-                    self.lr[p].adapt(kl[p])
-            if spec.penalized:
-                row["kl_beta"] = beta[p]  # the beta this update was trained with
-                if self.kl_rules[p] is not None:  # Sec. 4: adapt beta after the update
-                    beta[p] = self.kl_rules[p].next_beta(beta[p], kl[p])
-            row["explained_variance"] = float(ev[p])
-            rows.append(row)
-        self.objective.set_beta(beta)
+        rows = _after_update(self, update, members, lrs, eps, stats)  # each member's row; the KL rules
         return rows, diverged
 
     def learn(self, batch: TensorDict) -> tuple[dict[str, torch.Tensor], list[int]]:
@@ -258,7 +238,7 @@ class PPO:
                     terms = ranked_step(self.objective, self.params, self.ranks, mb, batch, self.cfg)
                 else:
                     terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
-                if P > 1:  # a diverged member's gradient never reaches Adam (one sync per update, below)
+                if dead is not None:  # a pack: a diverged member's gradient never reaches Adam (one sync, below)
                     bad |= ~torch.isfinite(terms["loss"])
                     self.adam.step(dead | bad)
                 else:
@@ -303,7 +283,7 @@ class PPO:
                 "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
             }
         else:
-            state = self.stacking.member_state(self, p)
+            state = self._stacking().member_state(self, p)
         rule = self.lr[p]
         state["step_size"] = rule.state_dict() if isinstance(rule, KLAdaptiveStepSize) else None
         state["generators"] = {
@@ -324,11 +304,50 @@ class PPO:
             if self.reward_scaler is not None:
                 self.reward_scaler.load_state_dict(s["reward_scaler"])
         else:
-            self.stacking.load_members(self, states)
+            self._stacking().load_members(self, states)
         for p, s in enumerate(states):
-            if isinstance(self.lr[p], KLAdaptiveStepSize):
-                self.lr[p].load_state_dict(s["step_size"])
+            rule = self.lr[p]
+            if isinstance(rule, KLAdaptiveStepSize):
+                rule.load_state_dict(s["step_size"])
             generators = s.get("generators") or {"sampler": s.get("rng", {}).get("sampler")}
             for g, key in ((self.action_generators[p], "action"), (self.sampler_generators[p], "sampler")):
                 if generators.get(key) is not None:
                     g.set_state(generators[key])
+
+
+def _after_update(
+    ppo: PPO, update: int, members: TensorDict, lrs: list[float], eps: list[float], stats: dict[str, torch.Tensor]
+) -> list[dict[str, Any]]:
+    """After an update: each member's metrics row (losses, schedules, KL, explained variance) and the rules that
+    follow the KL (Sec. 4's beta, Table 4's step size), the mean KL and explained variance over every rank."""
+    kl_wanted = [objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(ppo.members, ppo.lr)]
+    kl = (ppo.ranks.sum_(ppo.objective.mean_kl(members)) / ppo.ranks.world).tolist() if any(kl_wanted) else None
+    ev = explained_variance(members, ppo.P, ppo.ranks)
+    beta = [float(b) for b in ppo.objective.beta]
+    rows = []
+    for p, m in enumerate(ppo.members):
+        spec = objective_of(m)
+        row: dict[str, Any] = {
+            "update": update,
+            "step": ppo.collector.global_step,
+            "lr": lrs[p],
+            "clip_epsilon": eps[p] if spec.clipped else None,
+            **{k: float(v[p]) for k, v in stats.items() if k != "clip_fraction" or spec.clipped},
+        }
+        if ppo.log_std is not None:
+            row["log_std"] = ppo.log_std(update)
+        kl_rule, lr_rule = ppo.kl_rules[p], ppo.lr[p]
+        if kl_wanted[p]:
+            assert kl is not None  # measured above: some member wants it
+            row["kl"] = kl[p]
+            if isinstance(lr_rule, KLAdaptiveStepSize):  # Table 4: the next update's step size
+                lr_rule.adapt(kl[p])
+        if spec.penalized:
+            row["kl_beta"] = beta[p]  # the beta this update was trained with
+            if kl_rule is not None:  # Sec. 4: adapt beta after the update
+                assert kl is not None  # a penalized member wants the KL
+                beta[p] = kl_rule.next_beta(beta[p], kl[p])
+        row["explained_variance"] = float(ev[p])
+        rows.append(row)
+    ppo.objective.set_beta(beta)
+    return rows

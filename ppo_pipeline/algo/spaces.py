@@ -65,7 +65,13 @@ def with_rows(
 ) -> np.ndarray | dict[str, np.ndarray]:
     """A copy of the batch ``obs`` with its rows ``index`` replaced by ``rows`` (each entry of a ``Dict``'s dict)."""
     if isinstance(obs, dict):
-        return {k: with_rows(v, index, rows[k]) for k, v in obs.items()}
+        assert isinstance(rows, dict)  # the rows of a Dict space's batch: a dict of its entries too
+        return {k: _with_rows(v, index, rows[k]) for k, v in obs.items()}
+    assert isinstance(rows, np.ndarray)
+    return _with_rows(obs, index, rows)
+
+
+def _with_rows(obs: np.ndarray, index: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = obs.copy()
     out[index] = rows
     return out

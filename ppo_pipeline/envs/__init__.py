@@ -22,10 +22,15 @@ gymnasium id through torchrl's ``GymEnv``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..config import Config
 from ..errors import ConfigError
 from . import gymnasium as gymnasium_backend
 from .ids import EnvSpec, decided, family
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 
 def resolve_id(env_id: str, env_module: str = "") -> str:
@@ -113,10 +118,12 @@ def check(cfg: Config) -> None:
         check_renderable(cfg)
 
 
-_SPACES: dict[tuple, tuple] = {}  # env stack -> (observation space, action space) of one of its envs
+_SPACES: dict[
+    tuple, tuple[gym.Space, gym.Space]
+] = {}  # env stack -> (observation space, action space) of one of its envs
 
 
-def spaces(cfg: Config) -> tuple:
+def spaces(cfg: Config) -> tuple[gym.Space, gym.Space]:
     """(single observation space, single action space) of ``cfg``'s envs, from one env built once per env stack
     (:data:`_RENDER_FIELDS`): what the agent is built for, known before anything starts."""
     key = tuple(repr(getattr(cfg, k)) for k in _RENDER_FIELDS)

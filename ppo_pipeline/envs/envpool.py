@@ -72,8 +72,8 @@ so :func:`make_vector_env` returns the gymnasium backend's vector env instead.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -124,13 +124,14 @@ def supports(env_id: str) -> bool:
     return task_id(env_id) is not None
 
 
-def check(cfg: Config) -> None:
-    """Raise :class:`ConfigError` (one line) when ``cfg`` cannot run on the envpool backend.
+def check(cfg: Config) -> str:
+    """Raise :class:`ConfigError` (one line) when ``cfg`` cannot run on the envpool backend; else envpool's id.
 
     Run on a resolved config, before anything starts: the env id must have an envpool version,
     Atari's ``noop_max`` must be >= 1. (Every env seed fits envpool's int32, folded where larger: :mod:`.seeds`.)
     """
-    if not supports(cfg.env_id):
+    task = task_id(cfg.env_id)
+    if task is None:
         raise ConfigError(
             f"env_id {cfg.env_id!r} has no envpool version; --env-backend envpool takes ALE/<Game>-v5 Atari "
             f"ids (e.g. ALE/Pong-v5) and the same-version classic-control/MuJoCo ids (e.g. CartPole-v1, "
@@ -141,6 +142,7 @@ def check(cfg: Config) -> None:
             f"noop_max={cfg.noop_max}: the envpool backend always takes 1..noop_max no-ops; "
             f"use --noop-max >= 1 or --env-backend gymnasium"
         )
+    return task
 
 
 @functools.cache
@@ -159,12 +161,10 @@ def needs_fire(env_id: str) -> bool:
 # ------------------------------------------------------------------------------------------------------
 # Building blocks
 # ------------------------------------------------------------------------------------------------------
-def seed_list(seed: int | Sequence[int] | None, num_envs: int) -> list[int] | None:
+def seed_list(seed: int | Sequence[int], num_envs: int) -> list[int]:
     """gymnasium's ``reset(seed=...)`` convention: an int s seeds env i with s + i; a list gives each its own.
     Seeds above int32 (a large run seed's) are folded into envpool's int32 (:func:`.seeds.fit_int32`)."""
-    if seed is None:
-        return None
-    seeds = [int(seed) + i for i in range(num_envs)] if np.isscalar(seed) else [int(s) for s in seed]
+    seeds = [int(s) for s in seed] if isinstance(seed, Iterable) else [int(seed) + i for i in range(num_envs)]
     if len(seeds) != num_envs:
         raise ValueError(f"{len(seeds)} seeds for {num_envs} envs")
     if min(seeds) < 0:
@@ -218,7 +218,7 @@ class PoolVectorEnv(gym.vector.VectorEnv):
     """What both envpool vector envs share: the synchronous pool (``batch_size == num_envs``), seeding
     by rebuilding the pool, ``close``."""
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, task: str, num_envs: int, seeds: list[int], options: dict[str, Any]):
         self.task, self.num_envs, self.options = task, num_envs, options
@@ -241,7 +241,7 @@ class PoolVectorEnv(gym.vector.VectorEnv):
 
     def _reseed(self, seed: int | Sequence[int] | None) -> None:
         """Rebuild the pool when ``reset`` brings seeds, so that a seeded reset replays the same games."""
-        seeds = seed_list(seed, self.num_envs)
+        seeds = seed_list(seed, self.num_envs) if seed is not None else None
         if seeds is not None and (seeds != self.seeds or not self.fresh):
             self.pool.close()
             self.seeds, self.pool = seeds, self._make_pool(seeds)
@@ -284,9 +284,8 @@ class AtariVectorEnv(PoolVectorEnv):
     """
 
     def __init__(self, cfg: Config, num_envs: int, *, evaluation: bool = False, max_episode_steps: int | None = None):
-        check(cfg)
         super().__init__(
-            task_id(cfg.env_id),
+            check(cfg),
             num_envs,
             env_seeds(cfg.seed, num_envs, evaluation=evaluation),
             atari_options(cfg, max_episode_steps),
@@ -386,8 +385,7 @@ class PlainVectorEnv(PoolVectorEnv):
     """envpool's port of a classic-control or MuJoCo env (same id as gymnasium's), autoreset in the same step."""
 
     def __init__(self, cfg: Config, num_envs: int, *, evaluation: bool = False):
-        check(cfg)
-        super().__init__(task_id(cfg.env_id), num_envs, env_seeds(cfg.seed, num_envs, evaluation=evaluation), {})
+        super().__init__(check(cfg), num_envs, env_seeds(cfg.seed, num_envs, evaluation=evaluation), {})
         from ..workarounds import box_precision_notice_dropped
 
         with box_precision_notice_dropped():  # workaround 9: envpool's float64 bounds of a float32 Box

@@ -36,7 +36,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -46,6 +46,9 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from ..config import Config
 from .ids import family, import_env_module, registered
 
+if TYPE_CHECKING:
+    from ale_py import AtariEnv
+
 # Signals a worker process never acts on (see signals_blocked).
 WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
@@ -53,6 +56,11 @@ WORKER_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 # ------------------------------------------------------------------------------------------------------
 # Atari wrappers that gymnasium does not ship
 # ------------------------------------------------------------------------------------------------------
+def ale_env(env: gym.Env) -> AtariEnv:
+    """The ALE env under ``env``'s wrappers (gymnasium types ``unwrapped`` as any ``Env``)."""
+    return cast("AtariEnv", env.unwrapped)
+
+
 class EpisodicLife(gym.Wrapper):
     """Loss of a life is a terminal state for training; the game itself resets only when it is over."""
 
@@ -64,7 +72,7 @@ class EpisodicLife(gym.Wrapper):
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
-        lives = self.env.unwrapped.ale.lives()
+        lives = ale_env(self.env).ale.lives()
         if 0 < lives < self.lives:
             terminated = True
         self.lives = lives
@@ -78,7 +86,7 @@ class EpisodicLife(gym.Wrapper):
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
         self.game_over = False
-        self.lives = self.env.unwrapped.ale.lives()
+        self.lives = ale_env(self.env).ale.lives()
         return obs, info
 
 
@@ -98,17 +106,17 @@ class FireReset(gym.Wrapper):
 class ClipRewardSign(gym.RewardWrapper):
     """Train on sign(r) in {-1, 0, 1}; the episode statistics below this wrapper keep the raw score."""
 
-    def reward(self, reward: float) -> float:
-        return float(np.sign(reward))
+    def reward(self, reward: SupportsFloat) -> float:
+        return float(np.sign(float(reward)))
 
 
 def needs_fire(env: gym.Env) -> bool:
-    meanings = env.unwrapped.get_action_meanings()
+    meanings = ale_env(env).get_action_meanings()
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
 def make_atari(cfg: Config, *, evaluation: bool = False, render: bool = False) -> gym.Env:
-    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0} if cfg.env_id.startswith("ALE/") else {}
+    kwargs: dict[str, Any] = {"frameskip": 1, "repeat_action_probability": 0.0} if cfg.env_id.startswith("ALE/") else {}
     env = gym.make(cfg.env_id, render_mode="rgb_array" if render else None, **kwargs)
     env = gym.wrappers.AtariPreprocessing(
         env,
@@ -136,8 +144,10 @@ class ActionMasksInObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
+        actions = env.action_space
+        assert isinstance(actions, gym.spaces.Discrete)  # has_action_masks: the env's actions are Discrete
         self.observation_space = gym.spaces.Dict(
-            {"observation": env.observation_space, "action_mask": gym.spaces.MultiBinary(int(env.action_space.n))}
+            {"observation": env.observation_space, "action_mask": gym.spaces.MultiBinary(int(actions.n))}
         )
 
     def observation(self, observation: Any) -> dict[str, Any]:
@@ -185,8 +195,8 @@ class FlagInView(gym.Wrapper):
     def camera(self) -> tuple[tuple[float, ...], tuple[float, ...], int, int] | None:
         """(view matrix, projection matrix, width, height) for the current state (pybullet's column-major
         16-tuples), or None before the first reset."""
-        u = self.env.unwrapped
-        robot = getattr(u, "robot", None)
+        u: Any = self.env.unwrapped  # a Bullet env (pybullet ships no types)
+        robot: Any = getattr(u, "robot", None)
         if (
             getattr(u, "physicsClientId", -1) < 0
             or not hasattr(robot, "walk_target_x")
@@ -217,7 +227,8 @@ class FlagInView(gym.Wrapper):
         import pybullet
 
         view, proj, w, h = cam
-        _, _, px, _, _ = self.env.unwrapped._p.getCameraImage(
+        bullet: Any = self.env.unwrapped  # a Bullet env (pybullet ships no types)
+        _, _, px, _, _ = bullet._p.getCameraImage(
             width=w, height=h, viewMatrix=view, projectionMatrix=proj, renderer=pybullet.ER_BULLET_HARDWARE_OPENGL
         )
         return np.reshape(np.asarray(px, dtype=np.uint8), (h, w, -1))[:, :, :3].copy()

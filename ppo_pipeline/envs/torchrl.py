@@ -348,7 +348,9 @@ class TorchRLVectorEnv:
         spec = self.env.action_spec
         a = torch.as_tensor(np.asarray(actions))
         if self.one_hot:
-            a = torch.nn.functional.one_hot(a.long(), self.single_action_space.n)
+            space = self.single_action_space
+            assert isinstance(space, gym.spaces.Discrete)  # spaces_of: one-hot actions are a Discrete space's
+            a = torch.nn.functional.one_hot(a.long(), space.n)
         self._td.set("action", a.to(spec.dtype).reshape(spec.shape))
         out, self._td = self.env.step_and_maybe_reset(self._td)
         nxt = out["next"]

@@ -32,7 +32,9 @@ class PackAgent(nn.Module):
         # registered in the solo Agent's order, so parameters() lines up with a solo optimizer's param ids
         self.trunk = stack([a.trunk for a in agents])
         self.value_net = stack([a.value_net for a in agents])
-        self.policy_head = stack([a.policy_head for a in agents])
+        head = stack([a.policy_head for a in agents])
+        assert isinstance(head, distributions.Head)  # a head's net is Linear layers: stack keeps the head's class
+        self.policy_head = head
         self.template = [copy.deepcopy(first).cpu()]  # a solo agent to turn member slices back into (not a child)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -78,6 +80,7 @@ class PackAgent(nn.Module):
         if deterministic:
             action = self.policy_head.mode(params)
         elif noise is not None:
+            assert isinstance(self.policy_head, distributions.GaussianHead)  # noise is a Gaussian's (rollout_noise)
             action = self.policy_head.draw(params, noise=self._members(noise))
         else:
             action = torch.stack(

@@ -39,6 +39,10 @@ ADVANTAGE_EPS = torch.finfo(torch.float).resolution  # torchrl's advantage stand
 class MemberObjective(nn.Module):
     """-L_p + c1 L^VF_p - c2 S_p for every member p (see the module docstring)."""
 
+    epsilon: torch.Tensor  # buffers, registered in __init__
+    beta: torch.Tensor
+    alive: torch.Tensor
+
     def __init__(
         self,
         agent: PackAgent,

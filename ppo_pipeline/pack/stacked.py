@@ -65,7 +65,8 @@ class VmapStacked(nn.Module):
         return torch.func.functional_call(self.inner, (params, buffers), args)
 
     def forward(self, *args: Any) -> Any:
-        params, buffers = dict(self.inner.named_parameters()), dict(self.inner.named_buffers())
+        params: dict[str, torch.Tensor] = dict(self.inner.named_parameters())
+        buffers: dict[str, torch.Tensor] = dict(self.inner.named_buffers())
         return torch.func.vmap(self._solo)(params, buffers, *args)
 
 
@@ -100,7 +101,8 @@ def _linear_only(module: nn.Module) -> bool:
 
 def _stacked_linear(layers: list[nn.Module]) -> StackedLinear:
     return StackedLinear(
-        torch.stack([k.weight.detach() for k in layers]).clone(), torch.stack([k.bias.detach() for k in layers]).clone()
+        torch.stack([k.get_parameter("weight").detach() for k in layers]).clone(),
+        torch.stack([k.get_parameter("bias").detach() for k in layers]).clone(),
     )
 
 

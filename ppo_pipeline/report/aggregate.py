@@ -67,7 +67,7 @@ class Group:
 
     env_id: str
     variant: str
-    key: tuple[int, float]
+    key: tuple[int, float, str]
     runs: list[Run]
     score_mean: float = math.nan
     score_std: float = math.nan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,9 @@ def bootstrap_ci(
     IQM. The interval is the ((1-c)/2, (1+c)/2) percentiles of the ``n_boot`` resampled IQMs. The RNG
     is ``numpy.random.default_rng(seed)``, so the interval is reproducible.
     """
-    if len(groups) and not isinstance(groups[0], (list, tuple, np.ndarray)):
-        groups = [groups]  # type: ignore[list-item]
-    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]  # type: ignore[arg-type]
+    flat = len(groups) and not isinstance(groups[0], (list, tuple, np.ndarray))
+    rows: Sequence[Any] = [groups] if flat else groups
+    arrays = [np.asarray(g, dtype=float) for g in rows if len(g)]
     if not arrays:
         return math.nan, math.nan
     if n_boot <= 0:

@@ -11,8 +11,9 @@ import os
 import pickle
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -162,7 +163,7 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def snapshottable(envs: Any) -> bool:
+def snapshottable(envs: Any) -> TypeGuard[gym.vector.SyncVectorEnv]:
     """In-process envs whose state pickling keeps: not subprocess envs or envpool, and not pybullet's (a Bullet
     env's physics lives in its physics-server connection, which a pickle drops: the env comes back unconnected)."""
     if not isinstance(envs, gym.vector.SyncVectorEnv):
@@ -213,7 +214,12 @@ def restore_envs(snapshots: list[Any], rows: Any = None) -> gym.vector.VectorEnv
         for env in sub[: rows.start] + sub[rows.stop :]:
             env.close()
         sub = sub[rows.start : rows.stop]
-    return gym.vector.SyncVectorEnv([(lambda e=e: e) for e in sub], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.vector.SyncVectorEnv([_given(e) for e in sub], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def _given(env: gym.Env) -> Callable[[], gym.Env]:
+    """An env factory that hands back ``env`` (a restored env goes into the vector env as it is)."""
+    return lambda: env
 
 
 def _sim_state(env: gym.Env) -> dict[str, Any]:
@@ -234,4 +240,5 @@ def _set_sim_state(env: gym.Env, state: dict[str, Any]) -> None:
     if "mujoco" in state:
         import mujoco
 
+        assert hasattr(env, "model") and hasattr(env, "data")  # _sim_state keeps "mujoco" for a MuJoCo env only
         mujoco.mj_setState(env.model, env.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)

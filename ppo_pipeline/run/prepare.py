@@ -53,11 +53,19 @@ def check_envs(cfg: Config) -> None:
     """Raise :class:`ConfigError` (one line) when ``cfg``'s envs cannot be built here or have spaces the agent
     cannot handle (a Tuple, a Dict entry that is no Box, ...): the env backend's checks, then one env's spaces
     (built once per env stack)."""
+    import gymnasium as gym
+
     from ..algo.policy import check_spaces
 
     envs.check(cfg)
     if not envs.spec_of(cfg).is_atari:  # Atari's stack is ours: Box frames and Discrete actions, always
-        check_spaces(*envs.spaces(cfg), env_id=cfg.env_id)
+        observation_space, action_space = envs.spaces(cfg)
+        check_spaces(observation_space, action_space, env_id=cfg.env_id)
+        if cfg.collector == "torchrl" and isinstance(observation_space, gym.spaces.Dict):
+            raise ConfigError(
+                f"{cfg.env_id}: a Dict observation space needs --collector lean (torchrl's collector here takes "
+                f"Box observations); drop --collector torchrl"
+            )
 
 
 def resolve_device(spec: str) -> str:

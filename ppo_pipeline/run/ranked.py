@@ -174,9 +174,9 @@ def spawn_local(cfg: Config, resume_from: Any = None, hint: str = "") -> int:
     import time
 
     world = cfg.nproc_per_node
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ppo-ranks-", delete=False) as f:
         json.dump(cfg.to_dict(), f)
     cmd = [sys.executable, "-m", "ppo_pipeline.launch", "--rank", f.name] + ([str(resume_from)] if resume_from else [])

@@ -85,7 +85,7 @@ class Trainer:
         self.elapsed = 0.0  # wall time of earlier processes of this run (resume)
         self.rows = [0] * P  # metrics rows written per member (a failed member's stop growing)
         self.episodes_logged = [0] * P
-        self.last_eval: list[list[float] | None] = [None] * P
+        self.last_eval: Sequence[list[float] | None] = [None] * P
         self.failed: dict[int, str] = {}
         self.stop_signals: tuple[int, ...] = ()
         self.on_signal: Callable[[int], None] | None = None
@@ -124,9 +124,9 @@ class Trainer:
         bar = None
         try:
             with DeferredSignals(self.stop_signals, self.on_signal) as signals:
-                loggers = self._start(resume_from)
+                loggers, saved = self._start(resume_from)
                 if signals.pending:  # came during start-up: stop at the checkpoint just written or loaded
-                    signals.deliver(self.updates_done, checkpoint.latest(self.run_path))
+                    signals.deliver(self.updates_done, saved)
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
                 bar = progress_bar(
@@ -190,13 +190,15 @@ class Trainer:
             _fail(self, p, update)
         return rows
 
-    def _start(self, resume_from: Path | Sequence[Path] | None) -> list[RunLogger]:
+    def _start(self, resume_from: Path | Sequence[Path] | None) -> tuple[list[RunLogger], Path]:
         """Load the checkpoint(s) to resume from; or reset the envs and write checkpoint 0, so that a run
         stopped at any moment from here on resumes where it was. Then open each member's logs, cut to its
-        checkpoint (rows past it are redone; a fresh run starts them anew)."""
+        checkpoint (rows past it are redone; a fresh run starts them anew). Returns the logs and the checkpoint
+        the run stands at (as :meth:`_save` names it: a pack's ``pack.json``)."""
         if resume_from is not None:
             paths = [resume_from] if isinstance(resume_from, (str, Path)) else list(resume_from)
             self.load_state_dict([checkpoint.load(Path(p)) for p in paths])
+            saved = self.pack_dir / pack_files.PACK if self.pack_dir is not None else Path(paths[0])
         else:  # a new history: nothing of an earlier run in these directories may be taken for this one's
             for path in [m.run_path() for m in self.members] + ([self.pack_dir] if self.pack_dir else []):
                 for stale in [*checkpoint.all_checkpoints(path), path / rundir.SUMMARY] if self.ranks.lead else ():
@@ -205,7 +207,7 @@ class Trainer:
             self.collector.reset(
                 [s for m in self.members for s in env_seeds(m.seed, m.num_envs)[share.start : share.stop]]
             )
-            self._save(0)
+            saved = self._save(0)
         # on resume, TensorBoard drops the events past the checkpoint's step (they are redone)
         step = self.collector.global_step
         writers = self.members if self.ranks.lead else []
@@ -213,7 +215,7 @@ class Trainer:
         for p, logger in enumerate(loggers):
             logger.metrics.truncate(self.rows[p])
             logger.episodes.truncate(self.episodes_logged[p])
-        return loggers
+        return loggers, saved
 
     def _evaluate(self, loggers: Sequence[RunLogger], update: int) -> None:
         """Every member's deterministic evaluation (its own eval env seeds and frozen statistics, batched); with
@@ -308,8 +310,10 @@ def _log_members(
         )
         row.update(episodes)
         if evaluated:
-            row["eval_return_mean"] = float(np.mean(trainer.last_eval[p]))
-            stop |= any(h.on_evaluation(trainer.views[p], update, trainer.last_eval[p]) is False for h in hooks)
+            returns = trainer.last_eval[p]
+            assert returns is not None  # the evaluation of this update just ran
+            row["eval_return_mean"] = float(np.mean(returns))
+            stop |= any(h.on_evaluation(trainer.views[p], update, returns) is False for h in hooks)
         row["time_s"] = trainer.elapsed_now()
         row["sps"] = (trainer.collector.global_step - start_step) / seconds
         stop |= any(h.on_update(trainer.views[p], row) is False for h in hooks)

@@ -90,7 +90,8 @@ def render_frame(envs: gym.vector.VectorEnv) -> Frame:
         raise VideoError(f"{name} cannot render frames here ({type(e).__name__}: {msg})") from None
     frame = frames[0] if isinstance(frames, (tuple, list)) else frames
     if frame is None or np.ndim(frame) != 3 or np.shape(frame)[-1] != 3:
-        raise VideoError(f"{name} rendered {type(frame).__name__} {np.shape(frame)}, not an RGB frame [H, W, 3]")
+        shape = np.shape(frame) if frame is not None else ()
+        raise VideoError(f"{name} rendered {type(frame).__name__} {shape}, not an RGB frame [H, W, 3]")
     return np.asarray(frame, dtype=np.uint8)
 
 
@@ -108,7 +109,7 @@ def record_episode(
         raise ValueError(f"record_episode plays a 1-env vector env, got num_envs={envs.num_envs}")
     if max_steps < 1:
         raise ValueError(f"max_steps={max_steps} must be >= 1")
-    obs, _ = envs.reset(seed=[int(seed)])
+    obs, _ = envs.reset(seed=[int(seed)])  # type: ignore[arg-type]  # stub: seed int; vector envs take a list
     policy.ended(np.ones(1, dtype=bool))  # a new episode (a recurrent policy starts from a fresh state)
     frames: list[Frame] = []
     ret, length, ended = 0.0, 0, False
@@ -166,9 +167,10 @@ def write_mp4(path: Path | str, frames: Sequence[Frame], fps: float) -> Path:
         raise VideoError(f"frames for {str(path)!r} differ in size (first {shape})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with imageio.get_writer(
+        writer = imageio.get_writer(
             path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2
-        ) as writer:
+        )
+        with writer:  # not `as writer`: imageio's stubs type __enter__ as the base class, without append_data
             for frame in frames:
                 writer.append_data(_even(np.asarray(frame, dtype=np.uint8)))
     except (OSError, RuntimeError) as e:

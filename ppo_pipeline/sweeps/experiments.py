@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,7 @@ def experiment(name: str, recipe: str) -> Experiment:
     return exp
 
 
-def grid(axes: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+def grid(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of ``axes`` (field -> values) as a list of override dicts (one empty dict
     when there are no axes)."""
     keys = list(axes)

@@ -179,7 +179,7 @@ def job_states(log_dir: Path, job_ids: Sequence[str]) -> dict[str, str]:
     """SLURM state of each job id (sacct through submitit, then squeue's COMPLETING); {} without SLURM."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
-    jobs = [submitit.SlurmJob(folder=log_dir / "%j", job_id=j) for j in job_ids]
+    jobs: list[submitit.SlurmJob[Any]] = [submitit.SlurmJob(folder=log_dir / "%j", job_id=j) for j in job_ids]
     watcher = jobs[0].watcher
     try:
         watcher.update()

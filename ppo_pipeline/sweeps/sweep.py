@@ -128,7 +128,7 @@ def create(
     # a moved or copied folder reads the same. "command" is a record of what was typed, not read back; its
     # interpreter stays absolute: it names the environment (a venv's python) the sweep and its SLURM jobs run
     # in, which is not inside the sweep directory and does not move with it.
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "launcher": launcher,

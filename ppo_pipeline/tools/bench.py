@@ -450,12 +450,12 @@ def main(argv: list[str] | None = None) -> int:
             steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
         except ValueError:
             p.error(f"--ranks {args.ranks!r} / --steps {args.steps!r}: expected ints like 1,2 and hopper=20480")
-        out = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps, args.ours.split())}
-        bench_ranks.print_table(out["ranks"])
+        figures = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps, args.ours.split())}
+        bench_ranks.print_table(figures["ranks"])
         print()
         bench_ranks.print_projection()
         if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         return 0
     bad = [k for k in keys if k not in WORKLOADS]
     if bad:

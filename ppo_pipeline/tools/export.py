@@ -45,17 +45,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from ..cli import OneLineParser, fail
 from ..errors import UserError
-from .exported import exported_module, onnx_program, program
+from .exported import ExportedModule, exported_module, onnx_program, program
 from .play import SavedRun, build_agent, frozen_obs_norm, load_saved_run
+
+if TYPE_CHECKING:  # annotations only; the network modules load when a policy is built
+    from ..algo.policy import Agent
 
 FORMAT = "ppo-pipeline/policy/v2"
 META_FILE = "ppo_pipeline.json"
@@ -68,9 +70,7 @@ FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}  # --format -> its suffix
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the `onnx` extra
 
 
-def describe(
-    run: SavedRun, agent: nn.Module, obs_space: gym.Space, action_space: gym.Space, fmt: str
-) -> dict[str, Any]:
+def describe(run: SavedRun, agent: Agent, obs_space: gym.Space, action_space: gym.Space, fmt: str) -> dict[str, Any]:
     """The metadata stored with the file (``ppo_pipeline.json``) of ``run``'s ``agent`` exported as ``fmt``."""
     if isinstance(action_space, gym.spaces.Discrete):
         action = {"kind": "discrete", "n": int(action_space.n), "dtype": "int64", "shape": []}
@@ -84,12 +84,13 @@ def describe(
     elif isinstance(action_space, gym.spaces.MultiBinary):
         action = {"kind": "multi_binary", "dtype": "float32", "shape": list(action_space.shape)}
     else:
+        assert isinstance(action_space, gym.spaces.Box)  # check_spaces: the last kind the agent acts on
         action = {
             "kind": "box",
             "dtype": "float32",
             "shape": list(action_space.shape),
-            "low": np.asarray(action_space.low, dtype=float).tolist(),
-            "high": np.asarray(action_space.high, dtype=float).tolist(),
+            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
+            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
         }
     lstm = agent.lstm.lstm if agent.recurrent else None
     return {
@@ -113,10 +114,11 @@ EXPORTERS = {"pt2": "torch.export", "onnx": "torch.onnx.export(dynamo=True)"}
 def _space_meta(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Dict):
         return {"dict": {k: _space_meta(s) for k, s in space.spaces.items()}}
+    assert space.shape is not None  # a Box, or a Dict's Box or MultiBinary entry (check_spaces)
     return {"shape": list(space.shape), "dtype": str(space.dtype)}
 
 
-def save(module: nn.Module, obs_space: gym.Space, out: Path, fmt: str, meta: dict[str, Any]) -> None:
+def save(module: ExportedModule, obs_space: gym.Space, out: Path, fmt: str, meta: dict[str, Any]) -> None:
     """``module`` through ``torch.export`` (and ONNX for ``fmt == "onnx"``), written atomically to ``out`` (temp
     file + rename) with ``meta`` (an extra file of the ``.pt2``, a metadata entry of the ONNX model)."""
     exported = program(module, obs_space)
@@ -146,7 +148,7 @@ def run_file(out: Path, fmt: str, inputs: tuple) -> list[np.ndarray]:
     return [t.numpy() for t in (got if isinstance(got, tuple) else (got,))]
 
 
-def check_exported(out: Path, fmt: str, agent: nn.Module, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
+def check_exported(out: Path, fmt: str, agent: Agent, obs_norm: Any, action_space: gym.Space, obs: Any) -> None:
     """Load ``out`` back and compare its actions on ``obs`` with the agent's own; RuntimeError if they differ."""
     from ..algo.evaluation import AgentPolicy
 
@@ -225,6 +227,7 @@ def export(run: SavedRun, out: Path, fmt: str = "pt2") -> str:
 def _obs_words(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Dict):
         return "dict {" + ", ".join(f"{k!r}: {_obs_words(s)}" for k, s in space.spaces.items()) + "}"
+    assert space.shape is not None  # a Box, or a Dict's Box or MultiBinary entry (check_spaces)
     return f"{space.dtype}[{', '.join(['B', *map(str, space.shape)])}]"
 
 

@@ -25,15 +25,19 @@ is the env's, fixed in the program) and :func:`onnx_program` converts that progr
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from ..algo.networks import in_memory_format
 from ..algo.normalize import DictObsNormalizer, standardize
 from ..algo.spaces import clip_action, network_input
+
+if TYPE_CHECKING:  # annotations only (the policy module loads torchrl)
+    from ..algo.policy import Agent
 
 
 class Standardize(nn.Module):
@@ -49,14 +53,18 @@ class Standardize(nn.Module):
         return standardize(obs.to(torch.float64), self.mean, self.var, self.eps, self.clip).to(torch.float32)
 
 
-class ExportedPolicy(nn.Module):
-    """obs [B, *obs_shape] -> the env's action (see the module docstring). Copies of the weights, CPU."""
+class ExportedModule(nn.Module):
+    """What every exported policy module holds and does (copies of the weights, CPU); each kind below has its own
+    ``forward`` (see the module docstring)."""
 
-    def __init__(self, agent: nn.Module, obs_norm: Any, action_space: gym.Space):
+    low: torch.Tensor  # buffers, registered in __init__
+    high: torch.Tensor
+
+    def __init__(self, agent: Agent, obs_norm: Any, action_space: gym.Space):
         super().__init__()
         # the standard (contiguous) layout: the Nature CNN keeps its weights channels-last for training speed, and
         # torch.export.save warns "No complete tensor found in the group" for such weights
-        agent = copy.deepcopy(agent).cpu().eval().to(memory_format=torch.contiguous_format)
+        agent = in_memory_format(copy.deepcopy(agent).cpu().eval(), torch.contiguous_format)
         self.trunk, self.policy_head = agent.trunk, agent.policy_head
         self.lstm = agent.lstm.lstm if agent.recurrent else nn.LSTM(1, 1)
         self.shared = bool(agent.shared)
@@ -69,7 +77,11 @@ class ExportedPolicy(nn.Module):
                 {} if obs_norm is None else {"obs": Standardize(obs_norm.state_dict(), obs_norm.eps, obs_norm.clip)}
             )
         self.box = isinstance(action_space, gym.spaces.Box)
-        low, high = (action_space.low, action_space.high) if self.box else (np.zeros(1), np.zeros(1))
+        low, high = (
+            (action_space.low, action_space.high)
+            if isinstance(action_space, gym.spaces.Box)
+            else (np.zeros(1), np.zeros(1))
+        )
         self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32).reshape(-1)).clone())
         self.register_buffer("high", torch.as_tensor(np.asarray(high, dtype=np.float32).reshape(-1)).clone())
         for p in self.parameters():
@@ -107,12 +119,16 @@ class ExportedPolicy(nn.Module):
         zeros = torch.zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
         return zeros, zeros.clone()
 
+
+class ExportedPolicy(ExportedModule):
+    """obs [B, *obs_shape] -> the env's action."""
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._prepare(obs)
         return self._act(self.trunk(x) if self.shared else x, None)
 
 
-class ExportedDictPolicy(ExportedPolicy):
+class ExportedDictPolicy(ExportedModule):
     """obs (a dict of tensors [B, ...], the env's ``Dict`` entries) -> the env's action."""
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -120,7 +136,7 @@ class ExportedDictPolicy(ExportedPolicy):
         return self._act(self.trunk(x), x.get("action_mask"))
 
 
-class ExportedRecurrentPolicy(ExportedPolicy):
+class ExportedRecurrentPolicy(ExportedModule):
     """(obs [B, *obs], h, c) -> (the env's action, h, c): one step of the LSTM policy."""
 
     def forward(
@@ -130,7 +146,7 @@ class ExportedRecurrentPolicy(ExportedPolicy):
         return self._act(x, None), h, c
 
 
-class ExportedRecurrentDictPolicy(ExportedPolicy):
+class ExportedRecurrentDictPolicy(ExportedModule):
     """(obs dict, h, c) -> (the env's action, h, c)."""
 
     def forward(
@@ -141,9 +157,9 @@ class ExportedRecurrentDictPolicy(ExportedPolicy):
         return self._act(x, p.get("action_mask")), h, c
 
 
-def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) -> ExportedPolicy:
+def exported_module(agent: Agent, obs_norm: Any, action_space: gym.Space) -> ExportedModule:
     """The exported module for ``agent``'s kind (Box or Dict observations, feed-forward or LSTM)."""
-    cls = {
+    cls: dict[tuple[bool, bool], type[ExportedModule]] = {
         (False, False): ExportedPolicy,
         (True, False): ExportedDictPolicy,
         (False, True): ExportedRecurrentPolicy,
@@ -158,11 +174,12 @@ def exported_module(agent: nn.Module, obs_norm: Any, action_space: gym.Space) ->
 EXAMPLE_BATCH = 2  # the example inputs' batch size (not 0 or 1: torch.export would specialize on those)
 
 
-def example_inputs(module: ExportedPolicy, obs_space: gym.Space, batch: int = EXAMPLE_BATCH) -> tuple:
+def example_inputs(module: ExportedModule, obs_space: gym.Space, batch: int = EXAMPLE_BATCH) -> tuple:
     """Zeros shaped as ``module``'s inputs for ``batch`` observations of ``obs_space``, in the env's dtypes:
     ``(obs,)`` or ``(obs, h, c)``; ``obs`` a tensor [batch, *shape] or a dict of them (a ``Dict`` space)."""
 
     def zeros(space: gym.Space) -> torch.Tensor:
+        assert space.shape is not None  # a Box, or a Dict's Box or MultiBinary entry (check_spaces)
         return torch.from_numpy(np.zeros((batch, *space.shape), dtype=space.dtype))
 
     obs: Any = (
@@ -183,7 +200,7 @@ def dynamic_shapes(inputs: tuple) -> tuple:
     return (obs, *({1: batch} for _ in inputs[1:]))
 
 
-def program(module: ExportedPolicy, obs_space: gym.Space) -> torch.export.ExportedProgram:
+def program(module: ExportedModule, obs_space: gym.Space) -> torch.export.ExportedProgram:
     """``torch.export.export`` of ``module`` on :func:`example_inputs`, any batch size (``Dim("batch")``)."""
     from ..workarounds import export_notices_dropped
 
@@ -216,5 +233,10 @@ def onnx_program(exported: torch.export.ExportedProgram, obs_space: gym.Space, r
             input_names=input_names(obs_space, recurrent),
             output_names=output_names(recurrent),
         )
-    onnx.rename_axes({onnx.model.graph.inputs[0].shape[0]: "batch"})  # the program's symbol (s12, ...) -> batch
+    assert onnx is not None  # dynamo=True: an ONNXProgram
+    shape = onnx.model.graph.inputs[0].shape
+    assert shape is not None
+    batch = shape[0]
+    assert not isinstance(batch, int)  # the dynamic batch dimension: a symbol
+    onnx.rename_axes({batch: "batch"})  # the program's symbol (s12, ...) -> batch
     return onnx
