@@ -97,6 +97,9 @@ class Config:
         "ranks of this one run on this node: data-parallel PPO over torch.distributed, each rank stepping "
         "num_envs / ranks of the envs; the same run as one process (docs/ranks.md)",
     )
+    nodes: int = option(
+        1, "nodes of one run over ranks (--launcher slurm, or torchrun on each node): ranks = nodes x nproc_per_node"
+    )
     dist_backend: str = option(
         "auto",
         "torch.distributed backend of the ranks: auto (nccl on CUDA, gloo on CPU), gloo or nccl",
@@ -299,15 +302,14 @@ def validate(cfg: Config) -> None:
         )
     need(cfg.collector_workers >= 1, f"collector_workers={cfg.collector_workers} must be >= 1")
     need(cfg.nproc_per_node >= 1, f"nproc_per_node={cfg.nproc_per_node} must be >= 1")
-    if cfg.nproc_per_node > 1:
-        W = cfg.nproc_per_node
-        need(cfg.num_envs >= W, f"nproc_per_node={W}: more ranks than envs (num_envs={cfg.num_envs})")
-        need(cfg.num_envs % W == 0, f"nproc_per_node={W} does not divide num_envs={cfg.num_envs}")
-        need(
-            cfg.policy == "mlp",
-            f"nproc_per_node={W} with policy={cfg.policy}: ranks take feed-forward policies (for now)",
-        )
-        need(cfg.collector == "lean", f"nproc_per_node={W} needs --collector lean (the ranks' collector)")
+    need(cfg.nodes >= 1, f"nodes={cfg.nodes} must be >= 1")
+    W = cfg.nproc_per_node * cfg.nodes
+    if W > 1:
+        ranks = f"nproc_per_node={cfg.nproc_per_node}" + (f" x nodes={cfg.nodes} = {W} ranks" if cfg.nodes > 1 else "")
+        need(cfg.num_envs >= W, f"{ranks}: more ranks than envs (num_envs={cfg.num_envs})")
+        need(cfg.num_envs % W == 0, f"{ranks} does not divide num_envs={cfg.num_envs}")
+        need(cfg.policy == "mlp", f"{ranks} with policy={cfg.policy}: ranks take feed-forward policies (for now)")
+        need(cfg.collector == "lean", f"{ranks} needs --collector lean (the ranks' collector)")
     if cfg.collector_workers > 1:
         need(
             cfg.collector == "torchrl",

@@ -162,6 +162,10 @@ def main(
     except UserError as e:
         fail(str(e))
         raise  # unreachable
+    if cfg.nodes > 1 and "RANK" not in os.environ:
+        fail(
+            f"nodes={cfg.nodes} needs --launcher slurm (one job of nodes x nproc_per_node tasks), or torchrun on each node"
+        )
     return run(cfg, resume_from, resume_hint=f"{sys.argv[0]} --resume {cfg.run_path()}")
 
 

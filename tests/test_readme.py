@@ -61,6 +61,9 @@ AS_PRINTED: dict[str, list[str]] = {
     "python recipes/mujoco.py --experiment table1 --env-id Hopper-v5 --pack 33 --dry-run": [],
     "python recipes/mujoco.py --experiment table1 --pack 33 --dry-run": [],
     "python recipes/humanoid.py --experiment figure4 --dry-run": [],
+    "python recipes/humanoid.py --experiment figure4 --launcher slurm --cluster NAME --nproc-per-node 8 --dry-run": [],
+    "python recipes/humanoid.py --env-id HumanoidFlagrunBulletEnv-v0 --num-envs 128 --nodes 4 --nproc-per-node 8 "
+    "--launcher slurm --cluster NAME --dry-run": [],
     "python recipes/humanoid.py --env-id Humanoid-v5 --num-envs 32 --total-steps 10000000": [
         "--total-steps", "2048", "--num-envs", "2", "--num-steps", "1024", "--minibatch-size", "1024",
         "--eval-episodes", "1", "--eval-max-steps", "50"],

@@ -214,3 +214,33 @@ def test_controller_down_is_one_line(tmp_path):
     assert p.stderr.startswith("error: SLURM is not reachable") and p.stderr.count("\n") == 1, p.stderr
     assert "local_cluster.sh start" in p.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_run_over_two_ranks_is_one_job_preempted_requeued_and_exact(tmp_path):
+    """`--nproc-per-node 2 --launcher slurm`: one job of 2 tasks (each a rank, submitit's
+    TorchDistributedEnvironment); preempted mid-run (USR2 to both tasks), both ranks stop at one update, one
+    checkpoint, the job is requeued and resumes; its metrics equal the local 2-rank run's, row for row."""
+    sdir = tmp_path / "sweep"
+    ranks = ["--nproc-per-node", "2"]  # TINY's 4 envs: 2 per rank
+    p = _py(RECIPE, "--launcher", "slurm", "--cluster", "local", "--env", "CartPole-v1", "--seeds", "0",
+            "--sweep-dir", str(sdir), *TINY, *ranks)
+    assert p.returncode == 0, p.stderr
+    sbatch = next((sdir / "slurm").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --ntasks-per-node=2" in sbatch
+    jid = json.loads((sdir / "manifest.json").read_text())["runs"][0]["job_id"]
+    target = sdir / "runs" / "CartPole-v1__clip__s0"
+    end = time.time() + 180
+    while _rows(target) < 3:
+        assert time.time() < end, sweep.format_table(sweep.status(sdir))
+        time.sleep(0.1)
+    assert _rows(target) < UPDATES, "the run finished before it could be preempted: raise UPDATES"
+    subprocess.run(["scancel", "--signal=USR2", f"{jid}.0"], check=True, timeout=30)
+
+    twin = tmp_path / "twin"  # the same run as 2 local ranks, uninterrupted
+    p = _py(RECIPE, "--env-id", "CartPole-v1", "--run-dir", str(twin), *TINY, *ranks, timeout=400)
+    assert p.returncode == 0, p.stderr
+
+    rows = sweep.wait(sdir, timeout_s=400, poll_s=1.0)
+    table = sweep.format_table(rows)
+    assert rows[0].state == sweep.FINISHED and rows[0].restarts >= 1, table
+    assert _metrics(target) == _metrics(twin / "CartPole-v1__clip__s0")

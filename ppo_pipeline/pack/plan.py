@@ -38,6 +38,8 @@ def why_solo(cfg: Config) -> str | None:
         return f"its policy is {cfg.policy} (packs stack feed-forward MLPs)"
     if cfg.collector != "lean":
         return "it uses torchrl's collector (packs step their envs with their own)"
+    if cfg.nproc_per_node * cfg.nodes > 1:
+        return "it runs over several ranks (a run over ranks trains alone)"
     if cfg.capture_video:
         return "--capture-video records a solo run's evaluation"
     if cfg.lr_schedule != "alpha" or cfg.log_std != "learned":

@@ -46,8 +46,11 @@ def join(cfg: Config) -> Ranks:
     import torch.distributed as dist
 
     world = int(os.environ["WORLD_SIZE"])
-    if world != cfg.nproc_per_node:
-        raise ConfigError(f"WORLD_SIZE={world} but nproc_per_node={cfg.nproc_per_node}: give --nproc-per-node {world}")
+    if world != cfg.nproc_per_node * cfg.nodes:
+        raise ConfigError(
+            f"WORLD_SIZE={world} but nproc_per_node={cfg.nproc_per_node} x nodes={cfg.nodes}: "
+            f"give --nproc-per-node and --nodes that multiply to {world}"
+        )
     backend = cfg.dist_backend if cfg.dist_backend != "auto" else ("nccl" if cfg.device.startswith("cuda") else "gloo")
     if not dist.is_initialized():
         if backend == "nccl":

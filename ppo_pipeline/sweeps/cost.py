@@ -185,6 +185,13 @@ def estimate(
         acc[1] += steps
     total = sum(a[1] for a in todo.values())
     lines = [f"plan: {len(runs):,} run(s), {total:,} agent steps in all"]
+    first = runs[0]["config"] if runs else {}
+    world = int(first.get("nproc_per_node", 1)) * int(first.get("nodes", 1))
+    if world > 1:  # a run over ranks: one job of nodes x nproc_per_node tasks (ppo_pipeline.run.ranked)
+        lines.append(
+            f"  each run: {first.get('nodes', 1)} node(s) x {first.get('nproc_per_node', 1)} ranks = {world} ranks "
+            f"(num_envs / {world} envs each; one SLURM job of {world} tasks per run)"
+        )
     pool = figures(bench_dir)
     hours, sources, missing = 0.0, set(), []
     for unit, (n_runs, steps) in sorted(todo.items(), key=lambda kv: kv[0].describe()):

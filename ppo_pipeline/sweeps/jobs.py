@@ -81,6 +81,8 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
     trainer: Any = None
 
     def mark(state: str, **extra: Any) -> None:
+        if os.environ.get("RANK", "0") != "0":  # a run over ranks: rank 0 keeps its job.json
+            return
         for p, m in enumerate(members):
             if p not in getattr(trainer, "failed", {}):
                 m.run_path().mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,8 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
     mark("RUNNING")
     try:
         trainer = Trainer(members if pack_dir is not None else members[0], pack_dir=pack_dir)
-        _store_relative(members)
+        if os.environ.get("RANK", "0") == "0":
+            _store_relative(members)
         trainer.checkpoint_on_signal(*signals)
         summaries = trainer.train(resume_from)
     except TrainingInterrupted as e:
@@ -122,6 +125,9 @@ class SweepJob(submitit.helpers.Checkpointable):
         # submitit would ignore it, so its handler is replaced. submitit's job._interrupt() sends TERM
         # just before USR2: a USR2 arriving within a second after the stop still requeues.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # a run over ranks: each task one (torchrun's variables)
+            gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=gpus)
         try:
             return run_unit(config, signals=(signal.SIGUSR2, signal.SIGTERM))
         except Exception as e:

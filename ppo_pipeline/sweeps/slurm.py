@@ -63,14 +63,17 @@ class ClusterProfile:
     additional: dict = field(default_factory=dict)
     description: str = ""
 
-    def executor_parameters(self, max_parallel: int | None = None) -> dict[str, Any]:
-        """Parameters for ``submitit.AutoExecutor.update_parameters``."""
+    def executor_parameters(
+        self, max_parallel: int | None = None, nodes: int = 1, ranks_per_node: int = 1
+    ) -> dict[str, Any]:
+        """Parameters for ``submitit.AutoExecutor.update_parameters``; a run over ranks is one job of ``nodes`` x
+        ``ranks_per_node`` tasks (each task a rank: :mod:`ppo_pipeline.run.ranked`)."""
         # the job unpickles ppo_pipeline.sweeps.sweep.SweepJob: make the checkout importable on the node
         setup = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *self.setup]
         params: dict[str, Any] = {
             "timeout_min": int(self.timeout_min),
-            "nodes": 1,
-            "tasks_per_node": 1,
+            "nodes": int(nodes),
+            "tasks_per_node": int(ranks_per_node),
             "cpus_per_task": int(self.cpus_per_task),
             "mem_gb": self.mem_gb,
             "name": "ppo-sweep",
@@ -152,18 +155,27 @@ def check_slurm(profile: ClusterProfile, timeout_s: float = 15.0) -> None:
         )
 
 
-def executor_for(log_dir: Path, profile: ClusterProfile, max_parallel: int | None) -> submitit.AutoExecutor:
+def executor_for(
+    log_dir: Path, profile: ClusterProfile, max_parallel: int | None, nodes: int = 1, ranks_per_node: int = 1
+) -> submitit.AutoExecutor:
     """A submitit executor for ``profile`` whose logs go to ``log_dir/<job id>/``."""
     ex = submitit.AutoExecutor(folder=log_dir / "%j", cluster="slurm")
-    ex.update_parameters(**profile.executor_parameters(max_parallel))
+    ex.update_parameters(**profile.executor_parameters(max_parallel, nodes, ranks_per_node))
     return ex
 
 
 def submit_array(
-    log_dir: Path, profile: ClusterProfile, max_parallel: int | None, job: Callable[..., Any], args: Sequence[Any]
+    log_dir: Path,
+    profile: ClusterProfile,
+    max_parallel: int | None,
+    job: Callable[..., Any],
+    args: Sequence[Any],
+    nodes: int = 1,
+    ranks_per_node: int = 1,
 ) -> list[str]:
-    """Submit ``job(arg)`` for each of ``args`` as one job array; returns the job ids in order."""
-    ex = executor_for(log_dir, profile, max_parallel)
+    """Submit ``job(arg)`` for each of ``args`` as one job array (each job ``nodes`` x ``ranks_per_node`` tasks);
+    returns the job ids in order."""
+    ex = executor_for(log_dir, profile, max_parallel, nodes, ranks_per_node)
     with ex.batch():
         jobs = [ex.submit(job, a) for a in args]
     return [j.job_id for j in jobs]

@@ -223,12 +223,15 @@ def submit_slurm(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str]
     """Submit the units that train the runs ``names`` (packs whole) as one job array, one job per unit; record
     the job ids in the manifest (a pack's members all get its job's id)."""
     todo = units(manifest, names)
+    first = todo[0][1][0]["config"] if todo else {}  # a sweep's runs share how many ranks each runs over
     ids = slurm.submit_array(
         sweep_dir / "slurm",
         slurm.load_cluster(manifest["cluster"]),
         manifest.get("max_parallel"),
         SweepJob(),
         [_spec(sweep_dir, pack, runs) for pack, runs in todo],
+        nodes=int(first.get("nodes", 1)),
+        ranks_per_node=int(first.get("nproc_per_node", 1)),
     )
     for (_, runs), jid in zip(todo, ids):
         for run in runs:
