@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +239,48 @@ def test_bad_rank_input_is_one_line(tmp_path, capsys, argv, needle):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_stops_the_run_with_one_line(tmp_path):
+    """kill -9 of rank 1 mid-run: the launcher names it in one `error:` line, the other rank is stopped (no
+    hang), exit 1; the newest checkpoint stays valid."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT, subprocess_env
+
+    cmd = [sys.executable, str(ROOT / "recipes" / "classic_control.py"), "--num-envs", "8", "--no-progress",
+           "--eval-episodes", "0", "--checkpoint-every", "2", "--total-steps", "400000", "--run-dir", "r",
+           "--nproc-per-node", "2"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=subprocess_env())
+    run_dir = tmp_path / "r" / "CartPole-v1__clip__s0"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 4:
+        assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+        time.sleep(0.2)
+    rank1 = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _is_rank(d, 1, p.pid)]
+    assert len(rank1) == 1, rank1
+    os.kill(rank1[0], signal.SIGKILL)
+    t0 = time.monotonic()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err[-3000:]
+    assert "error: rank 1 of 2 exited with code -9" in err, err[-3000:]
+    assert time.monotonic() - t0 < 60
+    from ppo_pipeline.run import checkpoint as ckpt
+
+    newest = ckpt.latest(run_dir)
+    assert newest is not None and ckpt.load(newest)["update"] >= 2  # the newest checkpoint stays valid
+
+
+def _is_rank(proc: Path, rank: int, parent: int) -> bool:
+    try:
+        status = (proc / "status").read_text()
+        env = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    ppid = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("PPid:")), -1)
+    return ppid == parent and f"RANK={rank}".encode() in env
