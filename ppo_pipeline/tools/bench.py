@@ -435,8 +435,25 @@ def main(argv: list[str] | None = None) -> int:
         help="one run as 1 process and as W ranks (--nproc-per-node W): hopper, humanoid, pong (--envs, "
         "default all three)",
     )
+    p.add_argument(
+        "--stacking",
+        action="store_true",
+        help="only the pack's two stacking mechanisms (baddbmm, vmap) on Table 3's MLP: steps/s of each",
+    )
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    if args.stacking:
+        from . import bench_pack
+
+        rows = bench_pack.stacking_comparison()
+        for r in rows:
+            print(
+                f"P={r['members']:3d} rows={r['rows']}: baddbmm {r['baddbmm']:8.0f} steps/s, vmap {r['vmap']:8.0f} steps/s"
+                f" ({r['baddbmm'] / r['vmap']:.2f}x)"
+            )
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "stacking": rows}, indent=2) + "\n")
+        return 0
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
     if args.ranks:
         from . import bench_ranks

@@ -17,6 +17,7 @@ import csv
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,3 +141,35 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{r['workload']:9} {r['P']:>3} {r['compile_solo'] + '/' + r['compile_pack']:>17} {r['solo_sps']:>9,.0f} {r['pack_sps']:>9,.0f} {r['ratio']:>5.1f}x | {split}"
         )
+
+
+def stacking_comparison(sizes: Sequence[int] = (8, 33), rows: int = 64, seconds: float = 3.0) -> list[dict]:
+    """The two stacking mechanisms of :mod:`ppo_pipeline.pack.stacked` on Table 3's MLP (11 -> 64 -> 64 -> 3, tanh;
+    Hopper's policy): a forward and backward of a [P, rows] minibatch per step, steps/s of each for P members
+    (``python -m ppo_pipeline.bench --stacking``)."""
+    import time
+
+    import torch
+    from torch import nn
+
+    from ..pack.stacked import VmapStacked, stack
+
+    out = []
+    for p in sizes:
+        torch.manual_seed(0)
+        solo = [
+            nn.Sequential(nn.Linear(11, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
+            for _ in range(p)
+        ]
+        x = torch.randn(p, rows, 11)
+        row = {"members": p, "rows": rows}
+        for name, net in (("baddbmm", stack(solo)), ("vmap", VmapStacked(solo))):
+            for _ in range(20):  # warm-up
+                net(x).square().sum().backward()
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                net(x).square().sum().backward()
+                n += 1
+            row[name] = n / (time.perf_counter() - t0)
+        out.append(row)
+    return out
