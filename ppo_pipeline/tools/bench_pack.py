@@ -143,7 +143,7 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-def stacking_comparison(sizes: Sequence[int] = (8, 33), rows: int = 64, seconds: float = 3.0) -> list[dict]:
+def stacking_comparison(sizes: Sequence[int] = (8, 33), rows: int = 64, seconds: float = 3.0) -> list[dict[str, float]]:
     """The two stacking mechanisms of :mod:`ppo_pipeline.pack.stacked` on Table 3's MLP (11 -> 64 -> 64 -> 3, tanh;
     Hopper's policy): a forward and backward of a [P, rows] minibatch per step, steps/s of each for P members
     (``python -m ppo_pipeline.bench --stacking``)."""
@@ -157,12 +157,12 @@ def stacking_comparison(sizes: Sequence[int] = (8, 33), rows: int = 64, seconds:
     out = []
     for p in sizes:
         torch.manual_seed(0)
-        solo = [
+        solo: list[nn.Module] = [
             nn.Sequential(nn.Linear(11, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
             for _ in range(p)
         ]
         x = torch.randn(p, rows, 11)
-        row = {"members": p, "rows": rows}
+        row: dict[str, float] = {"members": p, "rows": rows}
         for name, net in (("baddbmm", stack(solo)), ("vmap", VmapStacked(solo))):
             for _ in range(20):  # warm-up
                 net(x).square().sum().backward()
