@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import TypeAlias, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -25,7 +26,7 @@ from ..algo.networks import MASK_KEY
 from ..algo.policy import Agent
 from .stacked import load_member_state, member_state, stack
 
-Obs = torch.Tensor | TensorDictBase  # a Box's observations, or a Dict's entries
+Obs: TypeAlias = torch.Tensor | TensorDictBase  # a Box's observations, or a Dict's entries
 
 
 class PackAgent(nn.Module):
@@ -51,7 +52,9 @@ class PackAgent(nn.Module):
         """The distribution's parameters of every member on ``obs`` [P, B, ...] (``x``: its :meth:`features`, when
         computed already); a masked head also reads the observations' ``action_mask`` entry, as the solo agent's."""
         x = self.features(obs) if x is None else x
-        return self.policy_head(x, obs[MASK_KEY]) if self.masked else self.policy_head(x)
+        if not self.masked:
+            return self.policy_head(x)
+        return self.policy_head(x, cast(TensorDictBase, obs)[MASK_KEY])  # a mask comes in a Dict observation
 
     def dist(self, params: distributions.Params) -> torch.distributions.Distribution:
         return distributions.build(self.policy_head, params)
