@@ -17,8 +17,8 @@ class works the same way (``--env-id package.module:EnvClass``).
 * ``TargetCode`` (MultiDiscrete [3, 3]) / ``TargetBits`` (MultiBinary(4)): observe a target code (one-hot /
   bits), act it out part by part; reward = the fraction of parts right; 8 steps per episode.
 
-(The test suite keeps its own copies in ``tests/variant_envs.py``; ``tests/test_examples.py`` holds these
-equal to them, step for step.)
+(The test suite trains on these same classes: ``tests/test_variants.py``, ``tests/test_pack.py``; the former ids
+``tests.variant_envs:Name`` that committed results name resolve to them, ``tests/test_examples.py``.)
 """
 
 from __future__ import annotations

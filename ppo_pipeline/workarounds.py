@@ -72,6 +72,15 @@ does in the processes it starts for itself: torchrl collector workers).
    what the space is; the cast is what the envs deliver. :func:`box_precision_notice_dropped` ignores those two
    messages, only while our envpool backend reads its pool's spaces (a ``warnings.catch_warnings`` block: nothing
    changes outside it). Shown by ``tests/test_workarounds.py::test_envpool_spaces_warn_box_precision_lowered``.
+10. torch 2.13's inductor differentiates torch's categorical KL (``_kl_categorical_categorical``) wrongly where
+    both distributions have actions of probability 0 (logits -inf: a masked categorical's): its two in-place
+    overwrites of ``p (log p - log q)`` (inf where q = 0, then 0 where p = 0, both over the nan of -inf - -inf)
+    come out of a compiled backward with gradients up to half off, while eager and ``aot_eager`` are exact. A
+    pack's update compiles by default (``ppo_pipeline.algo.compiling``), so the KL-penalty objectives of a masked
+    pack (and a solo run's under ``--compile on``) learned from wrong gradients. The package's masked categorical
+    (:class:`ppo_pipeline.algo.distributions.UncheckedMaskedCategorical`) has its own KL registered: the same
+    values and eager gradients, written with ``torch.where``, which compiles exactly. Shown by
+    ``tests/test_workarounds.py::test_compiled_categorical_kl_gradient_is_wrong_where_probabilities_are_zero``.
 """
 
 from __future__ import annotations

@@ -6,13 +6,22 @@
 
 Select with the environment variable ``HYPOTHESIS_PROFILE`` (``ci`` or ``thorough``). Failing examples
 are kept in the example database under ``.hypothesis/`` (git-ignored) and replayed first next time.
+
+The repository's root is importable whatever the working directory: the tests train on the docs' example envs
+(``examples/envs.py``, ids ``examples.envs:Name``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
 
 CI_EXAMPLES = 20
 

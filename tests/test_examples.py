@@ -1,40 +1,48 @@
-"""The docs' example envs (``examples/envs.py``) are the test suite's ``tests/variant_envs.py`` ones, step
-for step: the figures measured on the fixtures (docs/results.md) hold for the envs the docs point users at."""
+"""The example envs (``examples/envs.py``) are the test suite's too, one definition: the ids the docs, the tests and
+the committed results name all resolve to its classes -- ``examples.envs:Name`` and the former names
+``variant_envs:Name`` / ``tests.variant_envs:Name`` (``tests/variant_envs.py`` re-exports them), so the figures
+measured under those ids (docs/results.md, results/) are of the envs the docs point users at."""
 
 from __future__ import annotations
 
-import importlib.util
+import re
 from pathlib import Path
 
-import numpy as np
+import gymnasium as gym
 import pytest
-import variant_envs as fixtures
 
-_spec = importlib.util.spec_from_file_location("examples.envs", Path(__file__).resolve().parents[1] / "examples" / "envs.py")
-examples = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(examples)
+import examples.envs
+from ppo_pipeline.envs.ids import env_class
 
-NAMES = ["CartPoleNoVel", "MaskedChain", "MaskedChainMethod", "DictCartPole", "DictImage", "TargetCode", "TargetBits"]
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = sorted(k for k, v in vars(examples.envs).items()
+               if isinstance(v, type) and issubclass(v, gym.Env) and v.__module__ == "examples.envs")
 
 
-def _equal(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, tuple):
-        return len(a) == len(b) and all(map(_equal, a, b))
-    return np.array_equal(np.asarray(a), np.asarray(b))
+def test_the_examples_are_the_ones_the_docs_list():
+    assert NAMES == sorted(["CartPoleNoVel", "MaskedChain", "MaskedChainMethod", "DictCartPole", "DictImage",
+                            "TargetCode", "TargetBits"])
+    for name in NAMES:
+        assert f"``{name}``" in examples.envs.__doc__, name
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_example_env_equals_fixture(name):
-    ours, theirs = getattr(examples, name)(), getattr(fixtures, name)()
-    assert ours.observation_space == theirs.observation_space and ours.action_space == theirs.action_space
-    ours.action_space.seed(0)
-    for seed in (0, 1):
-        assert _equal(ours.reset(seed=seed), theirs.reset(seed=seed))
-        for _ in range(60):
-            action = ours.action_space.sample()
-            a, b = ours.step(action), theirs.step(action)
-            assert _equal(a[:4], b[:4])
-            if a[2] or a[3]:
-                assert _equal(ours.reset(), theirs.reset())
+def test_every_id_of_an_example_env_is_its_class(name):
+    cls = getattr(examples.envs, name)
+    for module in ("examples.envs", "variant_envs", "tests.variant_envs"):
+        assert env_class(f"{module}:{name}") is cls, module
+    env = cls()
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
+
+
+def test_the_ids_committed_results_name_resolve():
+    """Every ``[tests.]variant_envs:Name`` id in results/ (reports, run lists, summaries, reproduce.sh) and the
+    docs is an example env's."""
+    files = [*ROOT.glob("results/**/*.md"), *ROOT.glob("results/**/*.csv"), *ROOT.glob("results/**/*.json"),
+             *ROOT.glob("results/*.sh"), *ROOT.glob("docs/*.md")]
+    ids = {m for f in files for m in re.findall(r"\b(?:tests\.)?variant_envs:\w+", f.read_text())}
+    assert ids, "no committed result names a variant_envs id any more: drop tests/variant_envs.py's re-export"
+    for env_id in sorted(ids):
+        assert env_class(env_id) is getattr(examples.envs, env_id.rpartition(":")[2]), env_id

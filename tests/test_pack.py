@@ -142,6 +142,38 @@ def test_a_member_resumes_alone_to_its_budget(tmp_path):
     assert all(torch.allclose(pa[n], pb[n], rtol=1e-4, atol=1e-5) for n in pa)
 
 
+@pytest.mark.parametrize("env_id, kw", [
+    ("examples.envs:DictCartPole", {"normalize_obs": True}),   # vector entries, statistics per entry and member
+    ("examples.envs:MaskedChain", {}),                         # an action_mask entry beside a vector: the head's
+    ("examples.envs:DictImage", {"normalize_obs": True}),      # an image entry (its Nature CNN) beside a vector
+    ("examples.envs:MaskedChainMethod", {}),                   # action_masks(): moved into a Dict observation
+    ("examples.envs:TargetCode", {}),                          # MultiDiscrete actions
+], ids=["dict-cartpole", "masked-chain", "dict-image", "masked-method", "multi-discrete"])
+def test_variant_members_are_their_solo_runs(tmp_path, env_id, kw):
+    """A pack of Dict-observation runs (the Dict encoder stacked by vmap, observations a TensorDict of entries,
+    member-major; a mask entry read by each member's head) or of multi-part actions: each member's first updates
+    are its solo run's with the same seed -- loss terms, episodes, evaluation, weights and per-entry observation
+    statistics (CPU, in-process envs)."""
+    common = dict(env_id=env_id, num_envs=4, num_steps=32, minibatch_size=64, epochs=2, total_steps=128 * 3,
+                  eval_every=3, eval_episodes=2, eval_max_steps=50, torch_threads=1, env_backend="gymnasium", **kw)
+    pack = [tiny(config.classic, tmp_path / "pack", name=f"s{s}", seed=s, **common) for s in range(2)]
+    Trainer(pack, pack_dir=tmp_path / "packs" / "p").train()
+    for m in pack:
+        solo = tiny(config.classic, tmp_path / "solo", name=m.name, seed=m.seed, **common)
+        assert Trainer(solo).train()["status"] == "finished"
+        a, b = read_rows(m.run_path() / "metrics.csv"), read_rows(solo.run_path() / "metrics.csv")
+        assert [r["update"] for r in a] == [r["update"] for r in b] == [1, 2, 3]
+        for col in ("policy_loss", "value_loss", "entropy", "approx_kl", "explained_variance", "eval_return_mean"):
+            assert np.allclose([r[col] for r in a], [r[col] for r in b], rtol=1e-4, atol=1e-6, equal_nan=True), col
+        assert (m.run_path() / "episodes.csv").read_text() == (solo.run_path() / "episodes.csv").read_text()
+        ca, cb = (checkpoint.load(checkpoint.latest(r.run_path())) for r in (m, solo))
+        assert ca["agent"].keys() == cb["agent"].keys()
+        assert all(torch.allclose(ca["agent"][k], cb["agent"][k], rtol=1e-4, atol=1e-5) for k in ca["agent"])
+        assert (ca["obs_norm"] is None) == (cb["obs_norm"] is None) == (not kw.get("normalize_obs"))
+        for entry, stats in (cb["obs_norm"] or {}).items():      # the vector entries' (an image passes as it is)
+            assert all(np.allclose(ca["obs_norm"][entry][k], v) for k, v in stats.items()), entry
+
+
 def test_callbacks_reach_every_member(tmp_path):
     seen: list[tuple[str, int]] = []
     evaluated: list[str] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
@@ -36,7 +37,15 @@ from ppo_pipeline.pack.objective import MemberObjective
 SPACES = {"gaussian": (gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Box(-1.0, 1.0, (2,))),
           "categorical": (gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(3)),
           # the Nature CNN (Atari's trunk, stacked by vmap) on a frame stack
-          "pixels": (gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(3))}
+          "pixels": (gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(3)),
+          # Dict observations: the CombinedEncoder stacked by vmap, observations a TensorDict of entries; vector
+          # entries beside an action mask (the masked head reads it from the observation) ...
+          "dict": (gym.spaces.Dict({"cart": gym.spaces.Box(-1.0, 1.0, (2,)), "pole": gym.spaces.Box(-1.0, 1.0, (2, 1)),
+                                    "action_mask": gym.spaces.MultiBinary(3)}), gym.spaces.Discrete(3)),
+          # ... and an image entry (its own Nature CNN) beside a vector entry, under a Gaussian policy
+          "dict-image": (gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (36, 36, 1), dtype="uint8"),
+                                          "goal": gym.spaces.Box(-1.0, 1.0, (2,))}), gym.spaces.Box(-1.0, 1.0, (2,)))}
+CNN = ("pixels", "dict-image")   # policies whose weights keep their own (orthogonal) scale
 PRESETS = {"mujoco": mujoco, "classic": classic, "shared-trunk": atari}   # atari: vector obs -> a shared MLP trunk
 OBJECTIVES = [("clip", "clip_epsilon", [0.1, 0.2, 0.3]), ("kl_adaptive", "kl_beta", [0.3, 1.0, 3.0]),
               ("kl_fixed", "kl_beta", [0.3, 1.0, 10.0]), ("none", None, [None])]
@@ -74,19 +83,17 @@ def pack_cases(draw: st.DrawFn, max_p: int = 4) -> PackCase:
         agent = Agent(obs_space, act_space, cfg)
         with torch.no_grad():
             for w in agent.parameters():
-                if policy == "pixels":   # the CNN at its own (orthogonal) scale, moved a little: O(1) activations
+                if policy in CNN:   # the CNN at its own (orthogonal) scale, moved a little: O(1) activations
                     w.add_(torch.randn(w.shape, generator=gen) * 0.01)
                 else:
                     w.copy_(torch.randn(w.shape, generator=gen) * draw(st.sampled_from([0.1, 0.3, 0.6])))
-        if policy == "pixels":
-            obs = torch.randint(0, 256, (M, *obs_space.shape), generator=gen, dtype=torch.uint8)
-        else:
-            obs = (torch.rand(M, obs_space.shape[0], generator=gen) * 2 - 1) * 3
+        obs = observations(obs_space, M, gen)
         with torch.no_grad():
             out = agent.act(obs)
             shift = draw(st.sampled_from([0.0, 0.1, 0.5]))
             stored = out["action_log_prob"] + torch.randn(M, generator=gen) * shift
-            old = {k: out[k] + torch.randn(out[k].shape, generator=gen) * shift * (0 if k == "scale" else 1)
+            old = {k: out[k] if k == "mask" else
+                   out[k] + torch.randn(out[k].shape, generator=gen) * shift * (0 if k == "scale" else 1)
                    for k in agent.param_keys}
             v = out["state_value"]
             parts.append(TensorDict({
@@ -98,6 +105,21 @@ def pack_cases(draw: st.DrawFn, max_p: int = 4) -> PackCase:
         agents.append(agent)
     alpha = draw(st.sampled_from([1.0, 0.5, 0.05]))
     return PackCase(members, agents, torch.stack(parts), alpha)
+
+
+def observations(space: gym.Space, m: int, gen: torch.Generator) -> torch.Tensor | TensorDict:
+    """M random observations of ``space`` as the collector hands them to the agent: uint8 pixels, float vectors
+    (O(1) to a few), a ``Dict``'s as a TensorDict [M] of its entries with a bool action mask (one action or more
+    allowed in every row)."""
+    if isinstance(space, gym.spaces.Dict):
+        return TensorDict({k: observations(s, m, gen) for k, s in space.spaces.items()}, [m])
+    if isinstance(space, gym.spaces.MultiBinary):
+        mask = torch.rand(m, space.n, generator=gen) < 0.5
+        mask[torch.arange(m), torch.randint(0, space.n, (m,), generator=gen)] = True
+        return mask
+    if space.dtype == np.uint8:
+        return torch.randint(0, 256, (m, *space.shape), generator=gen, dtype=torch.uint8)
+    return (torch.rand(m, *space.shape, generator=gen) * 2 - 1) * 3
 
 
 def solo_step(case: PackCase, p: int) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:

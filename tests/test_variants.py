@@ -1,6 +1,6 @@
 """The PPO variants (issue 20) on the same stages: action masks, MultiDiscrete / MultiBinary actions, Dict
 observations and recurrent (LSTM) policies -- the heads' distributions, the LSTM's sequence replay, the
-tools on such runs, and the one-line refusals. Learning on the small envs of ``tests/variant_envs.py``."""
+tools on such runs, and the one-line refusals. Learning on the docs' small example envs (``examples/envs.py``)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def lstm_batch_ratios(tmp: Path, collector_cls: type = Collector, sampler_cls: t
                       seed: int = 0) -> torch.Tensor:
     """Collect a batch with an LSTM policy (episodes end inside it), then compute, as the loss does in epoch 1
     before any step, log pi(a|s) - log pi_old(a|s) on the sampler's minibatches: all 0 when the replay is exact."""
-    cfg = tiny(config.classic, tmp, env_id="variant_envs:CartPoleNoVel", policy="lstm", lstm_hidden=16,
+    cfg = tiny(config.classic, tmp, env_id="examples.envs:CartPoleNoVel", policy="lstm", lstm_hidden=16,
                num_envs=4, num_steps=64, minibatch_size=128, seed=seed)
     envs = make_vector_env(cfg, cfg.num_envs)
     try:
@@ -185,7 +185,7 @@ def test_lstm_replay_mutants_are_caught(tmp_path, mutant):
 
 def test_lstm_ppo_loss_is_at_theta_old_in_epoch_one(tmp_path):
     """torchrl's ClipPPOLoss on a whole-trajectory minibatch: r = 1, so no clipping and L^CLIP = mean(A)."""
-    cfg = tiny(config.classic, tmp_path, env_id="variant_envs:CartPoleNoVel", policy="lstm", lstm_hidden=16,
+    cfg = tiny(config.classic, tmp_path, env_id="examples.envs:CartPoleNoVel", policy="lstm", lstm_hidden=16,
                num_envs=4, num_steps=32, minibatch_size=64, normalize_advantage=False)
     trainer = Trainer(cfg)
     try:
@@ -205,12 +205,12 @@ def test_lstm_ppo_loss_is_at_theta_old_in_epoch_one(tmp_path):
 # Runs of every kind: train, resume, play, export
 # ------------------------------------------------------------------------------------------------------
 KINDS = {
-    "lstm": ["--env-id", "variant_envs:CartPoleNoVel", "--policy", "lstm", "--lstm-hidden", "16"],
-    "masked": ["--env-id", "variant_envs:MaskedChain"],
-    "masked-method": ["--env-id", "variant_envs:MaskedChainMethod"],
-    "dict-image": ["--env-id", "variant_envs:DictImage", "--normalize-obs"],
-    "multi-discrete": ["--env-id", "variant_envs:TargetCode"],
-    "multi-binary": ["--env-id", "variant_envs:TargetBits"],
+    "lstm": ["--env-id", "examples.envs:CartPoleNoVel", "--policy", "lstm", "--lstm-hidden", "16"],
+    "masked": ["--env-id", "examples.envs:MaskedChain"],
+    "masked-method": ["--env-id", "examples.envs:MaskedChainMethod"],
+    "dict-image": ["--env-id", "examples.envs:DictImage", "--normalize-obs"],
+    "multi-discrete": ["--env-id", "examples.envs:TargetCode"],
+    "multi-binary": ["--env-id", "examples.envs:TargetBits"],
 }
 SHORT = ["--num-envs", "4", "--num-steps", "32", "--minibatch-size", "64", "--epochs", "2", "--total-steps", "512",
          "--eval-every", "2", "--eval-episodes", "2", "--torch-threads", "1", "--no-progress"]
@@ -240,8 +240,8 @@ def test_every_kind_trains_plays_and_exports(tmp_path, kind):
         assert "allowed by action_mask" in p.stdout
 
 
-@pytest.mark.parametrize("env_id,policy", [("variant_envs:CartPoleNoVel", "lstm"), ("variant_envs:MaskedChain", "mlp"),
-                                           ("variant_envs:DictCartPole", "lstm")])
+@pytest.mark.parametrize("env_id,policy", [("examples.envs:CartPoleNoVel", "lstm"), ("examples.envs:MaskedChain", "mlp"),
+                                           ("examples.envs:DictCartPole", "lstm")])
 @pytest.mark.slow
 def test_stop_and_resume_equals_uninterrupted(tmp_path, env_id, policy):
     """Checkpoints carry the LSTM's state and the Dict observations: a resumed run ends where an uninterrupted
@@ -264,7 +264,7 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, env_id, policy):
 def test_masked_runs_never_take_a_masked_action(tmp_path):
     """Train on MaskedChain: not one illegal action (the env ends the episode with -10 on one: every episode
     return is >= 0), and evaluation reaches the end of the chain."""
-    cfg = tiny(config.classic, tmp_path, env_id="variant_envs:MaskedChain", total_steps=20_000, eval_episodes=4)
+    cfg = tiny(config.classic, tmp_path, env_id="examples.envs:MaskedChain", total_steps=20_000, eval_episodes=4)
     summary = Trainer(cfg).train()
     episodes = np.loadtxt(cfg.run_path() / "episodes.csv", delimiter=",", skiprows=1, ndmin=2)
     assert (episodes[:, 1] >= 0).all(), "a masked action was taken"
@@ -282,7 +282,7 @@ def test_lstm_learns_the_pomdp_the_mlp_cannot(tmp_path):
     48 +- 4)."""
     scores = {}
     for policy in ("lstm", "mlp"):
-        cfg = tiny(config.classic, tmp_path, env_id="variant_envs:CartPoleNoVel", policy=policy, total_steps=100_000,
+        cfg = tiny(config.classic, tmp_path, env_id="examples.envs:CartPoleNoVel", policy=policy, total_steps=100_000,
                    entropy_coef=0.01, eval_episodes=0, torch_threads=1, name=policy)
         scores[policy] = Trainer(cfg).train()["last100_return_mean"]
     assert scores["lstm"] >= 200 and scores["mlp"] <= 100, scores
@@ -291,10 +291,10 @@ def test_lstm_learns_the_pomdp_the_mlp_cannot(tmp_path):
 @pytest.mark.slow
 # DictCartPole at 80k steps, last-100 return by seed (2026-12-02, 1 and 2 torch threads alike): 500.0, 500.0,
 # 463.6, 500.0 for seeds 0-3; 450 leaves margin below the worst of them (random play: ~22).
-@pytest.mark.parametrize("env_id,steps,threshold", [("variant_envs:DictCartPole", 80_000, 450),
-                                                     ("variant_envs:TargetCode", 20_000, 7.5),
-                                                     ("variant_envs:TargetBits", 20_000, 7.5),
-                                                     ("variant_envs:MaskedChainMethod", 20_000, 0.99)])
+@pytest.mark.parametrize("env_id,steps,threshold", [("examples.envs:DictCartPole", 80_000, 450),
+                                                     ("examples.envs:TargetCode", 20_000, 7.5),
+                                                     ("examples.envs:TargetBits", 20_000, 7.5),
+                                                     ("examples.envs:MaskedChainMethod", 20_000, 0.99)])
 def test_each_kind_learns(tmp_path, env_id, steps, threshold):
     cfg = tiny(config.classic, tmp_path, env_id=env_id, total_steps=steps, eval_episodes=0)
     summary = Trainer(cfg).train()

@@ -408,3 +408,49 @@ def test_envpool_spaces_warn_box_precision_lowered(tmp_path):
         warnings.simplefilter("error")
         envs = envpool_backend.make_vector_env(cfg, 2)
     envs.close()
+
+
+def _masked_logits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(16, 3, generator=gen) < 0.5
+    mask[torch.arange(16), torch.randint(0, 3, (16,), generator=gen)] = True
+    return torch.randn(16, 3, generator=gen), torch.randn(16, 3, generator=gen), mask
+
+
+def test_compiled_categorical_kl_gradient_is_wrong_where_probabilities_are_zero():
+    """Upstream: inductor's gradient of torch's categorical KL between two distributions with zero-probability
+    actions (-inf logits) is off; the package's masked categorical KL (workaround 10) has the same values and
+    eager gradients and compiles exactly."""
+    from torch.distributions import Categorical, kl_divergence
+
+    from ppo_pipeline.algo.distributions import UncheckedMaskedCategorical
+
+    old, new, mask = _masked_logits()
+
+    def torch_kl(x):
+        return kl_divergence(Categorical(logits=old.masked_fill(~mask, -torch.inf)),
+                             Categorical(logits=x.masked_fill(~mask, -torch.inf))).mean()
+
+    def ours(x):
+        return kl_divergence(UncheckedMaskedCategorical(logits=old, mask=mask),
+                             UncheckedMaskedCategorical(logits=x, mask=mask)).mean()
+
+    def grad(fn, compiled):
+        torch._dynamo.reset()
+        x = new.clone().requires_grad_()
+        value = (torch.compile(fn) if compiled else fn)(x)
+        return value.detach(), torch.autograd.grad(value, x)[0]
+
+    (v, g), (v_c, g_c) = grad(torch_kl, False), grad(torch_kl, True)
+    assert torch.allclose(v, v_c, atol=1e-6)
+    assert not torch.allclose(g, g_c, rtol=1e-3, atol=1e-5)          # the bug: the compiled gradient is off
+    (w, h), (w_c, h_c) = grad(ours, False), grad(ours, True)
+    assert torch.allclose(w, v, atol=1e-7) and torch.allclose(h, g, atol=1e-7)    # the same KL as torch's (eager)
+    assert torch.allclose(w_c, v, atol=1e-6) and torch.allclose(h_c, g, rtol=1e-5, atol=1e-7)   # compiled: exact
+    forbidden = mask.clone()
+    forbidden[0] = torch.tensor([True, False, False])
+    allowing = mask.clone()
+    allowing[0] = True
+    kl = kl_divergence(UncheckedMaskedCategorical(logits=old, mask=allowing),
+                       UncheckedMaskedCategorical(logits=new, mask=forbidden))
+    assert kl[0] == torch.inf and torch.isfinite(kl[1:]).all()       # q forbids an action p allows: inf, as torch's

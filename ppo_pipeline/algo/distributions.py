@@ -136,6 +136,17 @@ def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Ten
     return total
 
 
+@register_kl(UncheckedMaskedCategorical, UncheckedMaskedCategorical)
+def _kl_masked_categorical(p: UncheckedMaskedCategorical, q: UncheckedMaskedCategorical) -> torch.Tensor:
+    """KL[p || q] of two masked categoricals: torch's categorical KL, the sum over the actions p allows of
+    p (log p - log q) (inf where q forbids one of them), with ``torch.where`` in place of its two in-place
+    overwrites of the -inf - -inf entries, whose gradient ``torch.compile`` gets wrong (workaround 10)."""
+    allowed = p.probs > 0
+    log_ratio = torch.where(allowed, p.logits, 0.0) - torch.where(allowed, q.logits, 0.0)
+    t = torch.where(allowed, p.probs * log_ratio, 0.0)
+    return torch.where(allowed & (q.probs == 0), torch.inf, t).sum(-1)
+
+
 # ------------------------------------------------------------------------------------------------------
 # Heads
 # ------------------------------------------------------------------------------------------------------

@@ -69,8 +69,9 @@ class MemberObjective(nn.Module):
         adv = mb[keys.ADVANTAGE]  # [P, M, 1]
         if self.normalize_advantage and m > 1:
             adv = (adv - adv.mean((1, 2), keepdim=True)) / adv.std((1, 2), keepdim=True).clamp_min(ADVANTAGE_EPS)
-        x = self.agent.features(mb[keys.OBSERVATION])
-        params = self.agent.policy_head(x)
+        obs = mb[keys.OBSERVATION]  # [P, M, ...], or a Dict's TensorDict [P, M] of entries
+        x = self.agent.features(obs)
+        params = self.agent.params(obs, x)
         dist = self.agent.dist(params)
         log_prob = dist.log_prob(mb[keys.ACTION])  # [P, M]
         old = mb[keys.ACTION_LOG_PROB]

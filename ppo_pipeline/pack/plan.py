@@ -4,8 +4,9 @@ Runs share a pack when everything that shapes the computation is the same: the e
 wrappers' settings), the batch geometry (num_envs, num_steps, epochs, minibatch size), the network, the
 schedules and coefficients, the budget and the device. They may differ in the seed and in the objective
 with its own hyperparameter (``objective``, ``clip_epsilon``, ``kl_target``, ``kl_beta``: one member-wise
-objective covers them, :mod:`.objective`). Runs that cannot share are put in other packs; runs that
-cannot train in any pack (an LSTM, torchrl's collector) train alone, as packs of one.
+objective covers them, :mod:`.objective`). Any observation space a solo run takes packs: vectors, pixels and
+``Dict`` observations (its encoder stacked like any network, :mod:`.stacked`). Runs that cannot share are put in
+other packs; runs that cannot train in any pack (an LSTM, torchrl's collector) train alone, as packs of one.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ PER_RUN_FIELDS = (
 def why_solo(cfg: Config) -> str | None:
     """Why ``cfg``'s run cannot train in a pack (None when it can)."""
     if cfg.policy != "mlp":
-        return f"its policy is {cfg.policy} (packs stack feed-forward MLPs)"
+        return (
+            f"its policy is {cfg.policy}: packs stack feed-forward policies (MLPs, the Nature CNN, a Dict's encoder), "
+            "not a recurrent state carried per env nor whole-trajectory minibatches"
+        )
     if cfg.collector != "lean":
         return "it uses torchrl's collector (packs step their envs with their own)"
     if cfg.nproc_per_node * cfg.nodes > 1:
