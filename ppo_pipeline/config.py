@@ -308,7 +308,6 @@ def validate(cfg: Config) -> None:
         ranks = f"nproc_per_node={cfg.nproc_per_node}" + (f" x nodes={cfg.nodes} = {W} ranks" if cfg.nodes > 1 else "")
         need(cfg.num_envs >= W, f"{ranks}: more ranks than envs (num_envs={cfg.num_envs})")
         need(cfg.num_envs % W == 0, f"{ranks} does not divide num_envs={cfg.num_envs}")
-        need(cfg.policy == "mlp", f"{ranks} with policy={cfg.policy}: ranks take feed-forward policies (for now)")
         need(cfg.collector == "lean", f"{ranks} needs --collector lean (the ranks' collector)")
     if cfg.collector_workers > 1:
         need(

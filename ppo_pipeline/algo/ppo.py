@@ -100,8 +100,8 @@ class PPO:
         P = self.P = len(self.members)
         if P > 1 and stacking is None:
             raise ValueError("a pack of several members needs their stacking (ppo_pipeline.pack.STACKING)")
-        if ranks.many and (P > 1 or cfg.policy == "lstm" or cfg.collector != "lean"):
-            raise ValueError("a run over several ranks is one member (no pack), feed-forward, lean collector (for now)")
+        if ranks.many and (P > 1 or cfg.collector != "lean"):
+            raise ValueError("a run over several ranks is one member (no pack) with the lean collector (for now)")
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
         axis = None if P == 1 else P  # statistics per member (a member axis first) in a pack
         self.obs_norm = (
@@ -173,7 +173,13 @@ class PPO:
             self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
         else:  # whole trajectories for an LSTM
             if solo[0].recurrent:
-                self.sampler = SequenceSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0])
+                self.sampler = SequenceSampler(
+                    cfg.epochs,
+                    cfg.minibatch_size,
+                    self.sampler_generators[0],
+                    ranks,
+                    ranks.many and cfg.normalize_advantage,
+                )
             else:
                 self.sampler = MinibatchSampler(
                     cfg.epochs,

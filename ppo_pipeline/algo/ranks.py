@@ -174,9 +174,9 @@ def ranked_step(
     its n rows weighted n / M, then the gradients and the terms summed over the ranks (one all-reduce): the
     one-process minibatch's mean gradient and terms, on every rank. A rank that holds no row of the minibatch
     steps one row weighted 0 (the same graph, nothing added)."""
-    n, M = mb.batch_size[0], cfg.minibatch_size
+    n, M = mb.batch_size.numel(), cfg.minibatch_size  # rows (an LSTM's minibatch: whole trajectories [envs, T])
     if n == 0:
-        mb = batch.reshape(-1)[:1]
+        mb = batch[:1] if mb.batch_dims == 2 else batch.reshape(-1)[:1]
     terms = objective.step(mb)
     weight = n / M
     grads = [p.grad for p in params if p.grad is not None]

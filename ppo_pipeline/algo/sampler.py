@@ -57,29 +57,36 @@ class MinibatchSampler:
         (the same minibatches as indexing each one, with one TensorDict gather per epoch, not per minibatch)."""
         flat = batch.reshape(-1)
         if self.ranks.many:
-            yield from self._ranked(flat)
+            if (flat.shape[0] * self.ranks.world) % self.minibatch_size:
+                raise ValueError(
+                    f"minibatch_size={self.minibatch_size} does not divide the batch of {flat.shape[0] * self.ranks.world}"
+                )
+            yield from self._ranked(flat, self.minibatch_size)
             return
         for perm in self.permutations(flat.shape[0]):
             yield from flat[perm.to(flat.device)].split(self.minibatch_size)
 
-    def _ranked(self, flat: TensorDictBase) -> Iterator[TensorDictBase]:
-        n, M = flat.shape[0], self.minibatch_size
+    def _ranked(self, units: TensorDictBase, per: int) -> Iterator[TensorDictBase]:
+        """This rank's share of the minibatches: ``units`` [n, ...] its rows (or, for sequences, its envs), ``per``
+        units to a minibatch; each epoch the one-process permutation of the n W units of all ranks."""
+        n = units.shape[0]
         lo = self.ranks.rank * n
-        adv = flat["advantage"].reshape(n).double() if self.normalize_advantage else None
-        for perm in self.permutations(n * self.ranks.world):
-            k = len(perm) // M
+        adv = units["advantage"].reshape(n, -1).double() if self.normalize_advantage else None
+        for _ in range(self.epochs):
+            perm = torch.randperm(n * self.ranks.world, generator=self.generator)
+            k = len(perm) // per
             held = (perm >= lo) & (perm < lo + n)
-            rows, mbs = perm[held] - lo, (torch.arange(len(perm)) // M)[held]  # this rank's rows, their minibatch
+            mine, mbs = perm[held] - lo, (torch.arange(len(perm)) // per)[held]  # this rank's units, their minibatch
             if adv is not None:  # every minibatch's (n, sum, sum of squares) over all ranks: one all-reduce
-                x = adv[rows]
+                x = adv[mine]
                 stats = torch.zeros(3, k, dtype=torch.float64)
-                for i, v in enumerate((torch.ones_like(x), x, x * x)):
-                    stats[i].index_add_(0, mbs, v)
+                for i, v in enumerate((torch.full((len(mine),), float(x.shape[1])), x.sum(1), (x * x).sum(1))):
+                    stats[i].index_add_(0, mbs, v.to(torch.float64))
                 count, total, squares = self.ranks.sum_(stats)
                 mean = total / count
                 std = ((squares - count * mean**2) / (count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
-            for i, part in enumerate(rows.split(torch.bincount(mbs, minlength=k).tolist())):
-                mb = flat[part.to(flat.device)]
+            for i, part in enumerate(mine.split(torch.bincount(mbs, minlength=k).tolist())):
+                mb = units[part.to(units.device)]
                 if adv is not None and len(part):
                     a = mb["advantage"]
                     mb["advantage"] = ((a.double() - mean[i]) / std[i]).to(a.dtype)
@@ -91,12 +98,15 @@ class SequenceSampler(MinibatchSampler):
     ``ppo_atari_lstm.py`` does the same): each epoch permutes the N envs and yields [N * M / (N T), T] blocks, so
     the loss replays every sequence from its stored initial state over all T steps (truncated BPTT over T).
 
-    In: a TensorDict [N, T]. Out: TensorDicts [minibatch_size / T, T].
+    In: a TensorDict [N, T]. Out: TensorDicts [minibatch_size / T, T] (over W ranks: this rank's envs of each).
     """
 
     def __call__(self, batch: TensorDictBase) -> Iterator[TensorDictBase]:
         envs, steps = batch.batch_size[0], batch.batch_size[-1]
         per = max(self.minibatch_size // steps, 1)
+        if self.ranks.many:  # this rank's envs of each minibatch of whole trajectories
+            yield from self._ranked(batch, per)
+            return
         for _ in range(self.epochs):
             perm = torch.randperm(envs, generator=self.generator).to(batch.device)
             yield from batch[perm].split(per, dim=0)
