@@ -221,13 +221,19 @@ def _resume_plan(
         print(f"no checkpoint in {run_dir} yet (stopped during start-up): starting the run from the beginning")
     else:
         try:
-            checkpoint.load_for_run(resume_from, cfg.to_dict())
+            saved = checkpoint.load_for_run(resume_from, cfg.to_dict())["config"]
         except checkpoint.CheckpointError as e:
             intact = checkpoint.previous_intact(resume_from, cfg.to_dict())
             raise checkpoint.CheckpointError(
                 f"{e}; the previous one is intact: resume from it with --resume {intact}" if intact else str(e)
             ) from None
         checkpoint.discard_newer(resume_from)
+        was, now = saved.get("nproc_per_node", 1) * saved.get("nodes", 1), cfg.nproc_per_node * cfg.nodes
+        if was != now and os.environ.get("RANK", "0") == "0":
+            print(
+                f"resuming a run of {was} rank(s) with {now}: the same state, each rank taking its envs; not bit-exact "
+                f"(an update's sums are added in another order)"
+            )
     return cfg, resume_from
 
 

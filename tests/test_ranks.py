@@ -223,6 +223,8 @@ def test_two_ranks_from_the_recipe_are_the_one_process_run_and_resume(tmp_path):
     assert again.returncode == 0 and alone.returncode == 0, again.stderr[-2000:] + alone.stderr[-2000:]
     assert _metrics(run_dir, 19) == _metrics(d2, 19)  # exact: the uninterrupted 2-rank run, row for row
     assert (run_dir / "episodes.csv").read_text() == (d2 / "episodes.csv").read_text()
+    assert "resuming a run of 2 rank(s) with 1" in alone.stdout  # and it says it is not bit-exact
+    assert "resuming a run of" not in again.stdout
     final1 = _metrics(tmp_path / "cut1" / d1.name)[-1]
     assert final1.split(",")[:2] == _metrics(d2)[-1].split(",")[:2]  # 1 process continues to the budget
 
