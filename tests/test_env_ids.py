@@ -29,10 +29,12 @@ def test_own_env_class_trains_in_a_real_process(tmp_path):
 
 def test_env_module_registers_ids_before_resolution(tmp_path, capsys):
     """``--env-module custom_envs --env-id LineWalk-v0``: the module is imported first (also in async
-    env workers, which are fresh processes)."""
+    env workers, which are fresh processes). Two workers and one update, no evaluation: each spawned worker
+    costs seconds of imports, and one worker's import of the module is what is tested."""
     sys.modules.pop("custom_envs", None)
+    small = [*TINY_ARGS, "--num-envs", "2", "--total-steps", "64", "--eval-episodes", "0"]   # later options win
     assert launch.main(config.classic, "t", ["--env-module", "custom_envs", "--env-id", "LineWalk-v0",
-                                             "--vector-env", "async", *TINY_ARGS, "--run-dir", str(tmp_path)]) == 0
+                                             "--vector-env", "async", *small, "--run-dir", str(tmp_path)]) == 0
     assert (tmp_path / "LineWalk-v0__clip__s0" / rundir.SUMMARY).is_file()
 
 

@@ -112,6 +112,12 @@ ELSEWHERE: dict[str, list[str]] = {
     "python -m ppo_pipeline.sweep resume DIR":
         ["tests/test_slurm.py::test_sweep_preempt_resume_status", "tests/test_sweep.py::test_local_sweep_interrupted_then_resumed"],
     "python -m ppo_pipeline.sweep cancel DIR": ["tests/test_slurm.py::test_cancel_then_resume"],
+    # the pip-installable peer: its own venv (skipped where /tmp/sb3-venv is absent), then the bench beside it
+    'python3 -m venv /tmp/sb3-venv && /tmp/sb3-venv/bin/pip install torch==2.13.0 && /tmp/sb3-venv/bin/pip install '
+    'stable-baselines3 "gymnasium[mujoco]==1.4.0"': ["tests/test_bench_sb3.py::test_bench_beside_sb3"],
+    "python -m ppo_pipeline.bench --peer sb3 --peer-python /tmp/sb3-venv/bin/python --envs cartpole,hopper --repeat 3":
+        ["tests/test_bench_sb3.py::test_bench_beside_sb3",
+         "tests/test_bench_sb3.py::test_peer_hyperparameters_match_the_bench"],
 }
 
 

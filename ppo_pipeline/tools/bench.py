@@ -3,6 +3,8 @@
     python -m ppo_pipeline.bench                                  # ours only: CartPole, Hopper, Pong
     python -m ppo_pipeline.bench --peer-dir ../shared/peers/cleanrl --peer-python /tmp/peer-venv/bin/python \\
         --repeat 3                                                # CleanRL beside us, ratio of medians
+    python -m ppo_pipeline.bench --peer sb3 --peer-python /tmp/sb3-venv/bin/python --envs cartpole,hopper
+                                                                  # Stable-Baselines3 beside us (pip install)
     python -m ppo_pipeline.bench --envs hopper --steps hopper=20480   # a shorter workload
     python -m ppo_pipeline.bench --raw                            # raw env steps/s per backend
     python -m ppo_pipeline.bench --collectors                     # collection alone: ours vs torchrl's
@@ -30,6 +32,10 @@ and our checkpoints included, evaluation off (the peers do not evaluate). With `
 repeat runs the peer, then ours, one after the other, never at the same time; the table shows the
 median of the repeats and the ratio of the medians. No peer figure is stored anywhere: a ratio is only
 ever of two runs of the same session. Nothing here asserts a speed.
+
+``--peer sb3`` runs Stable-Baselines3's PPO instead (``peer_sb3.py``, by ``--peer-python``: a venv with
+``stable-baselines3``), on CartPole and Hopper with our side's hyperparameters rather than CleanRL's defaults
+(the same agent steps, envs x horizon, epochs, minibatches, step size and schedule, coefficients, network).
 """
 
 from __future__ import annotations
@@ -208,12 +214,18 @@ def run_ours(w: Workload, steps: int, tmp: Path, extra: list[str]) -> dict:
     }
 
 
-def run_peer(w: Workload, steps: int, peer_dir: Path, peer_python: str, tmp: Path) -> dict:
-    """One run of the peer's script (CleanRL) with its own defaults and the workload's budget."""
+def run_peer(w: Workload, steps: int, peer_dir: Path | None, peer_python: str, tmp: Path) -> dict:
+    """One run of the peer's script with the workload's budget: CleanRL's (in ``peer_dir``) with its own
+    defaults, or without ``peer_dir`` SB3's through ``peer_sb3.py`` with our side's hyperparameters."""
     cwd = tmp / f"peer-{w.key}-{time.monotonic_ns()}"
     cwd.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(peer_dir)}
-    wall = _timed([peer_python, str(peer_dir / w.peer_script), *w.peer_args, "--total-timesteps", str(steps)], cwd, env)
+    if peer_dir is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        script, args = Path(__file__).with_name("peer_sb3.py"), ["--workload", w.key]
+    else:
+        env = {**os.environ, "PYTHONPATH": str(peer_dir)}
+        script, args = peer_dir / w.peer_script, w.peer_args
+    wall = _timed([peer_python, str(script), *args, "--total-timesteps", str(steps)], cwd, env)
     return {"wall_s": wall, "sps": steps / wall}
 
 
@@ -303,9 +315,15 @@ def _median(runs: list[dict], key: str = "sps") -> float:
 
 
 def compare(
-    keys: list[str], steps: dict[str, int], repeat: int, peer_dir: Path | None, peer_python: str, extra: list[str]
+    keys: list[str],
+    steps: dict[str, int],
+    repeat: int,
+    peer: str,
+    peer_dir: Path | None,
+    peer_python: str,
+    extra: list[str],
 ) -> dict:
-    """Run the workloads (peer then ours, ``repeat`` times each) and print a row per workload."""
+    """Run the workloads (peer then ours, ``repeat`` times each; ``peer`` "" for none) and print a row per workload."""
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:
         for k in keys:
@@ -313,7 +331,7 @@ def compare(
             n = steps.get(k, w.steps)
             res: dict = {"steps": n, "ours": [], "peer": []}
             for i in range(repeat):
-                if peer_dir is not None:
+                if peer:
                     res["peer"].append(run_peer(w, n, peer_dir, peer_python, Path(tmp)))
                 res["ours"].append(run_ours(w, n, Path(tmp), extra))
                 peer = f"peer {res['peer'][-1]['sps']:.0f}, " if res["peer"] else ""
@@ -402,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         help="folder holding CleanRL's cleanrl/ppo.py, ppo_continuous_action.py, ppo_atari.py; without "
         "it only ours runs and no ratio is printed",
     )
+    p.add_argument(
+        "--peer",
+        choices=("cleanrl", "sb3"),
+        default="cleanrl",
+        help="cleanrl: CleanRL's scripts in --peer-dir, with their defaults; sb3: Stable-Baselines3's PPO "
+        "(peer_sb3.py, run by --peer-python) with our hyperparameters, cartpole and hopper",
+    )
     p.add_argument("--peer-python", default=sys.executable, help="the Python (venv) that runs the peer")
     p.add_argument("--ours", default="", help='extra options for our runs, e.g. "--env-backend envpool"')
     p.add_argument("--raw", action="store_true", help="only the raw env rate (random actions) per backend")
@@ -485,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--repeat {args.repeat}: must be >= 1")
     if not args.paths and "cheetah" in keys:
         p.error("--envs cheetah: no peer script runs it; it is a --paths workload")
+    if args.peer == "sb3":
+        from .peer_sb3 import HYPER
+
+        if args.peer_dir is not None or [k for k in keys if k not in HYPER]:
+            p.error(f"--peer sb3 runs --envs {','.join(HYPER)} and takes no --peer-dir (that is CleanRL's)")
     if args.peer_dir is not None:
         args.peer_dir = args.peer_dir.resolve()
         missing = [
@@ -515,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.raw:
         out["raw"] = raw_table(keys, args.raw_seconds)
     else:
-        out["results"] = compare(keys, steps, args.repeat, args.peer_dir, args.peer_python, args.ours.split())
+        peer = "sb3" if args.peer == "sb3" else "cleanrl" if args.peer_dir is not None else ""
+        out["peer"] = peer
+        out["results"] = compare(keys, steps, args.repeat, peer, args.peer_dir, args.peer_python, args.ours.split())
         print_table(out["results"], info)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
