@@ -59,6 +59,17 @@ def join(cfg: Config) -> Ranks:
     return Ranks.of_process_group(cfg.num_envs, cfg.device)
 
 
+def torch_threads(cfg: Config, ranks: Ranks) -> int:
+    """torch threads of this process: ``cfg.torch_threads``; 0 (one per free core) for the one process, and for a
+    rank its share of the node's cores (cores / ranks on the node), so that the ranks do not oversubscribe them."""
+    if cfg.torch_threads or not ranks.many:
+        return cfg.torch_threads
+    from ..threads import cores
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.nproc_per_node))
+    return max(1, cores() // max(local, 1))
+
+
 def leave() -> None:
     if in_rank():
         import torch.distributed as dist

@@ -71,7 +71,7 @@ class Trainer:
             rundir.write_config(m.run_path(), m)
         if self.pack_dir is not None:
             pack_files.write_pack_files(self.pack_dir, self.members)
-        self.threads = Threads(cfg.torch_threads)  # the cores free now, looked at again as it runs
+        self.threads = Threads(ranked.torch_threads(cfg, self.ranks))  # the cores free now (a rank: its share)
         checkpoint.seed_everything(cfg.seed)
         envs = make_vector_env(cfg, P * cfg.num_envs // self.ranks.world, pack=P > 1)
         try:

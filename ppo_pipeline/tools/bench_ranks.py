@@ -1,9 +1,10 @@
 """``python -m ppo_pipeline.bench --ranks 1,2``: one run as 1 process, then as W ranks (``--nproc-per-node W``).
 
 Per workload the same run (config, seed, agent steps) is trained once per W, each a fresh command as a user starts
-it, nothing else running; printed: total agent steps/s (wall clock, process start to exit), the speed-up over one
-process, and the share of rank 0's training time spent in collectives (all-reduces and gathers, the waits for the
-other ranks included: :attr:`ppo_pipeline.algo.ranks.Ranks.seconds`).
+it, nothing else running; printed: total agent steps/s (wall clock, process start to exit, start-up included) and
+over the steady state (from the end of the first update to the end of the last: ``metrics.csv``'s ``time_s``), the
+steady state's speed-up over one process, and the share of rank 0's training time spent in collectives
+(all-reduces and gathers, the waits for the other ranks included: :attr:`ppo_pipeline.algo.ranks.Ranks.seconds`).
 
 * ``hopper``: Hopper-v5, Table 3's preset with 8 gymnasium envs (in-process, one core steps them all)
 * ``humanoid``: HumanoidBulletEnv-v0, Table 4's preset (32 actors, Sec. 6.3) -- needs the ``bullet`` extra
@@ -29,10 +30,10 @@ WORKLOADS = {
     "hopper": (
         "mujoco.py",
         ["--env-id", "Hopper-v5", "--num-envs", "8", "--env-backend", "gymnasium", "--vector-env", "sync"],
-        8 * 2048 * 3,
+        8 * 2048 * 4,
     ),
-    "humanoid": ("humanoid.py", ["--env-id", "HumanoidBulletEnv-v0"], 32 * 512 * 2),
-    "pong": ("atari.py", ["--env-id", "ALE/Pong-v5", "--num-envs", "8", "--env-backend", "envpool"], 8 * 128 * 4),
+    "humanoid": ("humanoid.py", ["--env-id", "HumanoidBulletEnv-v0"], 32 * 512 * 4),
+    "pong": ("atari.py", ["--env-id", "ALE/Pong-v5", "--num-envs", "8", "--env-backend", "envpool"], 8 * 128 * 6),
 }
 COMMON = ["--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--checkpoint-every", "1000"]
 
@@ -61,11 +62,15 @@ def run_once(key: str, world: int, steps: int, tmp: Path, extra: Sequence[str] =
     if p.returncode != 0:
         raise SystemExit(f"error: the {key} run with {world} rank(s) failed: {p.stderr.strip()[-400:]}")
     summary = json.loads((run_dir / "bench" / "summary.json").read_text())
+    from .bench_pack import steady_rate
+
+    steps_steady, seconds = steady_rate(run_dir / "bench")
     timing = summary["timing_s"]
     busy = sum(v for k, v in timing.items() if k != "collectives")
     return {
         "wall_s": round(wall, 2),
         "sps": steps / wall,
+        "steady_sps": steps_steady / max(seconds, 1e-9),
         "steps": summary["total_steps"],
         "timing": timing,
         "collectives_share": timing.get("collectives", 0.0) / busy if busy else 0.0,
@@ -82,13 +87,13 @@ def run(keys: list[str], worlds: list[int], steps: dict[str, int], extra: Sequen
 
 
 def print_table(results: dict) -> None:
-    print(f"{'workload':10} {'ranks':>5} {'steps/s':>9} {'vs 1':>6} {'collectives':>12} {'wall s':>7}")
+    print(f"{'workload':10} {'ranks':>5} {'wall steps/s':>12} {'steady steps/s':>14} {'vs 1':>6} {'collectives':>12}")
     for key, rows in results.items():
-        base = rows.get("1", {}).get("sps")
+        base = rows.get("1", {}).get("steady_sps")
         for w, r in rows.items():
-            ratio = f"{r['sps'] / base:.2f}x" if base else "-"
+            ratio = f"{r['steady_sps'] / base:.2f}x" if base else "-"
             print(
-                f"{key:10} {w:>5} {r['sps']:9.0f} {ratio:>6} {100 * r['collectives_share']:11.1f}% {r['wall_s']:7.1f}"
+                f"{key:10} {w:>5} {r['sps']:12.0f} {r['steady_sps']:14.0f} {ratio:>6} {100 * r['collectives_share']:11.1f}%"
             )
 
 
