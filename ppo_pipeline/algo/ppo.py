@@ -171,23 +171,10 @@ class PPO:
             )
         if P > 1:
             self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
-        else:  # whole trajectories for an LSTM
-            if solo[0].recurrent:
-                self.sampler = SequenceSampler(
-                    cfg.epochs,
-                    cfg.minibatch_size,
-                    self.sampler_generators[0],
-                    ranks,
-                    ranks.many and cfg.normalize_advantage,
-                )
-            else:
-                self.sampler = MinibatchSampler(
-                    cfg.epochs,
-                    cfg.minibatch_size,
-                    self.sampler_generators[0],
-                    ranks,
-                    ranks.many and cfg.normalize_advantage,
-                )
+        else:  # whole trajectories for an LSTM; over ranks the sampler normalizes each minibatch's advantage
+            sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
+            normalize = ranks.many and cfg.normalize_advantage
+            self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], ranks, normalize)
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
