@@ -100,6 +100,12 @@ class Config:
     nodes: int = option(
         1, "nodes of one run over ranks (--launcher slurm, or torchrun on each node): ranks = nodes x nproc_per_node"
     )
+    rank_stats: str = option(
+        "step",
+        "over ranks, observation and reward statistics combined at every env step (step: exactly the one-process "
+        "run) or once per update (update: as baselines' MPI code; ranks then step without waiting for each other)",
+        choices=("step", "update"),
+    )
     dist_backend: str = option(
         "auto",
         "torch.distributed backend of the ranks: auto (nccl on CUDA, gloo on CPU), gloo or nccl",

@@ -288,3 +288,47 @@ def _is_rank(proc: Path, rank: int, parent: int) -> bool:
         return False
     ppid = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("PPid:")), -1)
     return ppid == parent and f"RANK={rank}".encode() in env
+
+
+def _stats_rank_main(rank: int, world: int, port: int, cfg, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ranks = Ranks(rank, world, cfg.num_envs, stats_every="update")
+        torch.set_num_threads(1)
+        checkpoint.seed_everything(cfg.seed)
+        envs = make_vector_env(cfg, ranks.envs.stop - ranks.envs.start)
+        ppo = PPO(cfg, envs, torch.device("cpu"), ranks=ranks)
+        ppo.collector.reset(env_seeds(cfg.seed, cfg.num_envs)[ranks.envs.start : ranks.envs.stop])
+        out = []
+        for u in range(1, UPDATES + 1):
+            ppo.update(u)
+            out.append({"params": [p.detach().clone() for p in ppo.params], "obs": ppo.obs_norm.state_dict(),
+                        "reward": {k: v for k, v in ppo.reward_scaler.state_dict().items() if k != "ret"}})
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
+        envs.close()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_statistics_combined_once_per_update_keep_the_ranks_alike(tmp_path):
+    """`--rank-stats update` (baselines' way, not exact): the ranks do not combine their statistics per step, yet
+    after each update every rank holds the same statistics and weights, and the statistics are those of all envs
+    (the one-process run's count)."""
+    import numpy as np
+
+    cfg = _cfg(tmp_path, "pendulum-normalized")
+    mp.start_processes(_stats_rank_main, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    one = params_after_updates(cfg, Ranks(0, 1, cfg.num_envs))
+    for u in range(UPDATES):
+        assert max_diff(r0[u]["params"], r1[u]["params"]) == 0.0
+        for key in ("mean", "var", "count"):
+            assert np.array_equal(r0[u]["obs"][key], r1[u]["obs"][key]) and np.array_equal(
+                r0[u]["reward"][key], r1[u]["reward"][key])
+    expected_count = 1e-4 + cfg.num_envs * (1 + cfg.num_steps * UPDATES)  # the reset's observations, then each step's
+    assert abs(r0[-1]["obs"]["count"] - expected_count) < 1e-6, r0[-1]["obs"]["count"]
+    assert 0 < max_diff(one[-1], r0[-1]["params"]) < 0.05  # close to the exact run, not equal

@@ -210,6 +210,10 @@ class Collector:
             policy_s += t1 - t0
             self.time_env += t2 - t1
         self.time_policy += policy_s
+        if self.ranks.per_update_stats:  # --rank-stats update: every rank's statistics combined once, here
+            for stats in (self.obs_norm, self.reward_scaler):
+                if stats is not None:
+                    stats.sync()
         reward, terminated, truncated = (torch.from_numpy(x).to(dev) for x in (reward_np, terminated_np, truncated_np))
         last_value = self.agent.state_value(obs_t, self._fresh_state())
         next_value = next_state_value(buf[keys.STATE_VALUE], last_value, final_value, terminated, truncated)

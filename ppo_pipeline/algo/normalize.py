@@ -38,6 +38,39 @@ def update_rms(rms: RunningMeanStd, x: np.ndarray, axis: int = 0, ranks: Ranks =
     rms.update_from_moments(mean, var, n)
 
 
+class PerUpdate:
+    """Running statistics over ranks combined once per update (``--rank-stats update``, as baselines' MPI code):
+    during an update each rank's statistics move with its own envs (no collective per step); :meth:`sync` then puts
+    every rank's at the update's start, moved by the moments of every rank's rows of the update (one all-gather),
+    so the ranks hold the same statistics again. Not the one-process run's: its statistics move at every step."""
+
+    def __init__(self, ranks: Ranks):
+        self.ranks = ranks
+        self.base: tuple[Any, Any, Any] | None = None
+        self.n, self.mean, self.m2 = 0, np.zeros(()), np.zeros(())
+
+    def update(self, rms: RunningMeanStd, x: np.ndarray, axis: int) -> None:
+        if self.base is None:
+            self.base = (np.copy(rms.mean), np.copy(rms.var), rms.count)
+        mean, var, n = x.mean(axis=axis).astype(np.float64), x.var(axis=axis).astype(np.float64), x.shape[axis]
+        if self.n == 0:
+            self.n, self.mean, self.m2 = n, mean, var * n
+        else:  # Chan et al.'s combination of this step's moments with the update's so far
+            total, delta = self.n + n, mean - self.mean
+            self.mean = self.mean + delta * n / total
+            self.m2 = self.m2 + var * n + delta**2 * self.n * n / total
+            self.n = total
+        update_rms(rms, x, axis)  # this rank's statistics move with its own envs until the sync
+
+    def sync(self, rms: RunningMeanStd) -> None:
+        if self.base is None:
+            return
+        mean, var, n = self.ranks.moments(self.mean, self.m2 / self.n, self.n)
+        rms.mean, rms.var, rms.count = self.base
+        rms.update_from_moments(mean, var, n)
+        self.base, self.n = None, 0
+
+
 class ObsNormalizer:
     """o' = clip((o - mean) / sqrt(var + eps), -clip, clip), statistics from gymnasium's RunningMeanStd.
 
@@ -52,13 +85,22 @@ class ObsNormalizer:
         self.members, self.ranks = members, ranks
         self.rms = RunningMeanStd(shape=tuple(shape) if members is None else (members, *shape))
         self.clip, self.eps, self.frozen = clip, eps, False
+        self.per_update = PerUpdate(ranks) if ranks.per_update_stats else None
 
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         axis = 0 if self.members is None else 1
         if update and not self.frozen:
-            update_rms(self.rms, obs, axis, self.ranks)
+            if self.per_update is not None:
+                self.per_update.update(self.rms, obs, axis)
+            else:
+                update_rms(self.rms, obs, axis, self.ranks)
         mean, var = (self.rms.mean, self.rms.var) if axis == 0 else (self.rms.mean[:, None], self.rms.var[:, None])
         return standardize(obs, mean, var, self.eps, self.clip).astype(np.float32)
+
+    def sync(self) -> None:
+        """Over ranks with ``--rank-stats update``: every rank's statistics combined (:class:`PerUpdate`)."""
+        if self.per_update is not None:
+            self.per_update.sync(self.rms)
 
     def frozen_copy(self) -> ObsNormalizer:
         shape = self.rms.mean.shape if self.members is None else self.rms.mean.shape[1:]
@@ -94,14 +136,23 @@ class RewardScaler:
         self.rms = RunningMeanStd(shape=() if members is None else (members,))
         self.ret = np.zeros(num_envs if members is None else (members, num_envs))
         self.gamma, self.clip, self.eps = gamma, clip, eps
+        self.per_update = PerUpdate(ranks) if ranks.per_update_stats else None
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         self.ret = self.ret * self.gamma + reward
-        update_rms(self.rms, self.ret, 0 if self.members is None else 1, self.ranks)
+        if self.per_update is not None:
+            self.per_update.update(self.rms, self.ret, 0)
+        else:
+            update_rms(self.rms, self.ret, 0 if self.members is None else 1, self.ranks)
         var = self.rms.var if self.members is None else self.rms.var[:, None]
         out = reward / np.sqrt(var + self.eps)
         self.ret[done] = 0.0
         return np.clip(out, -self.clip, self.clip)
+
+    def sync(self) -> None:
+        """Over ranks with ``--rank-stats update``: every rank's return statistics combined (:class:`PerUpdate`)."""
+        if self.per_update is not None:
+            self.per_update.sync(self.rms)
 
     def state_dict(self) -> dict:
         return {"mean": self.rms.mean, "var": self.rms.var, "count": self.rms.count, "ret": self.ret.copy()}
@@ -127,6 +178,10 @@ class DictObsNormalizer:
 
     def __call__(self, obs: dict[str, np.ndarray], update: bool = True) -> dict[str, np.ndarray]:
         return {k: self.norms[k](v, update) if k in self.norms else v for k, v in obs.items()}
+
+    def sync(self) -> None:
+        for n in self.norms.values():
+            n.sync()
 
     def frozen_copy(self) -> DictObsNormalizer:
         other = DictObsNormalizer(self._space, self.clip, self.eps, self.members)

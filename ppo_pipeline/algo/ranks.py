@@ -60,20 +60,33 @@ class Ranks:
     ``rank``, ``world``; :attr:`envs` (this rank's share of ``num_envs``); collectives on tensors of the run's
     device (gloo: CPU, nccl: CUDA)."""
 
-    def __init__(self, rank: int = 0, world: int = 1, num_envs: int = 1, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        rank: int = 0,
+        world: int = 1,
+        num_envs: int = 1,
+        device: torch.device | str = "cpu",
+        stats_every: str = "step",
+    ):
         if world > 1 and num_envs % world:
             raise ValueError(f"{world} ranks do not divide num_envs={num_envs}")
         self.rank, self.world, self.num_envs, self.device = rank, world, num_envs, torch.device(device)
         self.seconds = 0.0  # wall time this process spent in collectives (waiting for the other ranks included)
+        self.stats_every = stats_every  # "step" (exact) or "update": when the running statistics are combined
         per = num_envs // world
         self.envs = RowShare(rank * per, (rank + 1) * per, num_envs)
 
     @classmethod
-    def of_process_group(cls, num_envs: int, device: torch.device | str = "cpu") -> Ranks:
+    def of_process_group(cls, num_envs: int, device: torch.device | str = "cpu", stats_every: str = "step") -> Ranks:
         """This process's place in the initialized default process group."""
         import torch.distributed as dist
 
-        return cls(dist.get_rank(), dist.get_world_size(), num_envs, device)
+        return cls(dist.get_rank(), dist.get_world_size(), num_envs, device, stats_every)
+
+    @property
+    def per_update_stats(self) -> bool:
+        """Running statistics move with this rank's envs during an update and are combined at its end."""
+        return self.many and self.stats_every == "update"
 
     @property
     def many(self) -> bool:

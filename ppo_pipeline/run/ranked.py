@@ -56,7 +56,7 @@ def join(cfg: Config) -> Ranks:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=RANK_TIMEOUT_S))
-    return Ranks.of_process_group(cfg.num_envs, cfg.device)
+    return Ranks.of_process_group(cfg.num_envs, cfg.device, cfg.rank_stats)
 
 
 def torch_threads(cfg: Config, ranks: Ranks) -> int:
