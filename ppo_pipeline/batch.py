@@ -35,6 +35,8 @@ key                          shape            dtype      meaning (paper's symbol
                                                          truncation, 0 on termination)
 ``advantage``                [N, T, 1]        float32    A_t, GAE (Eq. 11)
 ``value_target``             [N, T, 1]        float32    V_t^targ = A_t + V(s_t) (Eq. 9's L^VF target)
+``row_weight``               [P, m]           float32    a pack's minibatch over W ranks: this rank's rows
+                                                         of it, 1 / M each (0: padding; the sampler's)
 ===========================  ===============  =========  =================================================
 """
 
@@ -50,6 +52,7 @@ TRUNCATED = "truncated"
 DONE = "done"
 ADVANTAGE = "advantage"
 VALUE_TARGET = "value_target"
+ROW_WEIGHT = "row_weight"
 FEATURES = "features"
 IS_INIT = "is_init"
 STATE_H = "recurrent_state_h"

@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -19,6 +20,7 @@ from ppo_pipeline.algo.ppo import PPO
 from ppo_pipeline.algo.ranks import Ranks, RowShare
 from ppo_pipeline.envs import make_vector_env
 from ppo_pipeline.envs.seeds import env_seeds
+from ppo_pipeline.pack import STACKING
 from ppo_pipeline.run import checkpoint
 
 UPDATES = 3
@@ -44,17 +46,24 @@ def _cfg(tmp, case):
 
 
 def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[list[torch.Tensor]]:
-    """The weights after each of UPDATES updates of ``cfg`` on this rank (its share of the envs)."""
+    """The weights after each of UPDATES updates of ``cfg`` (a list of configs: a pack of them) on this rank (its
+    share of the envs; of a pack, its share of each member's envs, member-major as the trainer holds them)."""
+    members = cfg if isinstance(cfg, list) else [cfg]
+    cfg = members[0]
     torch.set_num_threads(1)
     checkpoint.seed_everything(cfg.seed)
     share = ranks.envs
-    envs = make_vector_env(cfg, share.stop - share.start)
-    ppo = PPO(cfg, envs, torch.device(cfg.device), ranks=ranks)
-    seeds = env_seeds(cfg.seed, cfg.num_envs)
-    if mutant == "same-env-seeds":  # every rank seeds its envs as the first ones (baselines' make_mujoco_env)
-        seeds = seeds[: share.stop - share.start]
-    else:
-        seeds = seeds[share.start : share.stop]
+    P = len(members)
+    envs = make_vector_env(cfg, P * (share.stop - share.start), pack=P > 1)
+    ppo = PPO(members if P > 1 else cfg, envs, torch.device(cfg.device), stacking=STACKING if P > 1 else None,
+              ranks=ranks)
+    seeds = []
+    for m in members:
+        mine = env_seeds(m.seed, m.num_envs)
+        if mutant == "same-env-seeds":  # every rank seeds its envs as the first ones (baselines' make_mujoco_env)
+            seeds += mine[: share.stop - share.start]
+        else:
+            seeds += mine[share.start : share.stop]
     ppo.collector.reset(seeds)
     out = []
     for u in range(1, UPDATES + 1):
@@ -68,12 +77,13 @@ def _rank_main(rank: int, world: int, port: int, cfg, mutant, out_path: str) -> 
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    nccl = cfg.dist_backend == "nccl"
+    first = cfg[0] if isinstance(cfg, list) else cfg  # a pack: its members' configs
+    nccl = first.dist_backend == "nccl"
     if nccl:
         torch.cuda.set_device(0)  # the ranks share the one GPU
     dist.init_process_group("nccl" if nccl else "gloo", rank=rank, world_size=world)
     try:
-        ranks = Ranks(rank, world, cfg.num_envs, cfg.device)
+        ranks = Ranks(rank, world, first.num_envs, first.device)
         if mutant:
             _apply_mutant(mutant, ranks)
         result = params_after_updates(cfg, ranks, mutant)
@@ -94,8 +104,8 @@ def _apply_mutant(mutant: str, ranks: Ranks) -> None:
     elif mutant == "per-rank-advantage-normalization":
         original = Ranks.sum_
 
-        def local_moments(self, x):
-            return x if x.dim() == 2 and x.shape[0] == 3 else original(self, x)
+        def local_moments(self, x):  # the sampler's (n, sum, sum of squares) [3, P, minibatches]
+            return x if x.dtype == torch.float64 and x.shape[0] == 3 else original(self, x)
 
         Ranks.sum_ = local_moments
     elif mutant == "per-rank-observation-statistics":
@@ -142,6 +152,35 @@ def test_mutants_are_caught(tmp_path, mutant, case):
     cfg = _cfg(tmp_path, case)
     one = params_after_updates(cfg, Ranks(0, 1, cfg.num_envs))
     two = run_ranks(cfg, 2, tmp_path, mutant)
+    assert max(max_diff(one[u], two[u]) for u in range(UPDATES)) > 1e-4, mutant
+
+
+def _pack(tmp_path, case):
+    """A pack of two members of ``case`` (seeds 0 and 1; of Pendulum, the second a KL-adaptive one)."""
+    cfg = _cfg(tmp_path, case)
+    other = {"objective": "kl_adaptive"} if case == "pendulum-normalized" else {}
+    return [cfg, helpers.replace(cfg, seed=1, **other)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["cartpole", "pendulum-normalized"])
+def test_a_pack_over_two_ranks_is_the_one_process_pack(tmp_path, case):
+    """Each rank steps its share of every member's envs; per member: the minibatch's advantage moments, the
+    observation and reward statistics, the mean KL over all ranks; the pack's gradients summed over the ranks."""
+    pack = _pack(tmp_path, case)
+    one = params_after_updates(pack, Ranks(0, 1, pack[0].num_envs))
+    two = run_ranks(pack, 2, tmp_path)
+    for u in range(UPDATES):
+        assert max_diff(one[u], two[u]) < 1e-5, (u + 1, max_diff(one[u], two[u]))
+    assert max_diff(one[0], one[-1]) > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", ["per-rank-advantage-normalization", "same-env-seeds"])
+def test_a_pack_over_ranks_mutant_is_caught(tmp_path, mutant):
+    pack = _pack(tmp_path, "cartpole")
+    one = params_after_updates(pack, Ranks(0, 1, pack[0].num_envs))
+    two = run_ranks(pack, 2, tmp_path, mutant)
     assert max(max_diff(one[u], two[u]) for u in range(UPDATES)) > 1e-4, mutant
 
 

@@ -161,8 +161,8 @@ class Collector:
         clock = time.perf_counter
         t_start = clock()
         noise = self.agent.rollout_noise(T, self.E * self.ranks.world, self.generators)  # [T, N, A] (Gaussian)
-        if noise is not None and self.rows is not None:
-            noise = self.rows.take(noise, 1)  # this rank's envs of the one-process run's draws
+        if noise is not None and self.rows is not None:  # each member's envs of this rank, of the one-process draws
+            noise = self.rows.take(noise.unflatten(1, (self.P, -1)), 2).flatten(1, 2)
         policy_s = clock() - t_start
         for t in range(T):
             t0 = clock()

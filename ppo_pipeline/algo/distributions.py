@@ -332,11 +332,17 @@ def sample(
     elif noise is not None:
         assert isinstance(head, GaussianHead)  # noise drawn ahead is a Gaussian's (gaussian_noise)
         action = head.draw(params, noise=noise)
-    elif rows is not None:
-        action = rows.take(head.draw({k: rows.pad(v) for k, v in params.items()}, generator))
     else:
-        action = head.draw(params, generator)
+        action = draw(head, params, generator, rows)
     return action, build(head, params).log_prob(action)
+
+
+def draw(head: Head, params: Params, generator: torch.Generator | None = None, rows: Any = None) -> torch.Tensor:
+    """The head's draw from ``generator``; with ``rows`` (:func:`sample`'s) the one-process run's draw for all envs,
+    these rows kept."""
+    if rows is None:
+        return head.draw(params, generator)
+    return rows.take(head.draw({k: rows.pad(v) for k, v in params.items()}, generator))
 
 
 def gaussian_noise(

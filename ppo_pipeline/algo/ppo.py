@@ -28,7 +28,8 @@ objects at every P.
 
 **W ranks, one run.** Over W processes (``ranks``, :mod:`.ranks`) each rank holds E / W of the envs and the same
 objects; the collector, the normalizers and the sampler take the rank's share, and :meth:`PPO.learn` sums each
-minibatch's gradient over the ranks before the clip and the Adam step (:func:`.ranks.ranked_step`).
+minibatch's gradient over the ranks before the clip and the Adam step (:func:`.ranks.ranked_step`). A pack over
+W ranks is the same: each rank holds E / W of every member's envs ([P x E / W, T]), statistics per member.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ class PPO:
         P = self.P = len(self.members)
         if P > 1 and stacking is None:
             raise ValueError("a pack of several members needs their stacking (ppo_pipeline.pack.STACKING)")
-        if ranks.many and (P > 1 or cfg.collector != "lean"):
-            raise ValueError("a run over several ranks is one member (no pack) with the lean collector (for now)")
+        if ranks.many and cfg.collector != "lean":
+            raise ValueError("a run over several ranks steps its envs with the lean collector")
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
         axis = None if P == 1 else P  # statistics per member (a member axis first) in a pack
         self.obs_norm = (
@@ -125,14 +126,15 @@ class PPO:
         self.adam = MemberAdam(
             self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm, compile=compile_it and P > 1
         )
-        if P == 1:  # over ranks, the advantage is normalized over the whole minibatch before the loss (learn)
-            loss_cfg = dataclasses.replace(cfg, normalize_advantage=False) if ranks.many else cfg
+        # over ranks, the sampler normalizes the advantage over the whole minibatch, not the loss
+        loss_cfgs = [dataclasses.replace(m, normalize_advantage=False) if ranks.many else m for m in self.members]
+        if P == 1:
             self.objective: Any = TorchRLObjective(
-                loss_cfg, self.agent, compile=compile_it, before_retry=self.adam.zero_grad
+                loss_cfgs[0], self.agent, compile=compile_it, before_retry=self.adam.zero_grad
             )
         else:
             self.objective = self._stacking().objective(
-                self.agent, self.members, compile=compile_it, before_retry=self.adam.zero_grad
+                self.agent, loss_cfgs, compile=compile_it, before_retry=self.adam.zero_grad
             )
         self.gae = make_gae(cfg).to(device)
         self.lr = [step_size(m) for m in self.members]  # Table 5: x alpha; Table 4: adapted to the KL
@@ -169,11 +171,11 @@ class PPO:
                 collect_threads=PACK_COLLECT_THREADS if P > 1 else None,
                 ranks=ranks,
             )
+        normalize = ranks.many and cfg.normalize_advantage  # over ranks the sampler normalizes each minibatch's
         if P > 1:
-            self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators)
-        else:  # whole trajectories for an LSTM; over ranks the sampler normalizes each minibatch's advantage
+            self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators, ranks, normalize)
+        else:  # whole trajectories for an LSTM
             sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
-            normalize = ranks.many and cfg.normalize_advantage
             self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], ranks, normalize)
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)

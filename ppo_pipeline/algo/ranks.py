@@ -19,6 +19,10 @@ gradient                               local sum over its rows / M, all-reduced 
 mean KL, explained variance, terms     all-reduced sums
 =====================================  =================================================================
 
+A pack of P members (:mod:`ppo_pipeline.pack`) over W ranks is split the same way: rank r holds envs
+``r E/W .. (r+1) E/W - 1`` of every member, and each row above is per member (its generator, its permutation,
+its statistics and moments, its mean KL: a leading member axis on what is combined).
+
 Weights never travel after the start: identical gradients and identical Adam steps keep the replicas equal
 (:meth:`Ranks.check_same` compares them, as baselines' ``MpiAdam`` does every so often). Exact means equal to
 float tolerance: the sums of the one-process run are split and added in another order.
@@ -33,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .. import batch as keys
 
 
 @dataclass(frozen=True)
@@ -186,18 +192,23 @@ def ranked_step(
     already normalized over the whole minibatch by :class:`~.sampler.MinibatchSampler`): the loss's gradient over
     its n rows weighted n / M, then the gradients and the terms summed over the ranks (one all-reduce): the
     one-process minibatch's mean gradient and terms, on every rank. A rank that holds no row of the minibatch
-    steps one row weighted 0 (the same graph, nothing added)."""
+    steps one row weighted 0 (the same graph, nothing added). A pack's minibatch [P, m] carries its rows' weights
+    (``row_weight``: :class:`~.sampler.MemberSampler`), its terms [P] already the weighted sums."""
     n, M = mb.batch_size.numel(), cfg.minibatch_size  # rows (an LSTM's minibatch: whole trajectories [envs, T])
     if n == 0:
         mb = batch[:1] if mb.batch_dims == 2 else batch.reshape(-1)[:1]
     terms = objective.step(mb)
-    weight = n / M
+    weight = 1.0 if keys.ROW_WEIGHT in mb.keys() else n / M  # a pack's minibatch weighs its rows itself
     grads = [p.grad for p in params if p.grad is not None]
     names = sorted(terms)
     flat = torch.cat([g.reshape(-1) for g in grads] + [terms[k].reshape(-1).to(grads[0].dtype) for k in names])
     ranks.sum_(flat.mul_(weight))
+    out = {}
     i = 0
     for g in grads:
         g.copy_(flat[i : i + g.numel()].view_as(g))
         i += g.numel()
-    return {k: flat[i + j : i + j + 1].clone() for j, k in enumerate(names)}
+    for k in names:  # a term per member (a pack's [P]), or the solo run's one
+        out[k] = flat[i : i + terms[k].numel()].clone()
+        i += terms[k].numel()
+    return out

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from tensordict import TensorDictBase
 
+from .. import batch as keys
 from .ranks import ONE, Ranks
 
 
@@ -70,27 +71,42 @@ class MinibatchSampler:
         """This rank's share of the minibatches: ``units`` [n, ...] its rows (or, for sequences, its envs), ``per``
         units to a minibatch; each epoch the one-process permutation of the n W units of all ranks."""
         n = units.shape[0]
-        lo = self.ranks.rank * n
-        adv = units["advantage"].reshape(n, -1).double() if self.normalize_advantage else None
+        adv = units["advantage"].reshape(1, n, -1).double() if self.normalize_advantage else None
         for _ in range(self.epochs):
-            perm = torch.randperm(n * self.ranks.world, generator=self.generator)
-            k = len(perm) // per
-            held = (perm >= lo) & (perm < lo + n)
-            mine, mbs = perm[held] - lo, (torch.arange(len(perm)) // per)[held]  # this rank's units, their minibatch
-            if adv is not None:  # every minibatch's (n, sum, sum of squares) over all ranks: one all-reduce
-                x = adv[mine]
-                stats = torch.zeros(3, k, dtype=torch.float64)
-                for i, v in enumerate((torch.full((len(mine),), float(x.shape[1])), x.sum(1), (x * x).sum(1))):
-                    stats[i].index_add_(0, mbs, v.to(torch.float64))
-                count, total, squares = self.ranks.sum_(stats)
-                mean = total / count
-                std = ((squares - count * mean**2) / (count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
+            mine, mbs = held_rows(torch.randperm(n * self.ranks.world, generator=self.generator), self.ranks, n, per)
+            k = n * self.ranks.world // per
+            mean, std = minibatch_moments(self.ranks, adv, [mine], [mbs], k) if adv is not None else (None, None)
             for i, part in enumerate(mine.split(torch.bincount(mbs, minlength=k).tolist())):
                 mb = units[part.to(units.device)]
-                if adv is not None and len(part):
+                if mean is not None and std is not None and len(part):
                     a = mb["advantage"]
-                    mb["advantage"] = ((a.double() - mean[i]) / std[i]).to(a.dtype)
+                    mb["advantage"] = ((a.double() - mean[0, i]) / std[0, i]).to(a.dtype)
                 yield mb
+
+
+def held_rows(perm: torch.Tensor, ranks: Ranks, n: int, per: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of the one-process permutation ``perm`` of the n W rows of all ranks (rank r's rows ``r n .. (r+1) n - 1``,
+    ``per`` to a minibatch): the rows this rank holds (its indices, in the permutation's order) and their
+    minibatch."""
+    lo = ranks.rank * n
+    held = (perm >= lo) & (perm < lo + n)
+    return perm[held] - lo, (torch.arange(len(perm)) // per)[held]
+
+
+def minibatch_moments(
+    ranks: Ranks, adv: torch.Tensor, mine: Sequence[torch.Tensor], mbs: Sequence[torch.Tensor], k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std [P, k] of the advantage of each member's k minibatches over all ranks (``adv`` [P, n, d] this
+    rank's rows, float64; ``mine[p]``, ``mbs[p]``: :func:`held_rows` of member p): every (member, minibatch)'s
+    (n, sum, sum of squares) all-reduced at once; the std unbiased and clamped at 1e-6, as torchrl's loss."""
+    stats = torch.zeros(3, len(mine), k, dtype=torch.float64)
+    for p, (rows, mb) in enumerate(zip(mine, mbs)):
+        x = adv[p][rows]
+        for i, v in enumerate((torch.full((len(rows),), float(x.shape[1])), x.sum(1), (x * x).sum(1))):
+            stats[i, p].index_add_(0, mb, v.to(torch.float64))
+    count, total, squares = ranks.sum_(stats)
+    mean = total / count
+    return mean, ((squares - count * mean**2) / (count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
 
 
 class SequenceSampler(MinibatchSampler):
@@ -118,16 +134,59 @@ class MemberSampler:
     minibatches do not depend on P.
 
     In: a TensorDict [P, E, T]. Out: TensorDicts [P, minibatch_size].
+
+    Over W ranks (``ranks``; the batch this rank's [P, E / W, T] share): each member's one-process permutation, and
+    of each minibatch the rows this rank holds of every member, as :class:`MinibatchSampler` takes them; their
+    number differs from member to member, so each member's are padded to the most held (with its first row) and
+    the minibatch [P, m] carries ``row_weight`` [P, m]: 1 / M for a held row, 0 for a pad (the objective's sums
+    over the ranks are then the one-process means); with ``normalize_advantage`` the advantage standardized over
+    each member's whole minibatch (:func:`minibatch_moments`).
     """
 
-    def __init__(self, epochs: int, minibatch_size: int, generators: Sequence[torch.Generator]):
+    def __init__(
+        self,
+        epochs: int,
+        minibatch_size: int,
+        generators: Sequence[torch.Generator],
+        ranks: Ranks = ONE,
+        normalize_advantage: bool = False,
+    ):
         self.epochs, self.minibatch_size, self.generators = epochs, minibatch_size, generators
+        self.ranks, self.normalize_advantage = ranks, normalize_advantage
 
     def __call__(self, batch: TensorDictBase) -> Iterator[TensorDictBase]:
         p = batch.batch_size[0]
         flat = batch.reshape(p, -1)
         n = flat.batch_size[1]
+        if self.ranks.many:
+            yield from self._ranked(flat)
+            return
         rows = torch.arange(p, device=flat.device).unsqueeze(1)
         for _ in range(self.epochs):
             perm = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(flat.device)
             yield from flat[rows, perm].split(self.minibatch_size, dim=1)
+
+    def _ranked(self, flat: TensorDictBase) -> Iterator[TensorDictBase]:
+        P, n = flat.batch_size
+        M, total = self.minibatch_size, n * self.ranks.world
+        if total % M:
+            raise ValueError(f"minibatch_size={M} does not divide the batch of {total}")
+        k = total // M
+        adv = flat[keys.ADVANTAGE].reshape(P, n, -1).double() if self.normalize_advantage else None
+        members = torch.arange(P, device=flat.device).unsqueeze(1)
+        for _ in range(self.epochs):
+            held = [held_rows(torch.randperm(total, generator=g), self.ranks, n, M) for g in self.generators]
+            mine, mbs = [h[0] for h in held], [h[1] for h in held]
+            mean, std = minibatch_moments(self.ranks, adv, mine, mbs, k) if adv is not None else (None, None)
+            parts = [r.split(torch.bincount(b, minlength=k).tolist()) for r, b in zip(mine, mbs)]
+            for i in range(k):
+                rows = [part[i] for part in parts]
+                m = max(1, *(len(r) for r in rows))
+                index = torch.stack([torch.cat([r, r.new_zeros(m - len(r))]) for r in rows]).to(flat.device)
+                mb = flat[members, index]
+                weight = torch.stack([(torch.arange(m) < len(r)).float() / M for r in rows])
+                mb[keys.ROW_WEIGHT] = weight.to(flat.device)
+                if mean is not None and std is not None:
+                    a = mb[keys.ADVANTAGE]
+                    mb[keys.ADVANTAGE] = ((a.double() - mean[:, i, None, None]) / std[:, i, None, None]).to(a.dtype)
+                yield mb

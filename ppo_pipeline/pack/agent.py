@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -84,12 +84,13 @@ class PackAgent(nn.Module):
         state: None = None,
         generators: Sequence[torch.Generator | None] | None = None,
         noise: torch.Tensor | None = None,
+        rows: Any = None,
     ) -> dict[str, torch.Tensor]:
         """The solo :meth:`Agent.act <ppo_pipeline.algo.policy.Agent.act>` of every member on its own envs: obs
         [P x E, *obs] (member-major; a ``Dict`` space's: a TensorDict [P x E] of its entries) -> ``action``
         [P x E(, A)], ``action_log_prob`` [P x E], ``state_value`` [P x E, 1] and the parameters. Member p samples
         with ``generators[p]``, or from ``noise`` [P x E, A] (this step's slice of :meth:`rollout_noise`), or takes
-        the mode."""
+        the mode. ``rows``: this rank's envs of each member's over W ranks (:func:`~ppo_pipeline.algo.distributions.draw`)."""
         obs = self._members(obs)
         x = self.features(obs)
         params = self.params(obs, x)
@@ -101,7 +102,7 @@ class PackAgent(nn.Module):
         else:
             action = torch.stack(
                 [
-                    self.policy_head.draw({k: v[p] for k, v in params.items()}, g)
+                    distributions.draw(self.policy_head, {k: v[p] for k, v in params.items()}, g, rows)
                     for p, g in enumerate(generators or [None] * self.members)
                 ]
             )

@@ -63,9 +63,16 @@ class MemberObjective(nn.Module):
         self.members = len(members)
         self._step = compiling.MaybeCompiled(self._loss_step, compile, "pack update", before_retry=before_retry)
 
-    def forward(self, mb: TensorDictBase, alpha: float | torch.Tensor = 1.0) -> TensorDict:
-        """``alpha`` scales epsilon (Table 5's schedule)."""
+    def forward(
+        self, mb: TensorDictBase, alpha: float | torch.Tensor = 1.0, weight: torch.Tensor | None = None
+    ) -> TensorDict:
+        """``alpha`` scales epsilon (Table 5's schedule). ``weight`` [P, M] (a rank's share of a minibatch over W
+        ranks: :class:`~ppo_pipeline.algo.sampler.MemberSampler`): each term the rows' weighted sum, not their mean."""
         p, m = mb.batch_size
+
+        def mean(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+            return x.mean(dims) if weight is None else (x * weight.view(p, m, *[1] * (x.dim() - 2))).sum(dims)
+
         adv = mb[keys.ADVANTAGE]  # [P, M, 1]
         if self.normalize_advantage and m > 1:
             adv = (adv - adv.mean((1, 2), keepdim=True)) / adv.std((1, 2), keepdim=True).clamp_min(ADVANTAGE_EPS)
@@ -92,13 +99,13 @@ class MemberObjective(nn.Module):
             value_clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
             value_loss = torch.maximum(value_loss, (target - value_clipped).pow(2))
         out = {
-            "loss_objective": objective.mean((1, 2)),
-            "loss_critic": self.value_coef * value_loss.mean((1, 2)),
-            "loss_entropy": -self.entropy_coef * entropy.mean(1),
-            "entropy": entropy.detach().mean(1),
-            "kl_approx": (old - log_prob).detach().mean(1),
-            "clip_fraction": (clipped != log_weight).to(log_weight.dtype).mean((1, 2)).detach(),
-            "kl": kl.detach().mean((1, 2)),
+            "loss_objective": mean(objective, (1, 2)),
+            "loss_critic": self.value_coef * mean(value_loss, (1, 2)),
+            "loss_entropy": -self.entropy_coef * mean(entropy, (1,)),
+            "entropy": mean(entropy.detach(), (1,)),
+            "kl_approx": mean((old - log_prob).detach(), (1,)),
+            "clip_fraction": mean((clipped != log_weight).to(log_weight.dtype), (1, 2)).detach(),
+            "kl": mean(kl.detach(), (1, 2)),
         }
         total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
         out["loss"] = torch.where(self.alive, total, torch.zeros_like(total)).sum()
@@ -106,8 +113,8 @@ class MemberObjective(nn.Module):
         return TensorDict(out, [])
 
     # --- the objective stage's interface (as ppo_pipeline.algo.objectives.TorchRLObjective's) ------------------
-    def _loss_step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
-        out = self(mb)
+    def _loss_step(self, mb: TensorDictBase, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = self(mb, weight=weight)
         out["loss"].backward()
         return {
             "policy_loss": out["loss_objective"].detach(),
@@ -120,8 +127,8 @@ class MemberObjective(nn.Module):
 
     def step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
         """mb [P, M] -> the members' terms [P] (``loss``: each member's Eq. 9 total), after the backward of their
-        sum over the live members."""
-        return self._step(mb)
+        sum over the live members (a minibatch with ``row_weight``: its weighted sums, see :meth:`forward`)."""
+        return self._step(mb, mb[keys.ROW_WEIGHT] if keys.ROW_WEIGHT in mb.keys() else None)
 
     @torch.no_grad()
     def mean_kl(self, batch: TensorDictBase) -> torch.Tensor:
