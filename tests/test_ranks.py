@@ -371,3 +371,56 @@ def test_statistics_combined_once_per_update_keep_the_ranks_alike(tmp_path):
     expected_count = 1e-4 + cfg.num_envs * (1 + cfg.num_steps * UPDATES)  # the reset's observations, then each step's
     assert abs(r0[-1]["obs"]["count"] - expected_count) < 1e-6, r0[-1]["obs"]["count"]
     assert 0 < max_diff(one[-1], r0[-1]["params"]) < 0.05  # close to the exact run, not equal
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A pack over ranks through the trainer: each member's directory as the one-process pack writes it
+# --------------------------------------------------------------------------------------------------------------
+def _pack_members(tmp_path, where: str) -> list:
+    cfg = _cfg(tmp_path, "cartpole")
+    cfg = helpers.replace(cfg, run_dir=str(tmp_path / where), nproc_per_node=2, total_steps=4 * 32 * 4,
+                          checkpoint_every=1)
+    return [cfg, helpers.replace(cfg, seed=1)]
+
+
+def _train_pack(members, pack_dir, stop_after=None, resume=False) -> None:
+    from ppo_pipeline.run import ranked
+    from ppo_pipeline.run.trainer import Trainer
+    from ppo_pipeline.run.training_state import pack_resume_points
+
+    points = pack_resume_points(pack_dir, members) if resume else None
+    assert points or not resume, "no checkpoint marked to resume from"  # (each rank reads pack.json)
+    try:
+        Trainer(members, pack_dir=pack_dir).train(points[0] if points else None, stop_after=stop_after)
+    finally:
+        ranked.leave()
+
+
+def _pack_rank_main(rank: int, world: int, port: int, members, pack_dir, stop_after, resume) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    _train_pack(members, pack_dir, stop_after, resume)
+
+
+def _pack_over_ranks(members, pack_dir, stop_after=None, resume=False) -> None:
+    mp.start_processes(_pack_rank_main, args=(2, _free_port(), members, pack_dir, stop_after, resume), nprocs=2,
+                       start_method="spawn")
+
+
+@pytest.mark.slow
+def test_a_pack_over_ranks_trainer_writes_the_one_process_packs_members_and_resumes(tmp_path):
+    """Each member's metrics (first columns) and episodes (every rank's, merged) as the one-process pack writes
+    them; stopped after 2 updates and resumed over 2 ranks (each rank its rows of every member's checkpoint: the
+    observations, the envs' snapshots), it ends as the uninterrupted one."""
+    one, two, cut = (_pack_members(tmp_path, w) for w in ("one", "two", "cut"))
+    _train_pack(one, tmp_path / "one" / "pack")
+    _pack_over_ranks(two, tmp_path / "two" / "pack")
+    _pack_over_ranks(cut, tmp_path / "cut" / "pack", stop_after=2)
+    assert len(_metrics(cut[0].run_path())) == 3  # header + 2 updates
+    _pack_over_ranks(cut, tmp_path / "cut" / "pack", resume=True)
+    for m1, m2, m3 in zip(one, two, cut):
+        assert _metrics(m1.run_path(), 7) == _metrics(m2.run_path(), 7) == _metrics(m3.run_path(), 7)
+        assert len(_metrics(m1.run_path())) == 5
+        episodes = (m1.run_path() / "episodes.csv").read_text()
+        assert episodes.count("\n") > 5
+        assert episodes == (m2.run_path() / "episodes.csv").read_text() == (m3.run_path() / "episodes.csv").read_text()

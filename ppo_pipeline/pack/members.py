@@ -24,16 +24,21 @@ PACK_FORMAT = "ppo-pipeline/pack/v2"
 
 
 def write_pack_files(pack_dir: Path, members: Sequence[Config]) -> None:
-    """``pack.json`` (members, their directories relative to the pack's) and each member's ``member.json``."""
+    """``pack.json`` (members, their directories relative to the pack's) and each member's ``member.json``; the
+    checkpoint mark and failed members of a ``pack.json`` of the same members are kept (the ranks of a pack over
+    ranks read it to resume while rank 0 writes it)."""
     pack_dir.mkdir(parents=True, exist_ok=True)
+    names = [m.run_name() for m in members]
+    before = read_pack(pack_dir)
+    kept = before if before.get("members") == names else {}
     rundir.write_json(
         pack_dir / PACK,
         {
             "format": PACK_FORMAT,
-            "members": [m.run_name() for m in members],
+            "members": names,
             "run_dirs": [_rel(m.run_path(), pack_dir) for m in members],
-            "checkpoint": None,
-            "failed": {},
+            "checkpoint": kept.get("checkpoint"),
+            "failed": kept.get("failed") or {},
         },
     )
     for p, m in enumerate(members):

@@ -42,11 +42,6 @@ def why_solo(cfg: Config) -> str | None:
         )
     if cfg.collector != "lean":
         return "it uses torchrl's collector (packs step their envs with their own)"
-    if cfg.nproc_per_node * cfg.nodes > 1:
-        return (
-            "it runs over several ranks (PPO trains a pack over ranks, but a sweep's pack job is one process: "
-            "a run over ranks trains alone)"
-        )
     if cfg.capture_video:
         return "--capture-video records a solo run's evaluation"
     if cfg.lr_schedule != "alpha" or cfg.log_std != "learned":

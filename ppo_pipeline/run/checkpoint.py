@@ -193,10 +193,10 @@ def snapshot_envs(envs: gym.vector.VectorEnv, start: int = 0, stop: int | None =
     return {"envs": blob, "sims": [_sim_state(e.unwrapped) for e in sub]}
 
 
-def restore_envs(snapshots: list[Any], rows: Any = None) -> gym.vector.VectorEnv:
+def restore_envs(snapshots: list[Any], rows: Any = None, members: int = 1) -> gym.vector.VectorEnv:
     """Inverse of :func:`snapshot_envs`: one vector env of the snapshots' envs, in order (checkpoints of earlier
     versions: a pickled vector env, or its bytes); ``rows`` (a rank's :class:`~ppo_pipeline.algo.ranks.RowShare`):
-    of those envs, these rows alone."""
+    of each of the ``members``' envs (member-major), these rows alone."""
     sub: list[gym.Env] = []
     for snapshot in snapshots:
         if isinstance(snapshot, bytes):  # checkpoints written before the simulator state was kept
@@ -211,9 +211,11 @@ def restore_envs(snapshots: list[Any], rows: Any = None) -> gym.vector.VectorEnv
             _set_sim_state(env.unwrapped, state)
         sub.extend(restored)
     if rows is not None:
-        for env in sub[: rows.start] + sub[rows.stop :]:
-            env.close()
-        sub = sub[rows.start : rows.stop]
+        per = len(sub) // members
+        keep = [i for i in range(len(sub)) if rows.start <= i % per < rows.stop]
+        for i in sorted(set(range(len(sub))) - set(keep)):
+            sub[i].close()
+        sub = [sub[i] for i in keep]
     return gym.vector.SyncVectorEnv([_given(e) for e in sub], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 

@@ -69,7 +69,7 @@ class Trainer:
         for m in self.members if self.ranks.lead else ():  # first: from here on each folder is a run --resume takes
             m.run_path().mkdir(parents=True, exist_ok=True)
             rundir.write_config(m.run_path(), m)
-        if self.pack_dir is not None:
+        if self.pack_dir is not None and self.ranks.lead:
             pack_files.write_pack_files(self.pack_dir, self.members)
         self.threads = Threads(ranked.torch_threads(cfg, self.ranks))  # the cores free now (a rank: its share)
         checkpoint.seed_everything(cfg.seed)
@@ -92,7 +92,7 @@ class Trainer:
         self._t_start: float | None = None
         self._first_update: dict[str, float] | None = None
         self.views = [Member(self, p) for p in range(P)]
-        self.episode_merge = ranked.EpisodeMerge(self.ranks)
+        self.episode_merges = [ranked.EpisodeMerge(self.ranks) for _ in range(P)]  # over ranks: one per member
 
     @property
     def agent(self) -> Any:
@@ -164,7 +164,7 @@ class Trainer:
                 logger.close()
             self.collector.shutdown()
             self.ppo.envs.close()
-        if self.pack_dir is not None and self._first_update is not None:
+        if self.pack_dir is not None and self._first_update is not None and self.ranks.lead:
             pack_files.write_timing(self.pack_dir, self.timing(), self._first_update)
         summaries = [self.summary(p) for p in range(self.P)]
         if self.updates_done == cfg.num_updates and self.ranks.lead:
@@ -177,7 +177,8 @@ class Trainer:
         """One iteration of Algorithm 1. A solo run that diverges stops with one line naming the last good
         checkpoint (kept); a pack member that does stops alone (:func:`_fail`)."""
         rows, diverged = self.ppo.update(update)
-        self.episode_merge.merge(self.collector.episodes[0])  # over ranks: every rank's episodes at rank 0
+        for merge, log in zip(self.episode_merges, self.collector.episodes):  # over ranks: every rank's at rank 0
+            merge.merge(log)
         if self._first_update is None:
             self._first_update = self.timing()  # this process's first update (compiles)
         if diverged and self.P == 1:
@@ -238,9 +239,10 @@ class Trainer:
                 else:
                     saved = checkpoint.path_for(m.run_path(), update)
         if self.pack_dir is not None:
-            pack_files.mark_checkpoint(
-                self.pack_dir, update, {self.members[p].run_name(): line for p, line in self.failed.items()}
-            )
+            if self.ranks.lead:
+                pack_files.mark_checkpoint(
+                    self.pack_dir, update, {self.members[p].run_name(): line for p, line in self.failed.items()}
+                )
             return self.pack_dir / pack_files.PACK
         assert saved is not None
         return saved

@@ -40,7 +40,7 @@ def _cat(parts: Sequence[Any]) -> Any:
 def capture(trainer: Any, p: int = 0) -> dict[str, Any]:
     """Member ``p``'s checkpoint of a :class:`ppo_pipeline.run.trainer.Trainer` after ``trainer.updates_done`` updates."""
     c, ppo, m = trainer.collector, trainer.ppo, trainer.members[p]
-    E = m.num_envs
+    E = m.num_envs // trainer.ranks.world  # this process's envs of the member
     lstm = {"state": c.state, "is_init": c.is_init} if getattr(c, "state", None) is not None else None
     return {
         "config": m.to_dict(),
@@ -78,7 +78,7 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
     # (a Bullet run's checkpoints of earlier versions hold pickles of unconnected envs: never restored)
     if all(s is not None for s in snapshots) and c.exact_resume and checkpoint.snapshottable(ppo.envs):
         ppo.envs.close()
-        ppo.envs = c.envs = checkpoint.restore_envs(snapshots, ranks.envs if ranks.many else None)
+        ppo.envs = c.envs = checkpoint.restore_envs(snapshots, ranks.envs if ranks.many else None, len(states))
         c.obs = _cat([s["collector"]["obs"] for s in states]) if len(states) > 1 else states[0]["collector"]["obs"]
         lstm = states[0]["collector"].get("lstm") or {}
         if lstm.get("state") is not None:
@@ -89,7 +89,9 @@ def restore(trainer: Any, states: Sequence[dict[str, Any]]) -> None:
             [x for m in trainer.members for x in resume_seeds(m.seed, update, m.num_envs)[share.start : share.stop]]
         )
     c.global_step = ref["collector"]["global_step"]
-    c.episodes = [trainer.episode_merge.restart(EpisodeLog(**s["collector"]["episodes"])) for s in states]
+    c.episodes = [
+        merge.restart(EpisodeLog(**s["collector"]["episodes"])) for merge, s in zip(trainer.episode_merges, states)
+    ]
     trainer.updates_done = update
     trainer.elapsed = ref["elapsed"]
     trainer.last_eval = [s.get("last_eval") for s in states]

@@ -190,7 +190,7 @@ def estimate(
     if world > 1:  # a run over ranks: one job of nodes x nproc_per_node tasks (ppo_pipeline.run.ranked)
         lines.append(
             f"  each run: {first.get('nodes', 1)} node(s) x {first.get('nproc_per_node', 1)} ranks = {world} ranks "
-            f"(num_envs / {world} envs each; one SLURM job of {world} tasks per run)"
+            f"(num_envs / {world} envs each; one SLURM job of {world} tasks per run or pack)"
         )
     pool = figures(bench_dir)
     hours, sources, missing = 0.0, set(), []
