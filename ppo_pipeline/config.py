@@ -106,6 +106,14 @@ class Config:
         "run) or once per update (update: as baselines' MPI code; ranks then step without waiting for each other)",
         choices=("step", "update"),
     )
+    rank_learn: str = option(
+        "auto",
+        "over ranks, the K epochs of minibatch steps: sharded (each rank its rows of each minibatch, the gradients "
+        "all-reduced per minibatch, as DD-PPO), replicated (the update's batch all-gathered once, every rank takes "
+        "every step itself: no collective per minibatch) or auto (replicated for a vector-observation network whose "
+        "minibatch share per rank is under 1024 rows, where a step is latency-bound; sharded otherwise)",
+        choices=("auto", "sharded", "replicated"),
+    )
     dist_backend: str = option(
         "auto",
         "torch.distributed backend of the ranks: auto (nccl on CUDA, gloo on CPU), gloo or nccl",

@@ -48,8 +48,18 @@ from .pack.plan import describe, plan_packs
 from .run.prepare import budget_line, check_envs, prepare
 from .sweeps import experiments
 
-# Options that may come with --resume: how the run executes, not what it learns.
-RESUME_OPTIONS = ("resume", "device", "torch_threads", "progress", "tensorboard", "nproc_per_node")
+# Options that may come with --resume: how the run executes, not what it learns (over ranks, another W or
+# --rank-stats continues from the same state, not bit-exact: said when resuming).
+RESUME_OPTIONS = (
+    "resume",
+    "device",
+    "torch_threads",
+    "progress",
+    "tensorboard",
+    "nproc_per_node",
+    "rank_stats",
+    "rank_learn",
+)
 SWEEP_OPTIONS = ("seeds", "cluster", "sweep_dir", "max_parallel", "experiment", "pack")
 
 
@@ -234,6 +244,8 @@ def _resume_plan(
                 f"resuming a run of {was} rank(s) with {now}: the same state, each rank taking its envs; not bit-exact "
                 f"(an update's sums are added in another order)"
             )
+        if saved.get("rank_stats", "step") != cfg.rank_stats and now > 1 and os.environ.get("RANK", "0") == "0":
+            print(f"resuming with --rank-stats {cfg.rank_stats}: statistics combined per {cfg.rank_stats} from here on")
     return cfg, resume_from
 
 

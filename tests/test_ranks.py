@@ -38,11 +38,12 @@ CASES = {
 }
 
 
-def _cfg(tmp, case):
+def _cfg(tmp, case, rank_learn="sharded"):
+    """``case``'s tiny config; over ranks each minibatch's rows shared (sharded) unless said otherwise."""
     kw = dict(CASES[case])
     preset = kw.pop("preset")
     return tiny(preset, tmp, total_steps=kw["num_envs"] * kw["num_steps"] * UPDATES, torch_threads=1,
-                eval_episodes=0, **kw)
+                eval_episodes=0, rank_learn=rank_learn, **kw)
 
 
 def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[list[torch.Tensor]]:
@@ -155,9 +156,41 @@ def test_mutants_are_caught(tmp_path, mutant, case):
     assert max(max_diff(one[u], two[u]) for u in range(UPDATES)) > 1e-4, mutant
 
 
-def _pack(tmp_path, case):
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["pendulum-normalized", "cartpolenovel-lstm", "cartpole-pack"])
+def test_a_replicated_learner_over_two_ranks_is_the_one_process_run(tmp_path, case):
+    """--rank-learn replicated: the update's batch all-gathered once, every rank takes every minibatch step itself
+    (no collective per minibatch): the same weights as one process after each update, for a normalized Box run, an
+    LSTM's whole-trajectory minibatches and a pack (member-major rows)."""
+    if case == "cartpole-pack":
+        cfg = _pack(tmp_path, "cartpole", rank_learn="replicated")
+    else:
+        cfg = _cfg(tmp_path, case, rank_learn="replicated")
+    first = cfg[0] if isinstance(cfg, list) else cfg
+    one = params_after_updates(cfg, Ranks(0, 1, first.num_envs))
+    two = run_ranks(cfg, 2, tmp_path)
+    for u in range(UPDATES):
+        assert max_diff(one[u], two[u]) < 1e-5, (u + 1, max_diff(one[u], two[u]))
+    assert max_diff(one[0], one[-1]) > 1e-4
+
+
+def test_rank_learn_auto_replicates_latency_bound_steps():
+    from ppo_pipeline.algo.ranks import REPLICATE_BELOW_ROWS, replicated_learning
+
+    cfg = tiny(config.mujoco, minibatch_size=64)
+    two = Ranks(0, 2, 8)
+    assert replicated_learning(cfg, two, pixels=False)  # Table 3: 32 rows per rank per step
+    assert not replicated_learning(cfg, two, pixels=True)  # a CNN's step is compute worth sharing
+    assert not replicated_learning(cfg, Ranks(0, 1, 8), pixels=False)  # one process: nothing to replicate
+    wide = helpers.replace(cfg, minibatch_size=2 * REPLICATE_BELOW_ROWS)
+    assert not replicated_learning(wide, two, pixels=False)  # Table 4's 4096 rows: shared
+    assert not replicated_learning(helpers.replace(cfg, rank_learn="sharded"), two, pixels=False)
+    assert replicated_learning(helpers.replace(wide, rank_learn="replicated"), two, pixels=True)
+
+
+def _pack(tmp_path, case, rank_learn="sharded"):
     """A pack of two members of ``case`` (seeds 0 and 1; of Pendulum, the second a KL-adaptive one)."""
-    cfg = _cfg(tmp_path, case)
+    cfg = _cfg(tmp_path, case, rank_learn)
     other = {"objective": "kl_adaptive"} if case == "pendulum-normalized" else {}
     return [cfg, helpers.replace(cfg, seed=1, **other)]
 

@@ -55,7 +55,7 @@ from .normalize import DictObsNormalizer, RewardScaler, make_obs_normalizer
 from .objectives import KLController, TorchRLObjective, objective_of
 from .optim import MemberAdam
 from .policy import Agent
-from .ranks import ONE, Ranks, ranked_step
+from .ranks import ONE, Ranks, ranked_step, replicated_learning
 from .sampler import MemberSampler, MinibatchSampler, SequenceSampler
 from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
 
@@ -119,6 +119,8 @@ class PPO:
             solo.append(Agent(obs_space, act_space, m))
         self.agent = (solo[0] if P == 1 else self._stacking().agent(solo)).to(device)
         self.params = list(self.agent.parameters())
+        # who shares the minibatch steps: the ranks (sharded), or no one (replicated: each rank takes them all)
+        self.learner = ONE if replicated_learning(cfg, ranks, self.agent.pixels) else ranks
         compile_it = not ranks.many and compiling.wanted_at_budget(
             cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
         )  # over ranks a minibatch's rows per rank vary: eager
@@ -127,7 +129,9 @@ class PPO:
             self.params, P, lr=cfg.lr, eps=cfg.adam_eps, max_grad_norm=cfg.max_grad_norm, compile=compile_it and P > 1
         )
         # over ranks, the sampler normalizes the advantage over the whole minibatch, not the loss
-        loss_cfgs = [dataclasses.replace(m, normalize_advantage=False) if ranks.many else m for m in self.members]
+        loss_cfgs = [
+            dataclasses.replace(m, normalize_advantage=False) if self.learner.many else m for m in self.members
+        ]
         if P == 1:
             self.objective: Any = TorchRLObjective(
                 loss_cfgs[0], self.agent, compile=compile_it, before_retry=self.adam.zero_grad
@@ -171,12 +175,14 @@ class PPO:
                 collect_threads=PACK_COLLECT_THREADS if P > 1 else None,
                 ranks=ranks,
             )
-        normalize = ranks.many and cfg.normalize_advantage  # over ranks the sampler normalizes each minibatch's
+        normalize = self.learner.many and cfg.normalize_advantage  # over ranks the sampler normalizes each minibatch's
         if P > 1:
-            self.sampler: Any = MemberSampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators, ranks, normalize)
+            self.sampler: Any = MemberSampler(
+                cfg.epochs, cfg.minibatch_size, self.sampler_generators, self.learner, normalize
+            )
         else:  # whole trajectories for an LSTM
             sampler = SequenceSampler if solo[0].recurrent else MinibatchSampler
-            self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], ranks, normalize)
+            self.sampler = sampler(cfg.epochs, cfg.minibatch_size, self.sampler_generators[0], self.learner, normalize)
         self.kl_rules = [KLController(m.kl_target) if objective_of(m).adaptive_beta else None for m in self.members]
         self.alive = np.ones(P, dtype=bool)  # members still training (a diverged one of a pack idles)
         self.phase_time: dict[str, float] = defaultdict(float)  # seconds per phase, this process
@@ -204,6 +210,8 @@ class PPO:
         batch = self.collector.collect()  # TensorDict [P x E, T]
         t1 = time.perf_counter()
         self.gae(batch)  # + advantage, value_target
+        if self.learner is not self.ranks:  # --rank-learn replicated: every rank's envs, on every rank
+            batch = self.ranks.gather_envs(batch, self.P)
         t2 = time.perf_counter()
         members = batch if self.P == 1 else batch.reshape(self.P, -1, batch.batch_size[-1])  # [P, E, T]
         stats, diverged = self.learn(members)  # K epochs x minibatches of Adam
@@ -229,8 +237,8 @@ class PPO:
         try:
             for mb in self.sampler(batch):
                 self.adam.zero_grad()
-                if self.ranks.many:  # this rank's rows of the minibatch; gradients summed over the ranks
-                    terms = ranked_step(self.objective, self.params, self.ranks, mb, batch, self.cfg)
+                if self.learner.many:  # this rank's rows of the minibatch; gradients summed over the ranks
+                    terms = ranked_step(self.objective, self.params, self.learner, mb, batch, self.cfg)
                 else:
                     terms = self.objective.step(mb)  # -L^{CLIP+VF+S} (Eq. 9) per member, and its backward
                 if dead is not None:  # a pack: a diverged member's gradient never reaches Adam (one sync, below)
@@ -316,8 +324,9 @@ def _after_update(
     """After an update: each member's metrics row (losses, schedules, KL, explained variance) and the rules that
     follow the KL (Sec. 4's beta, Table 4's step size), the mean KL and explained variance over every rank."""
     kl_wanted = [objective_of(m).penalized or isinstance(r, KLAdaptiveStepSize) for m, r in zip(ppo.members, ppo.lr)]
-    kl = (ppo.ranks.sum_(ppo.objective.mean_kl(members)) / ppo.ranks.world).tolist() if any(kl_wanted) else None
-    ev = explained_variance(members, ppo.P, ppo.ranks)
+    over = ppo.learner  # the ranks whose rows ``members`` holds (a replicated learner's batch has every rank's)
+    kl = (over.sum_(ppo.objective.mean_kl(members)) / over.world).tolist() if any(kl_wanted) else None
+    ev = explained_variance(members, ppo.P, over)
     beta = [float(b) for b in ppo.objective.beta]
     rows = []
     for p, m in enumerate(ppo.members):

@@ -19,6 +19,11 @@ gradient                               local sum over its rows / M, all-reduced 
 mean KL, explained variance, terms     all-reduced sums
 =====================================  =================================================================
 
+``--rank-learn replicated`` (:meth:`Ranks.gather_envs`) shares the update differently: after GAE each rank's
+envs of the batch are all-gathered once, and every rank takes every minibatch step of the one-process run itself
+(the same permutation, the same full minibatches, so the same weights): no collective per minibatch, where a small
+network's step is latency-bound; ``sharded`` (above) splits each minibatch's rows, the learning's compute shared.
+
 A pack of P members (:mod:`ppo_pipeline.pack`) over W ranks is split the same way: rank r holds envs
 ``r E/W .. (r+1) E/W - 1`` of every member, and each row above is per member (its generator, its permutation,
 its statistics and moments, its mean KL: a leading member axis on what is combined).
@@ -159,6 +164,29 @@ class Ranks:
         g_m2 = (m2 + n[:, None] * (means - g_mean) ** 2).sum(0)
         return g_mean.numpy().reshape(shape), (g_m2 / total).numpy().reshape(shape), int(total)
 
+    def gather_envs(self, batch: Any, members: int = 1) -> Any:
+        """The update's batch of every rank's envs, on every rank (``--rank-learn replicated``): this rank's
+        [P x E / W, T] (member-major) -> the one-process run's [P x E, T], env i of each member in its place (an
+        all-gather per key)."""
+        if not self.many:
+            return batch
+        import torch.distributed as dist
+
+        t0 = time.perf_counter()
+
+        def gather(x: torch.Tensor) -> torch.Tensor:
+            y = x.to(self.device, torch.uint8 if x.dtype == torch.bool else x.dtype).contiguous()
+            parts = [torch.empty_like(y) for _ in range(self.world)]
+            dist.all_gather(parts, y)
+            tail = x.shape[1:]
+            full = torch.cat([q.to(x.device).reshape(members, -1, *tail) for q in parts], 1)
+            return full.reshape(-1, *tail).to(x.dtype)
+
+        size = [batch.batch_size[0] * self.world, *batch.batch_size[1:]]
+        out = batch.apply(gather, batch_size=size)
+        self.seconds += time.perf_counter() - t0
+        return out
+
     def gather_objects(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank."""
         if not self.many:
@@ -183,6 +211,19 @@ class Ranks:
 
 
 ONE = Ranks()  # the one-process run
+
+REPLICATE_BELOW_ROWS = 1024  # --rank-learn auto: a minibatch share under this many rows per rank is latency-bound
+
+
+def replicated_learning(cfg: Any, ranks: Ranks, pixels: bool) -> bool:
+    """Whether every rank takes every minibatch step itself (``--rank-learn``; auto: a vector-observation network
+    whose minibatch share per rank is under :data:`REPLICATE_BELOW_ROWS` rows, where the per-minibatch gradient
+    all-reduce costs more than the compute it shares; a CNN's or a wide minibatch's compute is worth sharing)."""
+    if not ranks.many or cfg.rank_learn == "sharded":
+        return False
+    if cfg.rank_learn == "replicated":
+        return True
+    return not pixels and cfg.minibatch_size // ranks.world < REPLICATE_BELOW_ROWS
 
 
 def ranked_step(
