@@ -413,7 +413,28 @@ def _rank_main(argv: Sequence[str]) -> int:
     return run(cfg, Path(argv[2]) if len(argv) > 2 else None, resume_hint=hint)
 
 
+def _rank_unit_main(argv: Sequence[str]) -> int:
+    """``python -m ppo_pipeline.launch --rank-unit SPEC``: one rank of a local sweep's unit (a run or a pack over
+    ``--nproc-per-node`` ranks, :func:`ppo_pipeline.sweeps.sweep.run_local`), resumed from its own checkpoint."""
+    import json
+
+    from .run.checkpoint import CheckpointError
+    from .run.trainer import TrainingError, TrainingInterrupted
+    from .sweeps.jobs import run_unit
+
+    try:
+        run_unit(json.loads(Path(argv[1]).read_text()), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
+    except TrainingInterrupted:
+        return 130
+    except (TrainingError, ConfigError, CheckpointError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--rank-unit"]:
+        sys.exit(_rank_unit_main(sys.argv[1:]))
     if sys.argv[1:2] != ["--rank"]:
         fail("usage: python -m ppo_pipeline.launch --rank CONFIG [CHECKPOINT] (the ranks of --nproc-per-node)")
     sys.exit(_rank_main(sys.argv[1:]))

@@ -10,8 +10,13 @@
 #   slurm/local_cluster.sh install   only apt-get install the Debian packages
 #
 # Daemons: munged (reused if one already answers), mariadbd + slurmdbd (so `sacct` works,
-# which submitit uses to poll job state), slurmctld, slurmd.  Every pid we own is recorded in
-# $SLURM_LOCAL_DIR/run/*.pid; `stop` kills by those pids only (after checking /proc/PID/comm).
+# which submitit uses to poll job state), slurmctld, and a slurmd per node.  Every pid we own is
+# recorded in $SLURM_LOCAL_DIR/run/*.pid; `stop` kills by those pids only (after checking /proc/PID/comm).
+#
+# Nodes: this machine (`hostname -s`, all its cores, partition `debug`, the default) and, for runs
+# over several nodes, two virtual one-CPU nodes on the same machine (ppo-vnode1, ppo-vnode2: a slurmd
+# each on its own port, partition `nodes2`, the `local-2nodes` profile); their names resolve to
+# 127.0.0.1 through a marked line in /etc/hosts (`purge` removes it).
 #
 # Environment knobs (defaults in brackets):
 #   SLURM_LOCAL_DIR        [/tmp/ppo-pipeline-slurm]  state, spool, logs, pid files, mariadb datadir
@@ -22,6 +27,7 @@
 #   SLURM_LOCAL_DB_PORT    [3307] private mariadb TCP port (bound to 127.0.0.1)
 #   SLURM_LOCAL_INSTALL    [1]   apt-get install missing packages
 #   SLURM_LOCAL_FORCE      [0]   overwrite a foreign /etc/slurm/slurm.conf (it is backed up)
+#   SLURM_LOCAL_VNODES     [2]   virtual one-CPU nodes of partition nodes2 (0 = none)
 set -euo pipefail
 
 ACTION=${1:-start}
@@ -31,6 +37,7 @@ GPUS=${SLURM_LOCAL_GPUS:-0}
 DB_PORT=${SLURM_LOCAL_DB_PORT:-3307}
 INSTALL=${SLURM_LOCAL_INSTALL:-1}
 FORCE=${SLURM_LOCAL_FORCE:-0}
+NVNODES=${SLURM_LOCAL_VNODES:-2}
 CLUSTER=localcluster
 PARTITION=debug
 CONF_DIR=/etc/slurm
@@ -41,6 +48,10 @@ ours() { grep -qxF "$MARK" "$1" || grep -qxF "$OLD_MARK" "$1"; }
 RUN=$BASE/run
 LOG=$BASE/log
 NODE=$(hostname -s)
+VNODES=()
+for ((k = 1; k <= NVNODES; k++)); do VNODES+=("ppo-vnode$k"); done
+VPARTITION=nodes2
+HOSTS_MARK="# ppo-pipeline local_cluster.sh virtual nodes"
 DB_PASS=slurm_local_pw
 
 say() { echo "[ppo-local-slurm $(date +%T)] $*" >&2; }
@@ -123,6 +134,14 @@ write_configs() {
   cpus=$(nproc)
   mem=$(awk '/^MemTotal:/{printf "%d", $2/1024*0.8}' /proc/meminfo)   # MB, stable across restarts
   mkdir -p "$CONF_DIR" "$BASE"/{state,spool} "$RUN" "$LOG"
+  local vnode_lines="" k
+  for ((k = 0; k < ${#VNODES[@]}; k++)); do  # same machine, own port; slurmd -N NAME serves one
+    vnode_lines+="NodeName=${VNODES[k]} NodeHostname=$NODE NodeAddr=127.0.0.1 Port=$((6821 + k)) CPUs=1 RealMemory=2048 State=UNKNOWN
+"
+  done
+  if ((${#VNODES[@]})); then
+    vnode_lines+="PartitionName=$VPARTITION Nodes=$(IFS=,; echo "${VNODES[*]}") Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO"
+  fi
 
   if ((GPUS > 0)); then
     local files=() k
@@ -164,11 +183,11 @@ AuthType=auth/munge
 AuthInfo=cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$BASE/state
-SlurmdSpoolDir=$BASE/spool
+SlurmdSpoolDir=$BASE/spool/%n
 SlurmctldPidFile=$RUN/slurmctld.pid
-SlurmdPidFile=$RUN/slurmd.pid
+SlurmdPidFile=$RUN/slurmd-%n.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$LOG/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 SlurmctldPort=6817
@@ -186,6 +205,8 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=1
 MpiDefault=none
 ReturnToService=2
+# a virtual node has fewer CPUs than the machine: its configured CPUs count
+SlurmdParameters=config_overrides
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -194,7 +215,9 @@ KillWait=10
 Waittime=0
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN$gres_line
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+$vnode_lines
 EOF
+  write_hosts
 
   if [[ $ACCOUNTING == 1 ]]; then
     write_if_changed "$CONF_DIR/slurmdbd.conf" 600 <<EOF
@@ -284,21 +307,37 @@ start_slurmctld() {
   say "slurmctld started (pid $(<"$RUN/slurmctld.pid"))"
 }
 
-node_ready() { sinfo -h -n "$NODE" -o %T | grep -qE '^(idle|mixed|allocated|completing)'; }
+# the virtual nodes' names -> 127.0.0.1 (a job's first node is its ranks' rendezvous address)
+write_hosts() {
+  local line="127.0.0.1 ${VNODES[*]} $HOSTS_MARK"
+  ((${#VNODES[@]})) || line=""
+  if [[ -n $line ]] && grep -qxF "$line" /etc/hosts; then return 0; fi
+  grep -vF "$HOSTS_MARK" /etc/hosts >"$BASE/hosts.tmp" || true
+  if [[ -n $line ]]; then echo "$line" >>"$BASE/hosts.tmp"; fi
+  cat "$BASE/hosts.tmp" >/etc/hosts   # in place: /etc/hosts may be a bind mount
+  rm -f "$BASE/hosts.tmp"
+}
 
-start_slurmd() {
-  if alive "$RUN/slurmd.pid" slurmd; then
-    say "slurmd already running (pid $(<"$RUN/slurmd.pid"))"
+node_ready() { sinfo -h -n "$1" -o %T | grep -qE '^(idle|mixed|allocated|completing)'; }
+
+start_slurmd() {  # start_slurmd NODENAME: the slurmd serving that node
+  local n=$1 pf="$RUN/slurmd-$1.pid"
+  if alive "$pf" slurmd; then
+    say "slurmd $n already running (pid $(<"$pf"))"
   else
-    rm -f "$RUN/slurmd.pid"
-    slurmd -N "$NODE"   # daemonises, writes $RUN/slurmd.pid
-    wait_for 20 test -s "$RUN/slurmd.pid" || { tail "$LOG/slurmd.log" >&2; die "slurmd did not start"; }
-    say "slurmd started (pid $(<"$RUN/slurmd.pid"))"
+    rm -f "$pf"
+    slurmd -N "$n"   # daemonises, writes $RUN/slurmd-NODE.pid
+    wait_for 20 test -s "$pf" || { tail "$LOG/slurmd-$n.log" >&2; die "slurmd $n did not start"; }
+    say "slurmd $n started (pid $(<"$pf"))"
   fi
-  if ! wait_for 15 node_ready; then
-    say "node state: $(sinfo -h -n "$NODE" -o '%T %E'); trying scontrol update state=resume"
-    scontrol update nodename="$NODE" state=resume || true
-    wait_for 30 node_ready || { sinfo -N -l >&2; tail "$LOG/slurmd.log" >&2; die "node $NODE not ready"; }
+}
+
+wait_node() {
+  local n=$1
+  if ! wait_for 15 node_ready "$n"; then
+    say "node state: $(sinfo -h -n "$n" -o '%T %E'); trying scontrol update state=resume"
+    scontrol update nodename="$n" state=resume || true
+    wait_for 30 node_ready "$n" || { sinfo -N -l >&2; tail "$LOG/slurmd-$n.log" >&2; die "node $n not ready"; }
   fi
 }
 
@@ -312,14 +351,16 @@ do_start() {
   start_munge
   if [[ $ACCOUNTING == 1 ]]; then start_mariadb; start_slurmdbd; fi
   start_slurmctld
-  start_slurmd
+  local n
+  for n in "$NODE" "${VNODES[@]}"; do start_slurmd "$n"; done
+  for n in "$NODE" "${VNODES[@]}"; do wait_node "$n"; done
   say "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s (excluding install)"
   sinfo -o '%P %a %l %D %T %N %c %m %G'
 }
 
 do_stop() {
   # cancel our cluster's jobs first so no job processes outlive slurmd
-  if alive "$RUN/slurmctld.pid" slurmctld && alive "$RUN/slurmd.pid" slurmd; then
+  if alive "$RUN/slurmctld.pid" slurmctld && alive "$RUN/slurmd-$NODE.pid" slurmd; then
     local jobs
     jobs=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
     if [[ -n ${jobs// /} ]]; then
@@ -330,7 +371,10 @@ do_stop() {
       wait_for 30 bash -c '[[ -z $(squeue -h -t R,CG,S -o %A) ]]' || say "some jobs still running/completing"
     fi
   fi
-  stop_pid "$RUN/slurmd.pid" slurmd slurmd
+  local pf
+  for pf in "$RUN"/slurmd*.pid; do
+    if [[ -e $pf ]]; then stop_pid "$pf" slurmd "$(basename "$pf" .pid)"; fi
+  done
   stop_pid "$RUN/slurmctld.pid" slurmctld slurmctld
   stop_pid "$RUN/slurmdbd.pid" slurmdbd slurmdbd
   stop_pid "$RUN/mariadb.pid" mariadbd mariadbd
@@ -340,12 +384,15 @@ do_stop() {
 
 do_status() {
   local d
-  for d in munged:munged mariadb:mariadbd slurmdbd:slurmdbd slurmctld:slurmctld slurmd:slurmd; do
+  local n
+  for d in munged:munged mariadb:mariadbd slurmdbd:slurmdbd slurmctld:slurmctld "slurmd-$NODE:slurmd" \
+    $(for n in "${VNODES[@]}"; do echo "slurmd-$n:slurmd"; done); do
     if alive "$RUN/${d%%:*}.pid" "${d##*:}"; then echo "${d%%:*}: running (pid $(<"$RUN/${d%%:*}.pid"))"
     else echo "${d%%:*}: not running (or not started by this script)"; fi
   done
-  # exit status: 0 iff the controller answers and the node can take jobs
-  scontrol ping 2>/dev/null | grep -q UP && node_ready
+  # exit status: 0 iff the controller answers and every node can take jobs
+  scontrol ping 2>/dev/null | grep -q UP || return 1
+  for n in "$NODE" "${VNODES[@]}"; do node_ready "$n" || return 1; done
 }
 
 do_purge() {
@@ -354,6 +401,10 @@ do_purge() {
   for f in "$CONF_DIR/slurm.conf" "$CONF_DIR/slurmdbd.conf" "$CONF_DIR/gres.conf"; do
     [[ -e $f ]] && ours "$f" && rm -f "$f"
   done
+  if grep -qF "$HOSTS_MARK" /etc/hosts; then
+    grep -vF "$HOSTS_MARK" /etc/hosts >"/tmp/ppo-hosts.$$" || true
+    cat "/tmp/ppo-hosts.$$" >/etc/hosts && rm -f "/tmp/ppo-hosts.$$"
+  fi
   [[ $BASE == /tmp/* || $BASE == /var/tmp/* ]] && rm -rf "$BASE"
   say "purged"
 }

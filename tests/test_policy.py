@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensordict import TensorDict
 
 from ppo_pipeline import config
+from ppo_pipeline.algo import distributions
 from ppo_pipeline.algo.collect import Collector
 from ppo_pipeline.algo.evaluation import AgentPolicy
 from ppo_pipeline.algo.normalize import ObsNormalizer
@@ -103,3 +106,19 @@ def test_agent_from_specs_init():
     assert torch.all(agent.policy_head.log_std == 0)
     atari = Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), config.atari())
     assert atari.shared and atari.value_net.out_features == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.integers(1, 9), n=st.integers(1, 7), seed=st.integers(0, 2**31 - 1), spread=st.floats(0.01, 30.0))
+def test_heads_written_out_log_probs_are_the_distributions_bit_for_bit(batch: int, n: int, seed: int, spread: float):
+    """The collector's log pi(a) from the Categorical and Gaussian heads (written out, no object per step) is the
+    distribution class's own, to the last bit (what the loss computes from the same parameters)."""
+    g = torch.Generator().manual_seed(seed)
+    cat = distributions.CategoricalHead(torch.nn.Identity())
+    params = {"logits": torch.randn(batch, n, generator=g) * spread}
+    action = cat.draw(params, g)
+    assert torch.equal(cat.log_prob(params, action), distributions.build(cat, params).log_prob(action))
+    gauss = distributions.GaussianHead(torch.nn.Identity(), n, log_std_init=float(np.log(spread)) - 1.0)
+    params = gauss(torch.randn(batch, n, generator=g) * spread)
+    action = gauss.draw(params, g) + torch.randn(batch, n, generator=g)  # off the mean too
+    assert torch.equal(gauss.log_prob(params, action), distributions.build(gauss, params).log_prob(action))

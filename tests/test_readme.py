@@ -18,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -193,15 +194,21 @@ def run_as_printed(command: str, extra: list[str], cwd: Path, timeout: float = 6
     return p
 
 
+def run_all_as_printed(commands: list[str], cwd: Path, workers: int = 2) -> list[subprocess.CompletedProcess]:
+    """:func:`run_as_printed` for each of ``commands`` (with its ``AS_PRINTED`` extra), two at a time (a
+    command's start-up is single-threaded imports: two of them share the 2 cores), results in order."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda c: run_as_printed(c, AS_PRINTED[c], cwd), commands))
+
+
 @pytest.mark.slow
 def test_help_and_dry_runs(scratch):
-    for cmd, extra in AS_PRINTED.items():
-        if "--help" in cmd or "--dry-run" in cmd or "--dry-run" in extra:
-            p = run_as_printed(cmd, extra, scratch)
-            if "--dry-run" in cmd + " ".join(extra):
-                assert "nothing started (--dry-run)" in p.stdout and "plan:" in p.stdout, cmd
-            else:
-                assert "(default: ALE/Pong-v5)" in " ".join(p.stdout.split())
+    cmds = [c for c, extra in AS_PRINTED.items() if "--help" in c or "--dry-run" in c or "--dry-run" in extra]
+    for cmd, p in zip(cmds, run_all_as_printed(cmds, scratch)):
+        if "--dry-run" in cmd + " ".join(AS_PRINTED[cmd]):
+            assert "nothing started (--dry-run)" in p.stdout and "plan:" in p.stdout, cmd
+        else:
+            assert "(default: ALE/Pong-v5)" in " ".join(p.stdout.split())
     assert not (scratch / "sweeps").exists()
 
 
@@ -224,8 +231,8 @@ def test_ranks_command_as_printed(scratch):
 
 @pytest.mark.slow
 def test_variant_commands_as_printed(scratch):
-    for cmd in [c for c in AS_PRINTED if "examples.envs" in c and "--pack" not in c]:
-        p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+    cmds = [c for c in AS_PRINTED if "examples.envs" in c and "--pack" not in c]
+    for cmd, p in zip(cmds, run_all_as_printed(cmds, scratch)):
         assert "last-100 training return" in p.stdout, cmd
 
 
@@ -286,8 +293,8 @@ def test_own_env_commands_as_printed(scratch):
 
 @pytest.mark.slow
 def test_torchrl_commands_as_printed(scratch):
-    for cmd in [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]:
-        p = run_as_printed(cmd, AS_PRINTED[cmd], scratch)
+    cmds = [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]
+    for cmd, p in zip(cmds, run_all_as_printed(cmds, scratch)):
         assert " agent steps = " in p.stdout and "final eval return" in p.stdout, cmd
 
 

@@ -244,3 +244,34 @@ def test_a_run_over_two_ranks_is_one_job_preempted_requeued_and_exact(tmp_path):
     table = sweep.format_table(rows)
     assert rows[0].state == sweep.FINISHED and rows[0].restarts >= 1, table
     assert _metrics(target) == _metrics(twin / "CartPole-v1__clip__s0")
+
+
+def test_a_pack_over_two_nodes_is_one_job_and_the_local_ranks_run(tmp_path):
+    """`--pack 2 --nodes 2 --nproc-per-node 1 --cluster local-2nodes`: one SLURM job over the local cluster's two
+    virtual nodes (a rank on each, the rendezvous at the first node's name), training a pack of two seeds over the
+    ranks; every member's metrics and weights equal the same pack over 2 local ranks (a local sweep's unit over
+    ``--nproc-per-node`` ranks: a process each here)."""
+    sdir, twin = tmp_path / "sweep", tmp_path / "twin"
+    small = [*TINY, "--total-steps", str(128 * 8)]
+    p = _py(RECIPE, "--launcher", "slurm", "--cluster", "local-2nodes", "--seeds", "0-1", "--pack", "2",
+            "--nodes", "2", "--nproc-per-node", "1", "--sweep-dir", str(sdir), *small)
+    assert p.returncode == 0, p.stderr
+    assert "submitted 2 run(s) in 1 job(s)" in p.stdout, p.stdout
+    sbatch = next((sdir / "slurm").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --ntasks-per-node=1" in sbatch, sbatch
+    p = _py(RECIPE, "--seeds", "0-1", "--pack", "2", "--nproc-per-node", "2", "--sweep-dir", str(twin), *small,
+            timeout=300)
+    assert p.returncode == 0, p.stderr
+    pack_json = json.loads(next((twin / "packs").rglob("pack.json")).read_text())
+    assert "collectives" in json.dumps(pack_json), "the local sweep did not run its pack over ranks"
+    rows = sweep.wait(sdir, timeout_s=300, poll_s=1.0)
+    assert all(r.state == sweep.FINISHED for r in rows), sweep.format_table(rows)
+    jid = json.loads((sdir / "manifest.json").read_text())["runs"][0]["job_id"]
+    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-j", str(jid), "-o", "NodeList"], capture_output=True,
+                           text=True, timeout=30).stdout.split()
+    assert nodes and nodes[0] == "ppo-vnode[1-2]", nodes
+    for seed in range(2):
+        a, b = sdir / "runs" / f"CartPole-v1__clip__s{seed}", twin / "runs" / f"CartPole-v1__clip__s{seed}"
+        assert _metrics(a) == _metrics(b) and len(_metrics(a)) == 8, seed
+        sa, sb = checkpoint.load(checkpoint.latest(a)), checkpoint.load(checkpoint.latest(b))
+        assert all(torch.equal(sa["agent"][k], sb["agent"][k]) for k in sa["agent"]), seed

@@ -174,11 +174,13 @@ HINT_ENV = "PPO_PIPELINE_RESUME_HINT"  # the command that continues the run, for
 RANK_GRACE_S = 15.0  # after a rank fails, how long the others get to fail on their own before they are killed
 
 
-def spawn_local(cfg: Config, resume_from: Any = None, hint: str = "") -> int:
+def spawn_local(cfg: Config, resume_from: Any = None, hint: str = "", unit: dict[str, Any] | None = None) -> int:
     """Run ``cfg`` as ``cfg.nproc_per_node`` ranks on this machine (processes of ``python -m ppo_pipeline.launch
     --rank CONFIG [CHECKPOINT]`` with torchrun's variables) and wait for them: 0 when every rank finished, 130 when
     a signal stopped them (each forwarded once to every rank: they stop at the same update, one checkpoint), else
-    one ``error:`` line naming the first rank that failed, the others stopped within ``RANK_GRACE_S``."""
+    one ``error:`` line naming the first rank that failed, the others stopped within ``RANK_GRACE_S``.
+    ``unit``: a sweep's unit instead (a run or a pack, :func:`ppo_pipeline.sweeps.jobs.run_unit`'s spec, resumed
+    from its own checkpoint; ``--rank-unit SPEC``), ``cfg`` its first member."""
     import json
     import signal
     import socket
@@ -192,8 +194,9 @@ def spawn_local(cfg: Config, resume_from: Any = None, hint: str = "") -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ppo-ranks-", delete=False) as f:
-        json.dump(cfg.to_dict(), f)
-    cmd = [sys.executable, "-m", "ppo_pipeline.launch", "--rank", f.name] + ([str(resume_from)] if resume_from else [])
+        json.dump(cfg.to_dict() if unit is None else unit, f)
+    flag = "--rank" if unit is None else "--rank-unit"
+    cmd = [sys.executable, "-m", "ppo_pipeline.launch", flag, f.name] + ([str(resume_from)] if resume_from else [])
     procs = []
     for r in range(world):
         env = {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world), HINT_ENV: hint}

@@ -248,8 +248,10 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
     """Run ``names`` one after the other in this process (``override``: config fields for this time only).
     SIGTERM / Ctrl-C checkpoint and stop the sweep.
 
-    Returns 0 when every run finished, 1 when one failed, 130 when interrupted.
+    Returns 0 when every run finished, 1 when one failed, 130 when interrupted. A run or pack over
+    ``--nproc-per-node`` ranks runs as that many processes here (:func:`ppo_pipeline.run.ranked.spawn_local`).
     """
+    from ..run import ranked
     from ..run.trainer import TrainingError, TrainingInterrupted
 
     manifest["submissions"].append(
@@ -266,8 +268,21 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
             run["job_ids"].append(run["job_id"])
         rundir.write_json(sweep_dir / MANIFEST, manifest)
         print(f"[sweep] {pack + f' ({len(runs)} runs)' if pack else runs[0]['name']}", flush=True)
+        spec = _spec(sweep_dir, pack, runs, **override)
+        first = Config.from_dict(runs[0]["config"])
+        if first.nproc_per_node > 1:  # the unit over ranks, each a process here
+            rc = ranked.spawn_local(first, hint=f"python -m ppo_pipeline.sweep resume {sweep_dir}", unit=spec)
+            if rc == 130:
+                sys.stderr.write(
+                    f"sweep interrupted; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n"
+                )
+                return 130
+            failed += rc != 0 or sum(
+                rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED" for r in runs
+            )
+            continue
         try:
-            run_unit(_spec(sweep_dir, pack, runs, **override), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
+            run_unit(spec, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
             failed += sum(
                 rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED" for r in runs
             )  # a pack's member that diverged
