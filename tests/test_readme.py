@@ -256,14 +256,17 @@ def test_pack_sweep_as_printed(scratch):
 @pytest.mark.slow
 def test_main_command_then_report(scratch):
     main = next(c for c in AS_PRINTED if c.startswith("pip install"))
+    # the README's report reads runs/ and a sweep dir: a tiny CartPole sweep makes one, beside the main command
+    sweep = subprocess.Popen([sys.executable, "recipes/classic_control.py", "--seeds", "0-1", "--total-steps", "512",
+                              "--eval-episodes", "0", "--no-progress", "--sweep-dir", "sweeps/table1"], cwd=scratch,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
     p = run_as_printed(main, [], scratch)
     assert "16,384 agent steps (65,536 frames)" in p.stdout + p.stderr
     run = scratch / "runs" / "ALE-Pong-v5__clip__s0"
     assert (run / "summary.json").exists()
-    # the README's report reads runs/ and a sweep dir: a tiny CartPole sweep makes one
-    subprocess.run([sys.executable, "recipes/classic_control.py", "--seeds", "0-1", "--total-steps", "512",
-                    "--eval-episodes", "0", "--no-progress", "--sweep-dir", "sweeps/table1"], cwd=scratch, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=300)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-2000:]
     report = next(c for c in AS_PRINTED if "ppo_pipeline.report" in c)
     p = run_as_printed(report, ["--random-episodes", "1"], scratch)
     md = (scratch / "report" / "report.md").read_text()
@@ -277,10 +280,9 @@ def test_mujoco_tools_as_printed(scratch):
     run_as_printed(track, AS_PRINTED[track], scratch)
     run = scratch / "runs" / "Hopper-v5__clip__s0"
     assert list((run / "videos").glob("*.mp4")) and (run / "summary.json").exists()
-    play = next(c for c in AS_PRINTED if "ppo_pipeline.play" in c)
-    p = run_as_printed(play, AS_PRINTED[play], scratch)  # 3 of its 10 episodes: a video each
+    play = next(c for c in AS_PRINTED if "ppo_pipeline.play" in c)  # 3 of its 10 episodes: a video each
+    p, _ = run_all_as_printed([play, next(c for c in AS_PRINTED if "ppo_pipeline.export" in c)], scratch)
     assert "return" in p.stdout and len(list((scratch / "videos").glob("*.mp4"))) == 3
-    run_as_printed(next(c for c in AS_PRINTED if "ppo_pipeline.export" in c), [], scratch)
     assert (scratch / "policy.pt2").stat().st_size > 0
 
 
