@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -219,7 +220,9 @@ def test_controller_down_is_one_line(tmp_path):
 def test_a_run_over_two_ranks_is_one_job_preempted_requeued_and_exact(tmp_path):
     """`--nproc-per-node 2 --launcher slurm`: one job of 2 tasks (each a rank, submitit's
     TorchDistributedEnvironment); preempted mid-run (USR2 to both tasks), both ranks stop at one update, one
-    checkpoint, the job is requeued and resumes; its metrics equal the local 2-rank run's, row for row."""
+    checkpoint, the job is requeued and resumes; then one of its ranks is killed (kill -9): the other's collective
+    fails, it requeues the job, which resumes from the newest checkpoint; its metrics equal the local 2-rank run's,
+    row for row."""
     sdir = tmp_path / "sweep"
     ranks = ["--nproc-per-node", "2"]  # TINY's 4 envs: 2 per rank
     p = _py(RECIPE, "--launcher", "slurm", "--cluster", "local", "--env", "CartPole-v1", "--seeds", "0",
@@ -236,14 +239,47 @@ def test_a_run_over_two_ranks_is_one_job_preempted_requeued_and_exact(tmp_path):
     assert _rows(target) < UPDATES, "the run finished before it could be preempted: raise UPDATES"
     subprocess.run(["scancel", "--signal=USR2", f"{jid}.0"], check=True, timeout=30)
 
+    # requeued and running again: kill -9 its rank 1; rank 0's collective fails, it requeues the job once more
+    end = time.time() + 180
+    while (job := _job_state(target)).get("restarts", 0) < 1 or job.get("state") != "RUNNING":
+        assert time.time() < end, sweep.format_table(sweep.status(sdir))
+        time.sleep(0.1)
+    resumed = _rows(target)  # (or more: the resumed run cuts its metrics back to its checkpoint first)
+    while _rows(target) < resumed + 2:  # training again, past the ranks' rendezvous
+        assert time.time() < end, sweep.format_table(sweep.status(sdir))
+        time.sleep(0.1)
+    pid = _rank_pid(job["slurm_job_id"], 1)
+    assert _rows(target) < UPDATES, "the run finished before a rank could be killed: raise UPDATES"
+    os.kill(pid, signal.SIGKILL)
+
     twin = tmp_path / "twin"  # the same run as 2 local ranks, uninterrupted
     p = _py(RECIPE, "--env-id", "CartPole-v1", "--run-dir", str(twin), *TINY, *ranks, timeout=400)
     assert p.returncode == 0, p.stderr
 
     rows = sweep.wait(sdir, timeout_s=400, poll_s=1.0)
     table = sweep.format_table(rows)
-    assert rows[0].state == sweep.FINISHED and rows[0].restarts >= 1, table
+    assert rows[0].state == sweep.FINISHED and rows[0].restarts >= 2, table
     assert _metrics(target) == _metrics(twin / "CartPole-v1__clip__s0")
+
+
+def _job_state(run: Path) -> dict:
+    try:
+        return json.loads((run / "job.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _rank_pid(slurm_job_id: str, rank: int) -> int:
+    """The process of task ``rank`` (the rank) of a running job's step 0 (``scontrol listpids``)."""
+    end = time.time() + 60
+    while time.time() < end:
+        out = subprocess.run(["scontrol", "listpids", slurm_job_id], capture_output=True, text=True, timeout=30).stdout
+        for line in out.splitlines()[1:]:
+            pid, _, step, _, global_id = (line.split() + [""] * 5)[:5]
+            if step == "0" and global_id == str(rank):
+                return int(pid)
+        time.sleep(0.2)
+    raise AssertionError(f"no task {rank} in job {slurm_job_id}")
 
 
 def test_a_pack_over_two_nodes_is_one_job_and_the_local_ranks_run(tmp_path):

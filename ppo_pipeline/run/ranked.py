@@ -169,6 +169,16 @@ def envs_of(ranks: Ranks, snapshot: Any) -> list[Any]:
     return [snapshot]
 
 
+def lost_a_rank(e: BaseException) -> bool:
+    """Whether ``e`` is a collective that failed because another rank of the run died or hung: torch's
+    ``DistError`` (nccl's, a timeout) or gloo's ``RuntimeError`` ("Connection reset by peer", its timeout)."""
+    import torch.distributed as dist
+
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in ("gloo", "NCCL", "by peer"))
+
+
 # --- starting the ranks here ----------------------------------------------------------------------------------
 HINT_ENV = "PPO_PIPELINE_RESUME_HINT"  # the command that continues the run, for rank 0's lines
 RANK_GRACE_S = 15.0  # after a rank fails, how long the others get to fail on their own before they are killed

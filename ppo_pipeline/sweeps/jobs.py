@@ -24,6 +24,9 @@ from ..run.prepare import prepare
 LOCAL = "local"
 FINISHED = "FINISHED"
 RUNS = "runs"  # a sweep's runs' folder, relative to the sweep directory (what every stored run_dir says)
+REQUEUES_AFTER_A_LOST_RANK = (
+    5  # a SLURM job over ranks requeues itself after a rank died while it restarted fewer times
+)
 
 
 def _job_id() -> str:
@@ -52,16 +55,32 @@ def _store_relative(members: Sequence[Config]) -> None:
             rundir.write_config(m.run_path(), dataclasses.replace(m, run_dir=RUNS))
 
 
-def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -> Any:
+def requeue_after_a_lost_rank() -> bool:
+    """In a SLURM job over ranks whose collective failed because a rank died or hung: requeue the job (it resumes
+    from the run's newest checkpoint) unless it restarted ``REQUEUES_AFTER_A_LOST_RANK`` times already (a rank that
+    fails every time); True when requeued. Any surviving rank may ask; a second request is refused by SLURM."""
+    import subprocess
+
+    jid = os.environ.get("SLURM_JOB_ID")
+    if jid is None or int(os.environ.get("SLURM_RESTART_COUNT", "0")) >= REQUEUES_AFTER_A_LOST_RANK:
+        return False
+    subprocess.run(["scontrol", "requeue", jid], capture_output=True, timeout=60)
+    return True
+
+
+def run_unit(
+    spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,), *, requeue_lost_rank: bool = False
+) -> Any:
     """A sweep's unit of work, trained to the end: one run (``spec`` is its config; its summary) or a pack
     (``{"pack_dir": ..., "members": [config, ...]}``; the members' summaries), resumed from its newest checkpoint
     (a pack's: the update its ``pack.json`` marks) when there is one.
 
     ``signals`` make the trainer checkpoint at the end of the update in flight and hand the signal on
     (submitit's SIGUSR2 handler requeues the job). Each run's ``job.json`` records the state (a pack member that
-    diverged: FAILED with the NaN stop's line).
+    diverged: FAILED with the NaN stop's line). ``requeue_lost_rank`` (a SLURM job over ranks): when another rank
+    dies or hangs, requeue the job (:func:`requeue_after_a_lost_rank`; REQUEUED) instead of failing.
     """
-    from ..run import training_state
+    from ..run import ranked, training_state
     from ..run.trainer import Trainer, TrainingInterrupted
 
     pack_dir = Path(spec["pack_dir"]) if "pack_dir" in spec else None
@@ -106,6 +125,9 @@ def run_unit(spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,)) -
         mark("REQUEUED")
         raise
     except BaseException as e:
+        if requeue_lost_rank and ranked.lost_a_rank(e) and requeue_after_a_lost_rank():
+            mark("REQUEUED", error=f"a rank was lost: {str(e).splitlines()[0][:300]}")
+            raise SystemExit(1) from e  # SLURM stops this job and runs it again from the queue
         mark("FAILED", error=f"{type(e).__name__}: {e}")
         raise
     mark(FINISHED, ended=_dt.datetime.now().isoformat(timespec="seconds"))
@@ -125,11 +147,12 @@ class SweepJob(submitit.helpers.Checkpointable):
         # submitit would ignore it, so its handler is replaced. submitit's job._interrupt() sends TERM
         # just before USR2: a USR2 arriving within a second after the stop still requeues.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # a run over ranks: each task one (torchrun's variables)
+        ranks = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        if ranks:  # a run over ranks: each task one (torchrun's variables)
             gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=gpus)
         try:
-            return run_unit(config, signals=(signal.SIGUSR2, signal.SIGTERM))
+            return run_unit(config, signals=(signal.SIGUSR2, signal.SIGTERM), requeue_lost_rank=ranks)
         except Exception as e:
             from ..run.trainer import TrainingInterrupted
 
