@@ -130,6 +130,8 @@ def run_unit(
             raise SystemExit(1) from e  # SLURM stops this job and runs it again from the queue
         mark("FAILED", error=f"{type(e).__name__}: {e}")
         raise
+    finally:  # a rank's process group closed before the interpreter exits (its threads would abort it)
+        ranked.leave()
     mark(FINISHED, ended=_dt.datetime.now().isoformat(timespec="seconds"))
     return summaries
 
