@@ -24,9 +24,8 @@ from ..run.prepare import prepare
 LOCAL = "local"
 FINISHED = "FINISHED"
 RUNS = "runs"  # a sweep's runs' folder, relative to the sweep directory (what every stored run_dir says)
-REQUEUES_AFTER_A_LOST_RANK = (
-    5  # a SLURM job over ranks requeues itself after a rank died while it restarted fewer times
-)
+# a SLURM job over ranks requeues itself after a rank died while it has restarted fewer times than this
+REQUEUES_AFTER_A_LOST_RANK = 5
 
 
 def _job_id() -> str:
@@ -53,6 +52,11 @@ def _store_relative(members: Sequence[Config]) -> None:
     for m in members:
         if (m.run_path() / rundir.CONFIG).is_file():
             rundir.write_config(m.run_path(), dataclasses.replace(m, run_dir=RUNS))
+
+
+def failed_runs(run_paths: Sequence[Path]) -> int:
+    """How many of these runs their ``job.json`` says FAILED (e.g. a pack's member that diverged)."""
+    return sum(rundir.read_json(p / rundir.JOB_STATE).get("state") == "FAILED" for p in run_paths)
 
 
 def requeue_after_a_lost_rank() -> bool:

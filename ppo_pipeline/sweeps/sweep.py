@@ -48,7 +48,7 @@ from ..errors import UserError
 from ..run import checkpoint
 from ..run.prepare import check_envs, prepare
 from . import experiments, slurm
-from .jobs import FINISHED, LOCAL, RUNS, SweepJob, run_unit
+from .jobs import FINISHED, LOCAL, RUNS, SweepJob, failed_runs, run_unit
 
 MANIFEST = "manifest.json"
 FORMAT = "ppo-pipeline/sweep/v1"
@@ -270,22 +270,18 @@ def run_local(sweep_dir: Path, manifest: dict[str, Any], names: Sequence[str], *
         print(f"[sweep] {pack + f' ({len(runs)} runs)' if pack else runs[0]['name']}", flush=True)
         spec = _spec(sweep_dir, pack, runs, **override)
         first = Config.from_dict(runs[0]["config"])
-        if first.nproc_per_node > 1:  # the unit over ranks, each a process here
+        if first.nproc_per_node > 1:  # the unit over ranks, each a process here (a failed rank says so itself)
             rc = ranked.spawn_local(first, hint=f"python -m ppo_pipeline.sweep resume {sweep_dir}", unit=spec)
             if rc == 130:
                 sys.stderr.write(
                     f"sweep interrupted; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n"
                 )
                 return 130
-            failed += rc != 0 or sum(
-                rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED" for r in runs
-            )
+            failed += rc != 0 or failed_runs([_run_path(sweep_dir, r) for r in runs])
             continue
         try:
             run_unit(spec, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
-            failed += sum(
-                rundir.read_json(_run_path(sweep_dir, r) / rundir.JOB_STATE).get("state") == "FAILED" for r in runs
-            )  # a pack's member that diverged
+            failed += failed_runs([_run_path(sweep_dir, r) for r in runs])  # a pack's member that diverged
         except TrainingInterrupted as e:
             sys.stderr.write(
                 f"sweep interrupted: {e}; continue with `python -m ppo_pipeline.sweep resume {sweep_dir}`\n"
