@@ -110,9 +110,11 @@ class Config:
         "auto",
         "over ranks, the K epochs of minibatch steps: sharded (each rank its rows of each minibatch, the gradients "
         "all-reduced per minibatch, as DD-PPO), replicated (the update's batch all-gathered once, every rank takes "
-        "every step itself: no collective per minibatch) or auto (replicated for a vector-observation network whose "
-        "minibatch share per rank is under 1024 rows, where a step is latency-bound; sharded otherwise)",
-        choices=("auto", "sharded", "replicated"),
+        "every step itself: no collective per minibatch), lead (the batch gathered on rank 0, which takes every step "
+        "on its node's cores while the others wait, then sends them its weights) or auto (lead for CPU ranks on one "
+        "node; else replicated for a vector-observation network whose minibatch share per rank is under 1024 rows, "
+        "where a step is latency-bound, sharded otherwise)",
+        choices=("auto", "sharded", "replicated", "lead"),
     )
     dist_backend: str = option(
         "auto",

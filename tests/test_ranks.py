@@ -70,6 +70,8 @@ def params_after_updates(cfg, ranks: Ranks, mutant: str | None = None) -> list[l
     for u in range(1, UPDATES + 1):
         ppo.update(u)
         out.append([p.detach().cpu().clone() for p in ppo.params])
+    if mutant is None:  # every rank holds the weights rank 0 reports (a mutant's may differ: compared above)
+        ranks.check_same(ppo.params)
     envs.close()
     return out
 
@@ -157,15 +159,19 @@ def test_mutants_are_caught(tmp_path, mutant, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["pendulum-normalized", "cartpolenovel-lstm", "cartpole-pack"])
-def test_a_replicated_learner_over_two_ranks_is_the_one_process_run(tmp_path, case):
+@pytest.mark.parametrize("learn,case", [
+    ("replicated", "pendulum-normalized"), ("replicated", "cartpolenovel-lstm"), ("replicated", "cartpole-pack"),
+    ("lead", "pendulum-normalized"), ("lead", "cartpole-pack"),
+])
+def test_a_replicated_or_lead_learner_over_two_ranks_is_the_one_process_run(tmp_path, learn, case):
     """--rank-learn replicated: the update's batch all-gathered once, every rank takes every minibatch step itself
-    (no collective per minibatch): the same weights as one process after each update, for a normalized Box run, an
-    LSTM's whole-trajectory minibatches and a pack (member-major rows)."""
+    (no collective per minibatch); lead: rank 0 alone takes them and sends its weights. The same weights as one
+    process after each update, on every rank, for a normalized Box run (a KL-adaptive member in the pack), an LSTM's
+    whole-trajectory minibatches and a pack (member-major rows)."""
     if case == "cartpole-pack":
-        cfg = _pack(tmp_path, "cartpole", rank_learn="replicated")
+        cfg = _pack(tmp_path, "cartpole", rank_learn=learn)
     else:
-        cfg = _cfg(tmp_path, case, rank_learn="replicated")
+        cfg = _cfg(tmp_path, case, rank_learn=learn)
     first = cfg[0] if isinstance(cfg, list) else cfg
     one = params_after_updates(cfg, Ranks(0, 1, first.num_envs))
     two = run_ranks(cfg, 2, tmp_path)
@@ -174,18 +180,21 @@ def test_a_replicated_learner_over_two_ranks_is_the_one_process_run(tmp_path, ca
     assert max_diff(one[0], one[-1]) > 1e-4
 
 
-def test_rank_learn_auto_replicates_latency_bound_steps():
-    from ppo_pipeline.algo.ranks import REPLICATE_BELOW_ROWS, replicated_learning
+def test_rank_learn_auto_leads_on_one_cpu_node_and_replicates_latency_bound_steps_elsewhere():
+    from ppo_pipeline.algo.ranks import REPLICATE_BELOW_ROWS, rank_learning
 
     cfg = tiny(config.mujoco, minibatch_size=64)
     two = Ranks(0, 2, 8)
-    assert replicated_learning(cfg, two, pixels=False)  # Table 3: 32 rows per rank per step
-    assert not replicated_learning(cfg, two, pixels=True)  # a CNN's step is compute worth sharing
-    assert not replicated_learning(cfg, Ranks(0, 1, 8), pixels=False)  # one process: nothing to replicate
-    wide = helpers.replace(cfg, minibatch_size=2 * REPLICATE_BELOW_ROWS)
-    assert not replicated_learning(wide, two, pixels=False)  # Table 4's 4096 rows: shared
-    assert not replicated_learning(helpers.replace(cfg, rank_learn="sharded"), two, pixels=False)
-    assert replicated_learning(helpers.replace(wide, rank_learn="replicated"), two, pixels=True)
+    assert rank_learning(cfg, two, pixels=False) == "lead"  # CPU ranks of one node: the one-process update
+    assert rank_learning(cfg, two, pixels=True) == "lead"
+    assert rank_learning(cfg, Ranks(0, 1, 8), pixels=False) == "one"  # one process
+    two_nodes = helpers.replace(cfg, nodes=2)
+    assert rank_learning(two_nodes, two, pixels=False) == "replicated"  # Table 3: 32 rows per rank per step
+    assert rank_learning(two_nodes, two, pixels=True) == "sharded"  # a CNN's step is compute worth sharing
+    wide = helpers.replace(two_nodes, minibatch_size=2 * REPLICATE_BELOW_ROWS)
+    assert rank_learning(wide, two, pixels=False) == "sharded"  # Table 4's 4096 rows: shared
+    for learn in ("sharded", "replicated", "lead"):
+        assert rank_learning(helpers.replace(cfg, rank_learn=learn), two, pixels=False) == learn
 
 
 def _pack(tmp_path, case, rank_learn="sharded"):

@@ -28,7 +28,8 @@ objects at every P.
 
 **W ranks, one run.** Over W processes (``ranks``, :mod:`.ranks`) each rank holds E / W of the envs and the same
 objects; the collector, the normalizers and the sampler take the rank's share, and :meth:`PPO.learn` sums each
-minibatch's gradient over the ranks before the clip and the Adam step (:func:`.ranks.ranked_step`). A pack over
+minibatch's gradient over the ranks before the clip and the Adam step (:func:`.ranks.ranked_step`), or (``--rank-learn
+lead``, CPU ranks on one node) rank 0 alone takes the one-process update on all the node's cores and sends its weights. A pack over
 W ranks is the same: each rank holds E / W of every member's envs ([P x E / W, T]), statistics per member.
 """
 
@@ -48,6 +49,7 @@ from tensordict import TensorDict
 from .. import workarounds
 from ..config import Config
 from ..envs import make_vector_env
+from ..threads import cores, torch_threads
 from . import compiling, distributions
 from .advantages import explained_variance, make_gae
 from .collect import Collector
@@ -55,7 +57,7 @@ from .normalize import DictObsNormalizer, RewardScaler, make_obs_normalizer
 from .objectives import KLController, TorchRLObjective, objective_of
 from .optim import MemberAdam
 from .policy import Agent
-from .ranks import ONE, Ranks, ranked_step, replicated_learning
+from .ranks import ONE, Ranks, rank_learning, ranked_step
 from .sampler import MemberSampler, MinibatchSampler, SequenceSampler
 from .schedules import KLAdaptiveStepSize, log_std, schedule, step_size
 
@@ -119,8 +121,11 @@ class PPO:
             solo.append(Agent(obs_space, act_space, m))
         self.agent = (solo[0] if P == 1 else self._stacking().agent(solo)).to(device)
         self.params = list(self.agent.parameters())
-        # who shares the minibatch steps: the ranks (sharded), or no one (replicated: each rank takes them all)
-        self.learner = ONE if replicated_learning(cfg, ranks, self.agent.pixels) else ranks
+        # who shares the minibatch steps: the ranks (sharded), or no one (replicated: each rank takes them all;
+        # lead: rank 0 takes them all on its node's cores, the others wait for its weights)
+        self.rank_learning = rank_learning(cfg, ranks, self.agent.pixels)
+        self.learner = ranks if self.rank_learning == "sharded" else ONE
+        self.lead_threads = cfg.torch_threads or cores()  # --rank-learn lead: the node's cores, rank 0's
         compile_it = not ranks.many and compiling.wanted_at_budget(
             cfg, pixels=self.agent.pixels, device=device, recurrent=solo[0].recurrent, members=P
         )  # over ranks a minibatch's rows per rank vary: eager
@@ -210,11 +215,14 @@ class PPO:
         batch = self.collector.collect()  # TensorDict [P x E, T]
         t1 = time.perf_counter()
         self.gae(batch)  # + advantage, value_target
-        if self.learner is not self.ranks:  # --rank-learn replicated: every rank's envs, on every rank
+        if self.learner is not self.ranks:  # --rank-learn replicated or lead: every rank's envs, on every rank
             batch = self.ranks.gather_envs(batch, self.P)
         t2 = time.perf_counter()
         members = batch if self.P == 1 else batch.reshape(self.P, -1, batch.batch_size[-1])  # [P, E, T]
-        stats, diverged = self.learn(members)  # K epochs x minibatches of Adam
+        if self.rank_learning == "lead":
+            stats, diverged = _learn_on_lead(self, members)
+        else:
+            stats, diverged = self.learn(members)  # K epochs x minibatches of Adam
         t3 = time.perf_counter()
         self.phase_time["collect"] += t1 - t0
         self.phase_time["gae"] += t2 - t1
@@ -316,6 +324,25 @@ class PPO:
             for g, key in ((self.action_generators[p], "action"), (self.sampler_generators[p], "sampler")):
                 if generators.get(key) is not None:
                     g.set_state(generators[key])
+
+
+def _learn_on_lead(ppo: PPO, batch: TensorDict) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """:meth:`PPO.learn` over ranks with ``--rank-learn lead``: rank 0 takes every minibatch step on the whole batch
+    (every rank's envs) with its node's cores while the other ranks wait; then its weights, the update's terms and
+    the members that went non-finite reach every rank (:meth:`~.ranks.Ranks.from_lead_`). Adam's moments live on
+    rank 0 alone (the run's checkpoint is rank 0's)."""
+    verdict: list[Any] = [None]
+    if ppo.ranks.lead:
+        with torch_threads(ppo.lead_threads):
+            stats, newly = ppo.learn(batch)
+        verdict = [({k: v.cpu() for k, v in stats.items()}, newly, ppo.last_loss.cpu())]
+    ppo.ranks.from_lead_(ppo.params, verdict)
+    stats, newly, last_loss = verdict[0]
+    if not ppo.ranks.lead:
+        ppo.last_loss = last_loss
+        if newly:
+            ppo.set_alive([bool(a) and p not in newly for p, a in enumerate(ppo.alive)])
+    return stats, newly
 
 
 def _after_update(

@@ -23,18 +23,22 @@ mean KL, explained variance, terms     all-reduced sums
 envs of the batch are all-gathered once, and every rank takes every minibatch step of the one-process run itself
 (the same permutation, the same full minibatches, so the same weights): no collective per minibatch, where a small
 network's step is latency-bound; ``sharded`` (above) splits each minibatch's rows, the learning's compute shared.
+``lead`` gathers the batch as ``replicated`` does, but only rank 0 takes the steps, on every core of its node (the
+other ranks wait), then sends its weights to the others (:meth:`Ranks.from_lead_`, one broadcast per update): on
+CPU ranks of one node the update is then the one-process run's, and only the collection is shared.
 
 A pack of P members (:mod:`ppo_pipeline.pack`) over W ranks is split the same way: rank r holds envs
 ``r E/W .. (r+1) E/W - 1`` of every member, and each row above is per member (its generator, its permutation,
 its statistics and moments, its mean KL: a leading member axis on what is combined).
 
-Weights never travel after the start: identical gradients and identical Adam steps keep the replicas equal
-(:meth:`Ranks.check_same` compares them, as baselines' ``MpiAdam`` does every so often). Exact means equal to
+Sharded and replicated, weights never travel after the start: identical gradients and identical Adam steps keep
+the replicas equal (:meth:`Ranks.check_same` compares them, as baselines' ``MpiAdam`` does every so often). Exact means equal to
 float tolerance: the sums of the one-process run are split and added in another order.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,6 +191,25 @@ class Ranks:
         self.seconds += time.perf_counter() - t0
         return out
 
+    def from_lead_(self, tensors: Sequence[torch.Tensor], objects: list[Any]) -> None:
+        """Rank 0's ``tensors`` (copied in place into this rank's) and ``objects`` (a list of picklables, replaced
+        in place) on every rank: one broadcast of the tensors as a flat buffer, one of the objects
+        (``--rank-learn lead``)."""
+        if not self.many:
+            return
+        import torch.distributed as dist
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(self.device)
+            dist.broadcast(flat, src=0)
+            i = 0
+            for t in tensors:
+                t.copy_(flat[i : i + t.numel()].view_as(t))
+                i += t.numel()
+        dist.broadcast_object_list(objects, src=0)
+        self.seconds += time.perf_counter() - t0
+
     def gather_objects(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank."""
         if not self.many:
@@ -215,15 +238,21 @@ ONE = Ranks()  # the one-process run
 REPLICATE_BELOW_ROWS = 1024  # --rank-learn auto: a minibatch share under this many rows per rank is latency-bound
 
 
-def replicated_learning(cfg: Any, ranks: Ranks, pixels: bool) -> bool:
-    """Whether every rank takes every minibatch step itself (``--rank-learn``; auto: a vector-observation network
-    whose minibatch share per rank is under :data:`REPLICATE_BELOW_ROWS` rows, where the per-minibatch gradient
-    all-reduce costs more than the compute it shares; a CNN's or a wide minibatch's compute is worth sharing)."""
-    if not ranks.many or cfg.rank_learn == "sharded":
-        return False
-    if cfg.rank_learn == "replicated":
-        return True
-    return not pixels and cfg.minibatch_size // ranks.world < REPLICATE_BELOW_ROWS
+def rank_learning(cfg: Any, ranks: Ranks, pixels: bool) -> str:
+    """Who takes the update's minibatch steps (``--rank-learn``): ``sharded``, ``replicated`` or ``lead`` (the one
+    process: ``one``). auto: ``lead`` for CPU ranks on one node (its cores are all the ranks': the one-process
+    update on every core, where splitting it across the ranks' threads adds collectives and takes nothing off the
+    compute); elsewhere (GPUs, several nodes) ``replicated`` for a vector-observation network whose minibatch share
+    per rank is under :data:`REPLICATE_BELOW_ROWS` rows, where the per-minibatch gradient all-reduce costs more than
+    the compute it shares, and ``sharded`` for a CNN's or a wide minibatch's compute, worth sharing."""
+    if not ranks.many:
+        return "one"
+    if cfg.rank_learn != "auto":
+        return str(cfg.rank_learn)
+    one_node = cfg.nodes == 1 and int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world)) == ranks.world
+    if ranks.device.type == "cpu" and one_node:
+        return "lead"
+    return "replicated" if not pixels and cfg.minibatch_size // ranks.world < REPLICATE_BELOW_ROWS else "sharded"
 
 
 def ranked_step(
