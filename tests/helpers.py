@@ -51,3 +51,20 @@ def subprocess_env() -> dict:
     import os
 
     return {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def run_two_at_a_time(argvs: list[list[str]], cwd: Path | list[Path] = ROOT, env: dict | None = None) -> list:
+    """``subprocess.run`` of each argv (captured text, 300 s each; in ``cwd``, or in ``cwd[i]``; ``env``: the
+    processes' environment), two at a time: a fresh process spends its seconds in single-threaded imports, so two
+    share the 2 cores. Results in order."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    cwds = cwd if isinstance(cwd, list) else [cwd] * len(argvs)
+
+    def one(i: int) -> subprocess.CompletedProcess:
+        return subprocess.run(argvs[i], capture_output=True, text=True, cwd=cwds[i], timeout=300, env=env)
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(one, range(len(argvs))))
+

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 
 from ppo_pipeline import config
@@ -84,19 +85,28 @@ def _estimated_hours(stdout: str) -> float:
     return float(m.group(1).replace(",", ""))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe, argv", [
+DRY_RUNS = [
     ("atari.py", ["--seeds", "0-1"]),
     ("mujoco.py", ["--seeds", "0-1"]),
     ("classic_control.py", ["--seeds", "0-1"]),
     ("humanoid.py", ["--seeds", "0-1"]),
     ("mujoco.py", ["--clip-epsilon", "0.1,0.2", "--seeds", "0-1"]),
     ("mujoco.py", ["--experiment", "table1", "--env-id", "Hopper-v5", "--pack", "33"]),
-])
-def test_recipe_dry_runs_estimate_hours_from_this_checkouts_bench(recipe, argv):
+]
+
+
+@pytest.fixture(scope="module")
+def dry_runs() -> list[subprocess.CompletedProcess]:
+    """Each DRY_RUNS command with --dry-run, two at a time."""
+    return helpers.run_two_at_a_time([[sys.executable, str(ROOT / "recipes" / r), *argv, "--dry-run"]
+                                      for r, argv in DRY_RUNS])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(DRY_RUNS)), ids=[f"{r}-{' '.join(a)}" for r, a in DRY_RUNS])
+def test_recipe_dry_runs_estimate_hours_from_this_checkouts_bench(dry_runs, case):
     """Every recipe's default sweep, and a pack plan, gets a positive estimate from results/bench/."""
-    p = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), *argv, "--dry-run"], capture_output=True,
-                       text=True, timeout=300, cwd=ROOT)
+    p, argv = dry_runs[case], DRY_RUNS[case][1]
     assert p.returncode == 0, p.stderr
     assert "no measured" not in p.stdout and " figure in " not in p.stdout, p.stdout
     assert _estimated_hours(p.stdout) > 0, p.stdout

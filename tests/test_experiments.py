@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 
 from ppo_pipeline import config, launch, paper
@@ -74,14 +75,24 @@ def test_every_table6_game_is_an_ale_id():
     assert len(paper.TABLE6) == 49 and len(paper.TABLE1) == 11
 
 
-@pytest.mark.parametrize("recipe, argv, needle", [
+BAD = [
     ("mujoco.py", ["--experiment", "table9"], "--experiment 'table9' is unknown; known: table1"),
     ("atari.py", ["--experiment", "table1"], "run it with recipes/mujoco.py"),
     ("mujoco.py", ["--experiment", "table1", "--env-id", "Ant-v5"], "'Ant-v5' is not one of table1's envs"),
     ("classic_control.py", ["--lr", "0.1,abc"], "invalid float value: 'abc'"),
     ("classic_control.py", ["--objective", "clip,bogus"], "invalid choice: 'bogus'"),
     ("classic_control.py", ["--lr", "0.1,-1"], "lr=-1.0 must be > 0"),
-])
-def test_bad_experiment_or_grid_is_one_line(recipe, argv, needle):
-    p = _dry(recipe, argv)
+]
+
+
+@pytest.fixture(scope="module")
+def refused() -> list[subprocess.CompletedProcess]:
+    """Each BAD case's --dry-run, two at a time."""
+    return helpers.run_two_at_a_time([[sys.executable, str(ROOT / "recipes" / r), *argv, "--dry-run"]
+                                      for r, argv, _ in BAD])
+
+
+@pytest.mark.parametrize("case", range(len(BAD)), ids=[f"{r}-{n[:40]}" for r, _, n in BAD])
+def test_bad_experiment_or_grid_is_one_line(refused, case):
+    p, needle = refused[case], BAD[case][2]
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, p.stderr

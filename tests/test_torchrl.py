@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -151,6 +152,10 @@ def test_user_factory_batched_by_itself_and_by_serial_env():
 def _cli_error(argv: list[str], tmp_path: Path, recipe: str = "mujoco.py") -> str:
     p = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), *argv, "--run-dir", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return _one_error_line(p, tmp_path)
+
+
+def _one_error_line(p: subprocess.CompletedProcess, tmp_path: Path) -> str:
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
@@ -172,10 +177,19 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("argv,needles", BAD, ids=[b[1][0][:28] for b in BAD])
-def test_bad_torchrl_input_is_one_line_exit_2(tmp_path, argv, needles):
-    line = _cli_error(argv, tmp_path)
-    for n in needles:
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> list[tuple[subprocess.CompletedProcess, Path]]:
+    """Each BAD case's recipe process (two at a time) and its run dir."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    argvs = [[sys.executable, str(ROOT / "recipes" / "mujoco.py"), *argv, "--run-dir", str(d)]
+             for (argv, _), d in zip(BAD, dirs)]
+    return list(zip(helpers.run_two_at_a_time(argvs), dirs))
+
+
+@pytest.mark.parametrize("case", range(len(BAD)), ids=[b[1][0][:28] for b in BAD])
+def test_bad_torchrl_input_is_one_line_exit_2(refused, case):
+    line = _one_error_line(*refused[case])
+    for n in BAD[case][1]:
         assert n in line, line
 
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import tiny
 
 from ppo_pipeline import config, launch
+from ppo_pipeline.envs import spec_of
 from ppo_pipeline.run import checkpoint
 from ppo_pipeline.run.metrics import METRIC_COLUMNS, TIMING_COLUMNS
 from ppo_pipeline.run.trainer import Trainer
@@ -30,6 +31,7 @@ def test_atari_recipe_end_to_end_pong_writes_every_output(tmp_path):
     run = tmp_path / "ALE-Pong-v5__clip__s0"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env_id"] == "ALE/Pong-v5" and cfg["num_envs"] == 8 and cfg["epochs"] == 3
+    assert spec_of(config.atari(env_id=cfg["env_id"], env_backend=cfg["env_backend"])).backend == "envpool"  # auto
     rows = read_rows(run / "metrics.csv")
     assert [r["update"] for r in rows] == [1, 2] and rows[-1]["step"] == 2048
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")

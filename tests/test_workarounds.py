@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import helpers
 import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -81,17 +82,13 @@ torch.compile(lambda: opt.step())()
 def test_dynamo_warns_when_it_compiles_optimizer_step():
     """Upstream: compiling a function that calls optimizer.step() logs dynamo's "Profiler record function ...
     will be ignored" warning (a fresh process each: dynamo warns once per process); the workaround drops it."""
-    import subprocess
     import sys
 
-    def stderr(mode: str) -> str:
-        p = subprocess.run([sys.executable, "-c", OPTIMIZER_STEP_COMPILED, mode], capture_output=True, text=True,
-                           timeout=300)
-        assert p.returncode == 0, p.stderr[-2000:]
-        return p.stderr
-
-    assert "Profiler record function" in stderr("without")     # the upstream noise
-    assert "Profiler record function" not in stderr("with")
+    without, with_ = helpers.run_two_at_a_time([[sys.executable, "-c", OPTIMIZER_STEP_COMPILED, m]
+                                                for m in ("without", "with")])
+    assert without.returncode == 0 and with_.returncode == 0, without.stderr[-2000:] + with_.stderr[-2000:]
+    assert "Profiler record function" in without.stderr     # the upstream noise
+    assert "Profiler record function" not in with_.stderr
 
 
 PYBULLET_NOISE = """
@@ -111,14 +108,13 @@ print("done")
 
 def test_pybullet_prints_on_import_and_connect():
     """Upstream: pybullet prints 'pybullet build time' on import and 'argv[0]=' when an env connects; silenced."""
-    import subprocess
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
-    for quiet in (False, True):
-        out = subprocess.run([sys.executable, "-c", PYBULLET_NOISE.format(root=root, quiet=quiet)],
-                             capture_output=True, text=True, timeout=120)
+    outs = helpers.run_two_at_a_time([[sys.executable, "-c", PYBULLET_NOISE.format(root=root, quiet=q)]
+                                      for q in (False, True)])
+    for quiet, out in zip((False, True), outs):
         both = out.stdout + out.stderr
         assert out.returncode == 0 and "done" in out.stdout, both
         assert ("pybullet build time" in both and "argv[0]=" in both) != quiet, both
@@ -151,12 +147,11 @@ def test_exporters_warn_about_their_internals():
     """Upstream: torch.export of an nn.LSTM warns that its ``_flat_weights`` were assigned during export; the ONNX
     exporter warns that ``LeafSpec`` is deprecated (its own deepcopy) and logs that torchvision is not installed.
     The workaround drops those three, and only those (a fresh process each: logs and warnings once per process)."""
-    import subprocess
     import sys
 
     notices = ("_flat_weights", "LeafSpec", "torchvision is not installed")
-    for mode in ("without", "with"):
-        p = subprocess.run([sys.executable, "-c", EXPORTERS, mode], capture_output=True, text=True, timeout=300)
+    modes = ("without", "with")
+    for mode, p in zip(modes, helpers.run_two_at_a_time([[sys.executable, "-c", EXPORTERS, m] for m in modes])):
         assert p.returncode == 0 and "done" in p.stdout, p.stderr[-2000:]
         assert [n for n in notices if n in p.stderr] == (list(notices) if mode == "without" else []), p.stderr
         assert "another warning still shows" in p.stderr
@@ -223,20 +218,15 @@ print(torch.distributions.Distribution._validate_args)
 def test_torchrl_import_turns_off_every_distributions_checks():
     """Upstream: importing torchrl.modules sets torch.distributions' process-wide default validate_args to False
     (a fresh process each); inside distribution_default_kept the default is back after the import."""
-    import subprocess
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
-
-    def default_after(mode: str) -> str:
-        p = subprocess.run([sys.executable, "-c", TORCHRL_IMPORT.format(root=root), mode], capture_output=True,
-                           text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-2000:]
-        return p.stdout.strip()
-
-    assert default_after("without") == "False"      # the upstream side effect
-    assert default_after("with") == "True"
+    without, with_ = helpers.run_two_at_a_time([[sys.executable, "-c", TORCHRL_IMPORT.format(root=root), m]
+                                                for m in ("without", "with")])
+    assert without.returncode == 0 and with_.returncode == 0, without.stderr[-2000:] + with_.stderr[-2000:]
+    assert without.stdout.strip() == "False"      # the upstream side effect
+    assert with_.stdout.strip() == "True"
 
 
 def test_package_distributions_never_check_their_arguments(monkeypatch):
@@ -329,16 +319,17 @@ def test_mujoco_warns_settotalmass_and_writes_its_log(tmp_path):
     """Upstream: building HalfCheetah-v5 on mujoco 3.17 prints the settotalmass deprecation and writes
     MUJOCO_LOG.TXT into the current directory (a fresh process each: the handler is per process); with workaround 5,
     installed by hand or where the gymnasium backend makes an env, neither happens."""
-    import subprocess
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
-    for mode in ("without", "with", "factory"):
+    modes = ("without", "with", "factory")
+    for mode in modes:
+        (tmp_path / mode).mkdir()
+    ps = helpers.run_two_at_a_time([[sys.executable, "-c", MUJOCO_SETTOTALMASS.format(root=root, mode=m)]
+                                    for m in modes], [tmp_path / m for m in modes])
+    for mode, p in zip(modes, ps):
         cwd = tmp_path / mode
-        cwd.mkdir()
-        p = subprocess.run([sys.executable, "-c", MUJOCO_SETTOTALMASS.format(root=root, mode=mode)], cwd=cwd,
-                           capture_output=True, text=True, timeout=300)
         both = p.stdout + p.stderr
         assert p.returncode == 0 and "done" in p.stdout, both
         upstream = mode == "without"
@@ -355,7 +346,6 @@ def test_other_mujoco_warnings_still_show(capsys):
 def test_torchrl_collectors_import_warns_weight_updater_deprecation():
     """Upstream: importing torchrl.collectors warns that torchrl's own weight updaters inherit a deprecated base
     (a fresh process each: a module warns when first imported); with workaround 6 first, it does not."""
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -364,9 +354,9 @@ def test_torchrl_collectors_import_warns_weight_updater_deprecation():
             "from ppo_pipeline import workarounds\n"
             "if {quiet}: workarounds.quiet_torchrl_collectors()\n"
             "import torchrl.collectors\n")
-    for quiet in (False, True):
-        p = subprocess.run([sys.executable, "-W", "default", "-c", code.format(root=root, quiet=quiet)],
-                           capture_output=True, text=True, timeout=300)
+    ps = helpers.run_two_at_a_time([[sys.executable, "-W", "default", "-c", code.format(root=root, quiet=q)]
+                                    for q in (False, True)])
+    for quiet, p in zip((False, True), ps):
         assert p.returncode == 0, p.stderr[-2000:]
         assert ("Creating VanillaWeightUpdater which inherits from WeightUpdaterBase is deprecated" in p.stderr) != quiet
         assert ("DeprecationWarning" in p.stderr) != quiet, p.stderr
