@@ -140,6 +140,10 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
         return env_id
     if is_bullet(env_id):
         register_bullet(env_id)
+    _register_ale()  # (Bullet's registrations are imported only for an id found nowhere else: they import torch)
+    for cand in (env_id, f"ALE/{env_id}-v5", f"ALE/{env_id}"):
+        if cand in gym.envs.registry:
+            return cand
     ids = registered()
     if env_id in ids:
         return env_id
@@ -173,9 +177,11 @@ def derive_family(env_id: str) -> tuple[str, bool]:
         return "dmc", True
     if env_id.startswith(TORCHRL):
         return "torchrl", True
-    _register_ale()
-    _register_bullet()
     spec = gym.envs.registry.get(env_id)
+    if spec is None:  # ALE's and Bullet's ids are registered when their packages are imported
+        _register_ale()
+        _register_bullet()
+        spec = gym.envs.registry.get(env_id)
     entry = str(getattr(spec, "entry_point", "")) if spec else ""
     if "ale_py" in entry or env_id.startswith("ALE/"):
         return "atari", True

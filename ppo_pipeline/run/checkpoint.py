@@ -2,7 +2,8 @@
 
 A checkpoint is a ``torch.save`` dict with a ``format`` marker; :func:`load` refuses anything else
 with one line naming the file. The state that is not a module's ``state_dict`` is captured here too:
-the random number generators (:func:`capture_rng`) and the envs (:func:`snapshot_envs`).
+the random number generators (:func:`capture_rng`) and the envs (:func:`snapshot_envs`). torch is imported by
+the functions that use it: a sweep's plan (``--dry-run``, ``sweep status``) reads the checkpoints' names only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any, TypeGuard
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from ..config import Config
 from ..errors import UserError
@@ -36,6 +36,8 @@ def path_for(run_path: Path, update: int) -> Path:
 
 def save(run_path: Path, update: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` for ``update`` atomically and delete all but the newest ``keep`` checkpoints."""
+    import torch
+
     final = path_for(run_path, update)
     tmp = final.with_name(final.name + ".tmp")
     torch.save({"format": FORMAT, "update": update, **state}, tmp)
@@ -60,6 +62,8 @@ def latest(run_path: Path) -> Path | None:
 
 def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint or raise :class:`CheckpointError` naming the file and what is wrong."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
@@ -134,6 +138,8 @@ def load_for_run(path: Path, config: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -142,6 +148,8 @@ def seed_everything(seed: int) -> None:
 def capture_rng() -> dict[str, Any]:
     """The state of the process's global generators: torch (CPU and CUDA), numpy, Python (a run's own draws
     come from its generators, kept beside: :meth:`ppo_pipeline.algo.ppo.PPO.member_state`)."""
+    import torch
+
     return {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
@@ -153,6 +161,8 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng` (the generators a checkpoint holds: a pack member's of earlier versions
     held none of the global ones)."""
+    import torch
+
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "numpy" in state:

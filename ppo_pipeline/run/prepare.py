@@ -31,14 +31,16 @@ def resolve(cfg: Config, *, device: bool = True) -> Config:
 def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Config:
     """:func:`resolve`, then :func:`~ppo_pipeline.config.validate` and the machine's checks: the config a
     run starts from (``device=False``: left for the node that runs it to resolve, e.g. a SLURM job)."""
-    out = resolve(cfg, device=device)
+    out = resolve(cfg, device=False)
     spec = envs.spec_of(out)  # what the env id is, decided here once
     if atari_only and not spec.is_atari:
         raise ConfigError(
             f"env_id {out.env_id!r} is not an Atari game; the Atari recipe takes ALE ids such as "
             f"ALE/Pong-v5 (use recipes/mujoco.py or recipes/classic_control.py)"
         )
-    validate(out)
+    validate(out)  # (before the device: a refused value costs no import of torch)
+    if device:
+        out.device = resolve_device(cfg.device)
     if device and out.dist_backend == "nccl" and not out.device.startswith("cuda"):
         raise ConfigError(
             f"dist_backend=nccl needs CUDA devices (device={out.device}); use --dist-backend gloo or auto"
@@ -55,10 +57,10 @@ def check_envs(cfg: Config) -> None:
     (built once per env stack)."""
     import gymnasium as gym
 
-    from ..algo.policy import check_spaces
-
     envs.check(cfg)
     if not envs.spec_of(cfg).is_atari:  # Atari's stack is ours: Box frames and Discrete actions, always
+        from ..algo.policy import check_spaces
+
         observation_space, action_space = envs.spaces(cfg)
         check_spaces(observation_space, action_space, env_id=cfg.env_id)
         if cfg.collector == "torchrl" and isinstance(observation_space, gym.spaces.Dict):
