@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import math
-from typing import TypeGuard, TypeVar
+from typing import TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from .kinds import MASK_KEY, channels_last, is_image
 
 _Layer = TypeVar("_Layer", bound=nn.Linear | nn.Conv2d)
 _Module = TypeVar("_Module", bound=nn.Module)
@@ -72,20 +74,6 @@ def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) 
         in_features = h
     layers.append(layer_init(nn.Linear(in_features, out_features), std=out_std))
     return nn.Sequential(*layers)
-
-
-MIN_IMAGE_SIDE = 36  # the Nature CNN's three convolutions need at least 36 x 36 pixels
-MASK_KEY = "action_mask"
-
-
-def is_image(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
-    """A ``Box`` of uint8 pixels with 3 dims ([C, H, W] or [H, W, C])."""
-    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
-
-
-def channels_last(shape: tuple[int, ...]) -> bool:
-    """[H, W, C] (gymnasium's image layout: a last dim of at most 4 channels) rather than [C, H, W]."""
-    return shape[-1] <= 4 < shape[0]
 
 
 class ImageEncoder(nn.Module):

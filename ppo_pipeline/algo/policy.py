@@ -48,60 +48,12 @@ from torch import nn
 from .. import batch as keys
 from .. import workarounds
 from ..config import Config
-from ..errors import ConfigError
 from . import distributions
+from .kinds import check_spaces
 from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
 
 with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator
-
-ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-MIN_IMAGE_SIDE = 36
-
-
-def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str = "the env") -> None:
-    """Raise :class:`ConfigError` (one line) for spaces the agent cannot handle, naming the space."""
-    if not isinstance(action_space, ACTION_SPACES):
-        raise ConfigError(
-            f"{env_id}: action space {action_space} is not supported; the agent acts on Discrete, "
-            f"Box, MultiDiscrete and MultiBinary spaces"
-        )
-    entries = (
-        observation_space.spaces.items()
-        if isinstance(observation_space, gym.spaces.Dict)
-        else [("", observation_space)]
-    )
-    if not isinstance(observation_space, (gym.spaces.Dict, gym.spaces.Box)):
-        raise ConfigError(
-            f"{env_id}: observation space {observation_space} is not supported; the agent observes "
-            f"a Box or a Dict of Box entries"
-        )
-    for key, space in entries:
-        where = f"observation entry {key!r}" if key else "observation space"
-        if key == MASK_KEY:
-            if (
-                not isinstance(space, (gym.spaces.MultiBinary, gym.spaces.Box))
-                or not isinstance(action_space, gym.spaces.Discrete)
-                or tuple(space.shape) != (int(action_space.n),)
-            ):
-                raise ConfigError(
-                    f"{env_id}: {where} {space} must be MultiBinary({getattr(action_space, 'n', 'n')}) "
-                    f"beside a Discrete action space (1 = allowed)"
-                )
-            continue
-        if not isinstance(space, gym.spaces.Box):
-            raise ConfigError(
-                f"{env_id}: {where} {space} is not supported; Dict entries must be Box spaces "
-                f"(images uint8 [H, W, C] or [C, H, W], or vectors)"
-            )
-        if (
-            is_image(space)
-            and min(space.shape[:2] if space.shape[-1] <= 4 < space.shape[0] else space.shape[1:]) < MIN_IMAGE_SIDE
-        ):
-            raise ConfigError(
-                f"{env_id}: {where} {space}: images must be at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} "
-                f"(the Nature CNN's three convolutions)"
-            )
 
 
 class Agent(nn.Module):

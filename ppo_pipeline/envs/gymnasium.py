@@ -257,7 +257,8 @@ def env_factory(cfg: Config, *, evaluation: bool = False, render: bool = False) 
     fam = family(cfg.env_id)
 
     def make() -> gym.Env:
-        registered()
+        if fam in ("atari", "bullet"):  # their ids are registered by importing their packages (a worker's too)
+            registered()
         import_env_module(cfg.env_module)  # (again) in a worker process
         quiet_mujoco_if_used(fam == "mujoco")
         if fam == "atari":

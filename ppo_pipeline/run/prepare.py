@@ -59,7 +59,7 @@ def check_envs(cfg: Config) -> None:
 
     envs.check(cfg)
     if not envs.spec_of(cfg).is_atari:  # Atari's stack is ours: Box frames and Discrete actions, always
-        from ..algo.policy import check_spaces
+        from ..algo.kinds import check_spaces
 
         observation_space, action_space = envs.spaces(cfg)
         check_spaces(observation_space, action_space, env_id=cfg.env_id)
