@@ -137,16 +137,22 @@ def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None
     """What ``recipes/<preset>.py`` runs: :func:`main` with the preset of that name; Ctrl-C at any
     moment, start-up included, ends with one line and exit code 130."""
     try:
-        return main(PRESETS[preset], description, argv, atari_only=preset == "atari")
+        return main(PRESETS[preset], description, argv, atari_only=preset == "atari", standalone=True)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started; nothing to resume\n")
         return 130
 
 
 def main(
-    preset: Callable[..., Config], description: str, argv: Sequence[str] | None = None, *, atari_only: bool = False
+    preset: Callable[..., Config],
+    description: str,
+    argv: Sequence[str] | None = None,
+    *,
+    atari_only: bool = False,
+    standalone: bool = False,
 ) -> int:
-    """Parse a recipe's command line and run it: one run here, or a sweep (see the module docstring)."""
+    """Parse a recipe's command line and run it: one run here, or a sweep (see the module docstring).
+    ``standalone``: this process is the command's own (a recipe's), see :func:`run`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(preset, description, atari=atari_only)
     parser.add_argument(
@@ -176,7 +182,7 @@ def main(
         fail(
             f"nodes={cfg.nodes} needs --launcher slurm (one job of nodes x nproc_per_node tasks), or torchrun on each node"
         )
-    return run(cfg, resume_from, resume_hint=f"{sys.argv[0]} --resume {cfg.run_path()}")
+    return run(cfg, resume_from, resume_hint=f"{sys.argv[0]} --resume {cfg.run_path()}", standalone=standalone)
 
 
 def new_run(cfg: Config, *, atari_only: bool = False) -> Config:
@@ -249,10 +255,21 @@ def _resume_plan(
     return cfg, resume_from
 
 
-def run(cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None = None) -> int:
+def run(
+    cfg: Config, resume_from: Path | None = None, *, resume_hint: str | None = None, standalone: bool = False
+) -> int:
     """Train one prepared run here. Ctrl-C / SIGTERM stop it after the update in flight, checkpointed,
     with one line printed at once; a second Ctrl-C stops at once (the newest checkpoint stays valid).
-    ``cfg.nproc_per_node`` > 1: as that many ranks of one run, started here (:mod:`ppo_pipeline.run.ranked`)."""
+    ``cfg.nproc_per_node`` > 1: as that many ranks of one run, started here (:mod:`ppo_pipeline.run.ranked`).
+    ``standalone`` (the process is this command's alone, not a caller's Python): a run that never compiles
+    leaves torch's compiler stack unimported (workaround 11)."""
+    import torch
+
+    from . import workarounds
+    from .algo import compiling
+
+    if standalone and compiling.never_at_budget(cfg, torch.device(cfg.device)):
+        workarounds.defer_compiler_stack()
     from .run import ranked
     from .run.trainer import TrainingError, TrainingInterrupted, run_training
 
@@ -410,7 +427,7 @@ def _rank_main(argv: Sequence[str]) -> int:
 
     cfg = Config.from_dict(json.loads(Path(argv[1]).read_text()))
     hint = os.environ.get("PPO_PIPELINE_RESUME_HINT") or f"--resume {cfg.run_path()}"
-    return run(cfg, Path(argv[2]) if len(argv) > 2 else None, resume_hint=hint)
+    return run(cfg, Path(argv[2]) if len(argv) > 2 else None, resume_hint=hint, standalone=True)
 
 
 def _rank_unit_main(argv: Sequence[str]) -> int:

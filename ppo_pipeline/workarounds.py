@@ -81,21 +81,37 @@ does in the processes it starts for itself: torchrl collector workers).
     (:class:`ppo_pipeline.algo.distributions.UncheckedMaskedCategorical`) has its own KL registered: the same
     values and eager gradients, written with ``torch.where``, which compiles exactly. Shown by
     ``tests/test_workarounds.py::test_compiled_categorical_kl_gradient_is_wrong_where_probabilities_are_zero``.
+11. torch 2.13's compiler front end, ``torch._dynamo`` (with sympy and the FX symbolic shapes under it), takes
+    ~1.4 s of a process's start on the reference CPU, and a process imports it though it never compiles:
+    tensordict 0.14 calls ``torch.compiler.allow_in_graph`` and ``assume_constant_result`` when it is imported,
+    torchrl 0.14 decorates with ``torch._dynamo.assume_constant_result`` and ``disable`` at import, and
+    ``torch.optim.Optimizer``'s methods (``torch._disable_dynamo``) import it at their first call. Eager code
+    gets nothing from any of these: ``assume_constant_result`` marks an attribute, ``allow_in_graph`` records an
+    id and ``disable`` wraps a function, each read only while compiling. :func:`defer_compiler_stack` puts a
+    stand-in in ``sys.modules["torch._dynamo"]`` with those decorators as eager code sees them (and
+    ``is_compiling``); any other name read from it imports the real ``torch._dynamo`` in its place. A
+    process installs it only where nothing will compile: the recipes' command line (``recipe_main``) and the
+    ranks it starts, for a run that :func:`ppo_pipeline.algo.compiling.never_at_budget` says never compiles, and
+    never on import. ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
+    ``tests/test_workarounds.py::test_tensordict_and_optimizer_import_the_compiler_stack``; a deferred run
+    equals the same run with the compiler stack loaded: ``test_deferred_compiler_stack_run_is_the_same_run``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import importlib
 import logging
 import os
 import sys
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
 
 DYNAMO_CTX_LOGGER = "torch._dynamo.variables.ctx_manager"
 
@@ -112,16 +128,25 @@ def _without_pandas_probe(original: Any) -> Any:
     return classmethod(from_any)
 
 
-_UPSTREAM_FROM_ANY = TensorDictBase.__dict__["from_any"]  # read only: tensordict's classmethod
-_FROM_ANY = _without_pandas_probe(_UPSTREAM_FROM_ANY.__func__)  # one object, so compiled code's guards hold
+@functools.cache
+def _from_any_pair() -> tuple[Any, Any]:
+    """(tensordict's ``from_any`` classmethod, read only; ours): one object each, so compiled code's guards hold.
+    Looked up at first use, so that importing this module does not import tensordict (workaround 11)."""
+    from tensordict import TensorDictBase
+
+    upstream = TensorDictBase.__dict__["from_any"]
+    return upstream, _without_pandas_probe(upstream.__func__)
 
 
 def _install() -> bool:
     """Put 1 and 3 in place; False (and nothing done) where they are already (nested, :func:`apply`) or where
     something else replaced ``from_any``."""
-    if TensorDictBase.__dict__.get("from_any") is not _UPSTREAM_FROM_ANY:
+    from tensordict import TensorDictBase
+
+    upstream, ours = _from_any_pair()
+    if TensorDictBase.__dict__.get("from_any") is not upstream:
         return False
-    TensorDictBase.from_any = _FROM_ANY
+    TensorDictBase.from_any = ours
     logging.getLogger(DYNAMO_CTX_LOGGER).addFilter(_not_record_function_notice)
     return True
 
@@ -134,7 +159,9 @@ def scoped() -> Iterator[None]:
         yield
     finally:
         if mine:
-            TensorDictBase.from_any = _UPSTREAM_FROM_ANY
+            from tensordict import TensorDictBase
+
+            TensorDictBase.from_any = _from_any_pair()[0]
             logging.getLogger(DYNAMO_CTX_LOGGER).removeFilter(_not_record_function_notice)
 
 
@@ -271,3 +298,57 @@ def export_notices_dropped() -> Iterator[None]:
             yield
     finally:
         logger.removeFilter(_not_torchvision_notice)
+
+
+class _DeferredDynamo(types.ModuleType):
+    """``torch._dynamo`` in a process that never compiles (workaround 11): the decorators, the no-op and the query that
+    tensordict, torchrl and ``torch.optim`` use outside compilation, as eager code sees them; any other name loads
+    the real ``torch._dynamo`` in its place (:func:`_real_dynamo`) and is read from it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # the import system's probes (``__path__``, ``__spec__``): a plain module
+            raise AttributeError(name)
+        return getattr(_real_dynamo(), name)
+
+
+def _assume_constant_result(fn: Callable) -> Callable:
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]  # all that dynamo's own does
+    return fn
+
+
+def _allow_in_graph(fn: Any) -> Any:
+    return list(fn) if isinstance(fn, (list, tuple)) else fn  # dynamo's records an id that only compiling reads
+
+
+def _disable(fn: Callable | None = None, recursive: bool = True, **_: Any) -> Any:
+    return fn if fn is not None else (lambda f: f)  # dynamo's wraps fn to skip it when compiling: eager, the same
+
+
+def _graph_break(msg: str = "") -> None:
+    """Eager: nothing (``torch.optim``'s step calls it around the update; only a trace reads it)."""
+
+
+def _real_dynamo() -> types.ModuleType:
+    """The real ``torch._dynamo``, imported now if the stand-in held its place (which then leaves it)."""
+    if isinstance(sys.modules.get("torch._dynamo"), _DeferredDynamo):
+        del sys.modules["torch._dynamo"]
+        del torch._dynamo  # (the import below sets the real one)
+    return importlib.import_module("torch._dynamo")
+
+
+def defer_compiler_stack() -> bool:
+    """Workaround 11 for the rest of this process: ``torch._dynamo`` (and sympy with it) is not imported unless
+    something asks for more than the decorators; only for a process that never compiles (a run whose
+    :func:`ppo_pipeline.algo.compiling.never_at_budget`), before tensordict is imported. False (nothing done)
+    where ``torch._dynamo`` is imported already."""
+    if "torch._dynamo" in sys.modules:
+        return False
+    stand_in = _DeferredDynamo("torch._dynamo", "stand-in for torch._dynamo (ppo_pipeline.workarounds, 11)")
+    stand_in.assume_constant_result = _assume_constant_result  # type: ignore[attr-defined]
+    stand_in.allow_in_graph = _allow_in_graph  # type: ignore[attr-defined]
+    stand_in.disable = _disable  # type: ignore[attr-defined]
+    stand_in.graph_break = _graph_break  # type: ignore[attr-defined]
+    stand_in.is_compiling = torch.compiler.is_compiling  # type: ignore[attr-defined]
+    sys.modules["torch._dynamo"] = stand_in
+    torch._dynamo = stand_in  # as an import sets it: read at once, not by torch.__getattr__
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 
@@ -65,6 +66,9 @@ def test_dmcontrolenv_drops_render_kwargs_into_the_task():
         assert tuple(env.reset()["pixels"].shape) == (84, 84, 3)
     finally:
         env.close()
+        del env
+        gc.collect()  # both envs' GL contexts freed here, on the thread they are current on (in a later test's
+        # worker thread dm_control's __del__ raises "already current on another thread": pytest's 1 warning)
 
 
 OPTIMIZER_STEP_COMPILED = """
@@ -444,3 +448,98 @@ def test_compiled_categorical_kl_gradient_is_wrong_where_probabilities_are_zero(
     kl = kl_divergence(UncheckedMaskedCategorical(logits=old, mask=allowing),
                        UncheckedMaskedCategorical(logits=new, mask=forbidden))
     assert kl[0] == torch.inf and torch.isfinite(kl[1:]).all()       # q forbids an action p allows: inf, as torch's
+
+
+# ------------------------------------------------------------------------------------------------------
+# 11. torch's compiler stack is imported by tensordict, torchrl and torch.optim though nothing compiles
+# ------------------------------------------------------------------------------------------------------
+COMPILER_STACK = """
+import sys
+sys.path[0] = {root!r}
+import torch
+from ppo_pipeline import workarounds
+mode = sys.argv[1]
+if mode == "deferred":
+    assert workarounds.defer_compiler_stack()
+if mode in ("tensordict", "deferred"):
+    import tensordict, torchrl.objectives
+    from ppo_pipeline.run import trainer
+if mode in ("optimizer", "deferred"):
+    p = torch.nn.Parameter(torch.ones(3))
+    adam = torch.optim.Adam([p], lr=0.1)
+    (p * p).sum().backward()
+    adam.step()
+    assert torch.allclose(p, torch.full((3,), 0.9)), p      # the step still took place
+print(type(sys.modules["torch._dynamo"]).__name__, "sympy" in sys.modules)
+if mode == "deferred":                                      # anything beyond the decorators: the real module
+    assert torch._dynamo.config.cache_size_limit > 0
+    print(type(sys.modules["torch._dynamo"]).__name__, torch._dynamo is sys.modules["torch._dynamo"])
+"""
+
+
+def test_tensordict_and_optimizer_import_the_compiler_stack():
+    """Upstream: importing tensordict (and torchrl's loss), or the first step of a torch optimizer, imports
+    torch._dynamo and sympy in a process that compiles nothing (a fresh process each). With workaround 11 the same
+    imports and an Adam step leave them out, the step is taken, and asking the stand-in for anything else brings the
+    real module in its place."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    modes = ("tensordict", "optimizer", "deferred")
+    ps = helpers.run_two_at_a_time([[sys.executable, "-c", COMPILER_STACK.format(root=root), m] for m in modes])
+    out = {}
+    for mode, p in zip(modes, ps):
+        assert p.returncode == 0, (mode, p.stderr[-3000:])
+        out[mode] = p.stdout.splitlines()
+    assert out["tensordict"] == ["module True"]             # the upstream behaviour
+    assert out["optimizer"] == ["module True"]
+    assert out["deferred"] == ["_DeferredDynamo False", "module True"]
+
+
+DEFERRED_RUN = """
+import sys
+sys.path[0] = {root!r}
+from ppo_pipeline.launch import recipe_main
+assert recipe_main("classic", "d", sys.argv[1:]) == 0
+print(type(sys.modules["torch._dynamo"]).__name__)
+"""
+
+
+def test_deferred_compiler_stack_run_is_the_same_run(tmp_path):
+    """A recipe's run that never compiles runs with the stand-in (workaround 11) and learns exactly what the same
+    run learns in this process, where torch._dynamo is loaded: every logged loss, KL and return, the evaluation's
+    returns. A run that may compile keeps the real module (:func:`compiling.never_at_budget`)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ppo_pipeline import config, launch
+    from ppo_pipeline.algo import compiling
+
+    assert "torch._dynamo" in sys.modules and not isinstance(sys.modules["torch._dynamo"], workarounds._DeferredDynamo)
+    root = str(Path(__file__).resolve().parents[1])
+    argv = ["--total-steps", "2048", "--eval-episodes", "2", "--no-progress", "--no-tensorboard", "--name", "r"]
+    p = subprocess.run([sys.executable, "-c", DEFERRED_RUN.format(root=root), *argv, "--run-dir", str(tmp_path / "a")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == "_DeferredDynamo", p.stdout[-2000:] + p.stderr[-3000:]
+    assert launch.main(config.classic, "t", [*argv, "--run-dir", str(tmp_path / "b")]) == 0
+
+    def learned(run: str) -> tuple:
+        lines = (tmp_path / run / "r" / "metrics.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        kept = [i for i, k in enumerate(header) if k not in ("sps", "time_s")]
+        rows = [[line.split(",")[i] for i in kept] for line in lines]
+        summary = json.loads((tmp_path / run / "r" / "summary.json").read_text())
+        return rows, summary["final_eval_returns"], summary["last100_return_mean"]
+
+    a, b = learned("a"), learned("b")
+    assert len(a[0]) == 9 and a == b                       # 8 updates and the header, equal to the last digit
+
+    small = config.classic(total_steps=2048)
+    cpu = torch.device("cpu")
+    assert compiling.never_at_budget(small, cpu)
+    assert not compiling.never_at_budget(config.classic(total_steps=2048, compile="on"), cpu)
+    assert not compiling.never_at_budget(small, torch.device("cuda"))
+    assert not compiling.never_at_budget(config.classic(total_steps=3_000_000), cpu)  # auto: >= 20k minibatch steps

@@ -48,6 +48,13 @@ def wanted_at_budget(
     )
 
 
+def never_at_budget(cfg: Any, device: torch.device) -> bool:
+    """Whether no run of config ``cfg`` (one member) compiles, whatever its nets: :func:`wanted_at_budget` for
+    the net most likely to compile (an MLP, not recurrent) says no. Such a process may leave torch's compiler
+    stack unimported (:func:`ppo_pipeline.workarounds.defer_compiler_stack`)."""
+    return not wanted_at_budget(cfg, pixels=False, device=device, recurrent=False)
+
+
 def is_compile_failure(e: BaseException) -> bool:
     """Whether ``e`` says that compiling failed (dynamo could not trace, inductor could not build), as opposed
     to an error of the computation itself (a shape error, out of memory), which dynamo reports as
