@@ -435,12 +435,17 @@ def _rank_unit_main(argv: Sequence[str]) -> int:
     ``--nproc-per-node`` ranks, :func:`ppo_pipeline.sweeps.sweep.run_local`), resumed from its own checkpoint."""
     import json
 
+    from . import workarounds
+    from .sweeps.jobs import run_unit, unit_never_compiles
+
+    spec = json.loads(Path(argv[1]).read_text())
+    if unit_never_compiles(spec):  # this process is the rank's alone
+        workarounds.defer_compiler_stack()
     from .run.checkpoint import CheckpointError
     from .run.trainer import TrainingError, TrainingInterrupted
-    from .sweeps.jobs import run_unit
 
     try:
-        run_unit(json.loads(Path(argv[1]).read_text()), signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
+        run_unit(spec, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
     except TrainingInterrupted:
         return 130
     except (TrainingError, ConfigError, CheckpointError) as e:

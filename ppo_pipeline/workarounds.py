@@ -89,10 +89,11 @@ does in the processes it starts for itself: torchrl collector workers).
     gets nothing from any of these: ``assume_constant_result`` marks an attribute, ``allow_in_graph`` records an
     id and ``disable`` wraps a function, each read only while compiling. :func:`defer_compiler_stack` puts a
     stand-in in ``sys.modules["torch._dynamo"]`` with those decorators as eager code sees them (and
-    ``is_compiling``); any other name read from it imports the real ``torch._dynamo`` in its place. A
-    process installs it only where nothing will compile: the recipes' command line (``recipe_main``) and the
-    ranks it starts, for a run that :func:`ppo_pipeline.algo.compiling.never_at_budget` says never compiles, and
-    never on import. ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
+    ``is_compiling``, and ``graph_break``, a no-op outside a trace); any other name read from it imports the real
+    ``torch._dynamo`` in its place. A process installs it only where it is the command's own and nothing in it
+    will compile (:func:`ppo_pipeline.algo.compiling.never_at_budget`): a recipe's run (``recipe_main``) and the
+    ranks it starts, a sweep's SLURM job and a local sweep's rank processes; never on import, never in a caller's
+    Python (``launch.main``, the API). ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
     ``tests/test_workarounds.py::test_tensordict_and_optimizer_import_the_compiler_stack``; a deferred run
     equals the same run with the compiler stack loaded: ``test_deferred_compiler_stack_run_is_the_same_run``.
 """

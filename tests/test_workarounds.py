@@ -543,3 +543,5 @@ def test_deferred_compiler_stack_run_is_the_same_run(tmp_path):
     assert not compiling.never_at_budget(config.classic(total_steps=2048, compile="on"), cpu)
     assert not compiling.never_at_budget(small, torch.device("cuda"))
     assert not compiling.never_at_budget(config.classic(total_steps=3_000_000), cpu)  # auto: >= 20k minibatch steps
+    assert compiling.never_at_budget(config.classic(total_steps=100_000), cpu)      # 7,820 minibatch steps alone,
+    assert not compiling.never_at_budget(config.classic(total_steps=100_000), cpu, members=2)  # a pack's: >= 5k

@@ -48,11 +48,11 @@ def wanted_at_budget(
     )
 
 
-def never_at_budget(cfg: Any, device: torch.device) -> bool:
-    """Whether no run of config ``cfg`` (one member) compiles, whatever its nets: :func:`wanted_at_budget` for
-    the net most likely to compile (an MLP, not recurrent) says no. Such a process may leave torch's compiler
+def never_at_budget(cfg: Any, device: torch.device, members: int = 1) -> bool:
+    """Whether no run of config ``cfg`` (or pack of ``members``) compiles, whatever its nets: :func:`wanted_at_budget`
+    for the net most likely to compile (an MLP, not recurrent) says no. Such a process may leave torch's compiler
     stack unimported (:func:`ppo_pipeline.workarounds.defer_compiler_stack`)."""
-    return not wanted_at_budget(cfg, pixels=False, device=device, recurrent=False)
+    return not wanted_at_budget(cfg, pixels=False, device=device, recurrent=False, members=members)
 
 
 def is_compile_failure(e: BaseException) -> bool:

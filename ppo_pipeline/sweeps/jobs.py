@@ -72,6 +72,18 @@ def requeue_after_a_lost_rank() -> bool:
     return True
 
 
+def unit_never_compiles(spec: dict[str, Any]) -> bool:
+    """Whether the unit ``spec`` (:func:`run_unit`'s) never compiles: then the process that runs it alone (a SLURM
+    job, a rank of a local one) leaves torch's compiler stack unimported (workaround 11)."""
+    import torch
+
+    from ..algo import compiling
+
+    configs = spec["members"] if "pack_dir" in spec else [spec]
+    first = prepare(Config.from_dict(configs[0]))
+    return compiling.never_at_budget(first, torch.device(first.device), members=len(configs))
+
+
 def run_unit(
     spec: dict[str, Any], signals: Sequence[int] = (signal.SIGUSR2,), *, requeue_lost_rank: bool = False
 ) -> Any:
@@ -157,6 +169,10 @@ class SweepJob(submitit.helpers.Checkpointable):
         if ranks:  # a run over ranks: each task one (torchrun's variables)
             gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=gpus)
+        if unit_never_compiles(config):  # this process runs the unit alone
+            from .. import workarounds
+
+            workarounds.defer_compiler_stack()
         try:
             return run_unit(config, signals=(signal.SIGUSR2, signal.SIGTERM), requeue_lost_rank=ranks)
         except Exception as e:
