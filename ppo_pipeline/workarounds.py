@@ -89,8 +89,8 @@ does in the processes it starts for itself: torchrl collector workers).
     gets nothing from any of these: ``assume_constant_result`` marks an attribute, ``allow_in_graph`` records an
     id and ``disable`` wraps a function, each read only while compiling. :func:`defer_compiler_stack` puts a
     stand-in in ``sys.modules["torch._dynamo"]`` with those decorators as eager code sees them (and
-    ``is_compiling``, and ``graph_break``, a no-op outside a trace); any other name read from it imports the real
-    ``torch._dynamo`` in its place. A process installs it only where it is the command's own and nothing in it
+    ``is_compiling``, and ``graph_break``, a no-op outside a trace); any other name read from it, or an import of
+    one of its submodules, imports the real ``torch._dynamo`` in its place. A process installs it only where it is the command's own and nothing in it
     will compile (:func:`ppo_pipeline.algo.compiling.never_at_budget`): a recipe's run (``recipe_main``) and the
     ranks it starts, a sweep's SLURM job and a local sweep's rank processes; never on import, never in a caller's
     Python (``launch.main``, the API). ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
@@ -104,6 +104,8 @@ import contextlib
 import ctypes
 import functools
 import importlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -306,10 +308,33 @@ class _DeferredDynamo(types.ModuleType):
     tensordict, torchrl and ``torch.optim`` use outside compilation, as eager code sees them; any other name loads
     the real ``torch._dynamo`` in its place (:func:`_real_dynamo`) and is read from it."""
 
+    __path__: list[str] = []  # a package: ``import torch._dynamo.<name>`` asks :class:`_DynamoSubmodule`
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # the import system's probes (``__path__``, ``__spec__``): a plain module
+        if name.startswith("__"):  # the import system's probes (``__spec__``, ``__file__``): a plain module
             raise AttributeError(name)
         return getattr(_real_dynamo(), name)
+
+
+class _DynamoSubmodule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import torch._dynamo.<name>`` while the stand-in holds the place: the real package is imported first, then
+    the module is the real one, given to the import that asked for it as it is (imported once, not again)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if not name.startswith("torch._dynamo.") or not isinstance(sys.modules.get("torch._dynamo"), _DeferredDynamo):
+            return None
+        _real_dynamo()
+        module = importlib.import_module(name)  # imported by the package already, or now
+        return importlib.util.spec_from_loader(name, self, origin=module.__spec__.origin if module.__spec__ else None)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__ = importlib.util.find_spec(module.__name__)  # its own again (the import system set ours)
+
+
+_SUBMODULES = _DynamoSubmodule()
 
 
 def _assume_constant_result(fn: Callable) -> Callable:
@@ -334,6 +359,8 @@ def _real_dynamo() -> types.ModuleType:
     if isinstance(sys.modules.get("torch._dynamo"), _DeferredDynamo):
         del sys.modules["torch._dynamo"]
         del torch._dynamo  # (the import below sets the real one)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_SUBMODULES)
     return importlib.import_module("torch._dynamo")
 
 
@@ -352,4 +379,5 @@ def defer_compiler_stack() -> bool:
     stand_in.is_compiling = torch.compiler.is_compiling  # type: ignore[attr-defined]
     sys.modules["torch._dynamo"] = stand_in
     torch._dynamo = stand_in  # as an import sets it: read at once, not by torch.__getattr__
+    sys.meta_path.insert(0, _SUBMODULES)
     return True

@@ -459,9 +459,9 @@ sys.path[0] = {root!r}
 import torch
 from ppo_pipeline import workarounds
 mode = sys.argv[1]
-if mode == "deferred":
+if mode in ("deferred", "submodule"):
     assert workarounds.defer_compiler_stack()
-if mode in ("tensordict", "deferred"):
+if mode in ("tensordict", "deferred", "submodule"):
     import tensordict, torchrl.objectives
     from ppo_pipeline.run import trainer
 if mode in ("optimizer", "deferred"):
@@ -474,19 +474,23 @@ print(type(sys.modules["torch._dynamo"]).__name__, "sympy" in sys.modules)
 if mode == "deferred":                                      # anything beyond the decorators: the real module
     assert torch._dynamo.config.cache_size_limit > 0
     print(type(sys.modules["torch._dynamo"]).__name__, torch._dynamo is sys.modules["torch._dynamo"])
+if mode == "submodule":                                     # an import of a submodule: the real package, once
+    import torch._dynamo.config as config
+    print(type(sys.modules["torch._dynamo"]).__name__, torch._dynamo.config is config, config.cache_size_limit > 0,
+          type(config.__spec__.loader).__name__)
 """
 
 
 def test_tensordict_and_optimizer_import_the_compiler_stack():
     """Upstream: importing tensordict (and torchrl's loss), or the first step of a torch optimizer, imports
     torch._dynamo and sympy in a process that compiles nothing (a fresh process each). With workaround 11 the same
-    imports and an Adam step leave them out, the step is taken, and asking the stand-in for anything else brings the
-    real module in its place."""
+    imports and an Adam step leave them out, the step is taken, and asking the stand-in for anything else (a name, or
+    a submodule's import) brings the real module in its place."""
     import sys
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
-    modes = ("tensordict", "optimizer", "deferred")
+    modes = ("tensordict", "optimizer", "deferred", "submodule")
     ps = helpers.run_two_at_a_time([[sys.executable, "-c", COMPILER_STACK.format(root=root), m] for m in modes])
     out = {}
     for mode, p in zip(modes, ps):
@@ -495,6 +499,7 @@ def test_tensordict_and_optimizer_import_the_compiler_stack():
     assert out["tensordict"] == ["module True"]             # the upstream behaviour
     assert out["optimizer"] == ["module True"]
     assert out["deferred"] == ["_DeferredDynamo False", "module True"]
+    assert out["submodule"] == ["_DeferredDynamo False", "module True True SourceFileLoader"]
 
 
 DEFERRED_RUN = """
