@@ -2,7 +2,10 @@
 
 import sys
 
-from .tools.play import main
-
 if __name__ == "__main__":
+    from . import workarounds
+
+    workarounds.defer_compiler_stack()  # playing never compiles: torch's compiler stack stays out (workaround 11)
+    from .tools.play import main
+
     sys.exit(main())

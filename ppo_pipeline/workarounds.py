@@ -92,8 +92,8 @@ does in the processes it starts for itself: torchrl collector workers).
     ``is_compiling``, and ``graph_break``, a no-op outside a trace); any other name read from it, or an import of
     one of its submodules, imports the real ``torch._dynamo`` in its place. A process installs it only where it is the command's own and nothing in it
     will compile (:func:`ppo_pipeline.algo.compiling.never_at_budget`): a recipe's run (``recipe_main``) and the
-    ranks it starts, a sweep's SLURM job and a local sweep's rank processes; never on import, never in a caller's
-    Python (``launch.main``, the API). ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
+    ranks it starts, a sweep's SLURM job and a local sweep's rank processes, ``python -m ppo_pipeline.play`` (3.5 ->
+    2.0 s for two CartPole episodes); never on import, never in a caller's Python (``launch.main``, the API). ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
     ``tests/test_workarounds.py::test_tensordict_and_optimizer_import_the_compiler_stack``; a deferred run
     equals the same run with the compiler stack loaded: ``test_deferred_compiler_stack_run_is_the_same_run``.
 """
