@@ -18,6 +18,7 @@ import submitit
 
 from .. import rundir
 from ..config import Config
+from ..errors import UserError
 from ..run import checkpoint
 from ..run.prepare import prepare
 
@@ -80,7 +81,10 @@ def unit_never_compiles(spec: dict[str, Any]) -> bool:
     from ..algo import compiling
 
     configs = spec["members"] if "pack_dir" in spec else [spec]
-    first = prepare(Config.from_dict(configs[0]))
+    try:
+        first = prepare(Config.from_dict(configs[0]))
+    except UserError:  # refused: run_unit says so where its job's state is written
+        return False
     return compiling.never_at_budget(first, torch.device(first.device), members=len(configs))
 
 
