@@ -318,20 +318,28 @@ class _DeferredDynamo(types.ModuleType):
 
 class _DynamoSubmodule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``import torch._dynamo.<name>`` while the stand-in holds the place: the real package is imported first, then
-    the module is the real one, given to the import that asked for it as it is (imported once, not again)."""
+    the import that asked gets the module as the package imported it (one module, run once)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[types.ModuleType, Any]] = {}
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if not name.startswith("torch._dynamo.") or not isinstance(sys.modules.get("torch._dynamo"), _DeferredDynamo):
             return None
         _real_dynamo()
         module = importlib.import_module(name)  # imported by the package already, or now
-        return importlib.util.spec_from_loader(name, self, origin=module.__spec__.origin if module.__spec__ else None)
+        # out of sys.modules until create_module hands it back: else the import system would load it a second time
+        self.held[name] = module, module.__spec__
+        del sys.modules[name]
+        return importlib.util.spec_from_loader(name, self)
 
     def create_module(self, spec: Any) -> types.ModuleType:
-        return sys.modules[spec.name]
+        return self.held[spec.name][0]
 
     def exec_module(self, module: types.ModuleType) -> None:
-        module.__spec__ = importlib.util.find_spec(module.__name__)  # its own again (the import system set ours)
+        _, own = self.held.pop(module.__name__)  # it ran already; its own spec again (the import system set ours)
+        with contextlib.suppress(AttributeError):  # (torch's config modules take no new attribute)
+            module.__spec__ = own
 
 
 _SUBMODULES = _DynamoSubmodule()
