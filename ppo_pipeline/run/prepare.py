@@ -19,19 +19,16 @@ from ..errors import ConfigError
 from . import tracking
 
 
-def resolve(cfg: Config, *, device: bool = True) -> Config:
-    """A copy with the env id looked up and, unless ``device=False``, the device resolved (``auto`` ->
-    ``cuda`` or ``cpu``). Raises :class:`ConfigError` for an unknown id or device."""
-    out = dataclasses.replace(cfg, env_id=envs.resolve_id(cfg.env_id, cfg.env_module))
-    if device:
-        out.device = resolve_device(cfg.device)
-    return out
+def resolve(cfg: Config) -> Config:
+    """A copy with the env id looked up (the device as given: :func:`resolve_device`). Raises
+    :class:`ConfigError` for an unknown id."""
+    return dataclasses.replace(cfg, env_id=envs.resolve_id(cfg.env_id, cfg.env_module))
 
 
 def prepare(cfg: Config, *, atari_only: bool = False, device: bool = True) -> Config:
     """:func:`resolve`, then :func:`~ppo_pipeline.config.validate` and the machine's checks: the config a
     run starts from (``device=False``: left for the node that runs it to resolve, e.g. a SLURM job)."""
-    out = resolve(cfg, device=False)
+    out = resolve(cfg)
     spec = envs.spec_of(out)  # what the env id is, decided here once
     if atari_only and not spec.is_atari:
         raise ConfigError(

@@ -76,7 +76,7 @@ def read_config(run_dir: Path) -> Config:
         cfg = rundir.read_config(run_dir)
     except UserError as e:
         raise RunError(str(e)) from None
-    return resolve(cfg, device=False)
+    return resolve(cfg)
 
 
 def load_saved_run(run_dir: Path | str, checkpoint_file: Path | str | None = None) -> SavedRun:
