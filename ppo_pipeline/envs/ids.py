@@ -140,16 +140,15 @@ def resolve_env_id(env_id: str, env_module: str = "") -> str:
         return env_id
     if is_bullet(env_id):
         register_bullet(env_id)
-    _register_ale()  # (Bullet's registrations are imported only for an id found nowhere else: they import torch)
-    for cand in (env_id, f"ALE/{env_id}-v5", f"ALE/{env_id}"):
-        if cand in gym.envs.registry:
-            return cand
-    ids = registered()
-    if env_id in ids:
-        return env_id
-    for cand in (f"ALE/{env_id}-v5", f"ALE/{env_id}"):
-        if cand in ids:
-            return cand
+    candidates = (env_id, f"ALE/{env_id}-v5", f"ALE/{env_id}")
+    _register_ale()
+    found = next((c for c in candidates if c in gym.envs.registry), None)
+    if found is not None:
+        return found
+    ids = registered()  # Bullet's registrations too: only for an id found nowhere else (they import torch)
+    found = next((c for c in candidates if c in ids), None)
+    if found is not None:
+        return found
     raise ConfigError(
         f"env_id {env_id!r} is not a registered gymnasium environment{suggest(env_id, ids)}"
         + (
