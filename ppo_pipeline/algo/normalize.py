@@ -166,7 +166,7 @@ class DictObsNormalizer:
     they are): ``{key: array}`` in, ``{key: array}`` out, the same interface."""
 
     def __init__(self, space: Any, clip: float, eps: float = 1e-8, members: int | None = None, ranks: Ranks = ONE):
-        from .networks import MASK_KEY, is_image
+        from .kinds import MASK_KEY, is_image
 
         self.keys = [k for k, s in space.spaces.items() if k != MASK_KEY and not is_image(s)]
         self.norms = {k: ObsNormalizer(space[k].shape, clip, eps, members, ranks) for k in self.keys}

@@ -49,8 +49,8 @@ from .. import batch as keys
 from .. import workarounds
 from ..config import Config
 from . import distributions
-from .kinds import check_spaces
-from .networks import MASK_KEY, CombinedEncoder, NatureCNN, is_image, layer_init, mlp
+from .kinds import MASK_KEY, check_spaces, is_image
+from .networks import CombinedEncoder, NatureCNN, layer_init, mlp
 
 with workarounds.distribution_default_kept():  # torchrl's import turns it off process-wide (workaround 6)
     from torchrl.modules import LSTMModule, ProbabilisticActor, ValueOperator

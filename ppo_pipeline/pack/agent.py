@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import batch as keys
 from ..algo import distributions
-from ..algo.networks import MASK_KEY
+from ..algo.kinds import MASK_KEY
 from ..algo.policy import Agent
 from .stacked import load_member_state, member_state, stack
 
