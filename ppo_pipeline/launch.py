@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import envs, rundir
+from . import envs, process, rundir
 from .cli import (
     allow_grids,
     build_parser,
@@ -135,12 +135,16 @@ def _is_sweep(ns: argparse.Namespace) -> bool:
 
 def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None) -> int:
     """What ``recipes/<preset>.py`` runs: :func:`main` with the preset of that name; Ctrl-C at any
-    moment, start-up included, ends with one line and exit code 130."""
+    moment, start-up included, ends with one line and exit code 130. The process is the command's own: no
+    garbage-collector passes over the imported modules while it starts and when it exits (:mod:`.process`)."""
+    process.start_up()
     try:
         return main(PRESETS[preset], description, argv, atari_only=preset == "atari", standalone=True)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started; nothing to resume\n")
         return 130
+    finally:
+        process.exiting()
 
 
 def main(
@@ -169,6 +173,7 @@ def main(
         if ns.resume is not None:
             fail("--resume takes one run directory; to continue a sweep use `python -m ppo_pipeline.sweep resume DIR`")
         recipe = next((k for k, v in PRESETS.items() if v is preset), "")
+        process.started()  # a sweep's planning and runs: the collector as usual
         return sweep_main(ns, parser, argv, recipe=recipe, atari_only=atari_only)
     try:
         if ns.resume is not None:
@@ -455,8 +460,12 @@ def _rank_unit_main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--rank-unit"]:
-        sys.exit(_rank_unit_main(sys.argv[1:]))
-    if sys.argv[1:2] != ["--rank"]:
-        fail("usage: python -m ppo_pipeline.launch --rank CONFIG [CHECKPOINT] (the ranks of --nproc-per-node)")
-    sys.exit(_rank_main(sys.argv[1:]))
+    process.start_up()  # a rank's process is the command's own (:mod:`.process`)
+    try:
+        if sys.argv[1:2] == ["--rank-unit"]:
+            sys.exit(_rank_unit_main(sys.argv[1:]))
+        if sys.argv[1:2] != ["--rank"]:
+            fail("usage: python -m ppo_pipeline.launch --rank CONFIG [CHECKPOINT] (the ranks of --nproc-per-node)")
+        sys.exit(_rank_main(sys.argv[1:]))
+    finally:
+        process.exiting()

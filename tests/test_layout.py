@@ -17,7 +17,7 @@ MAX_CLASS_LINES = 170
 # The layers, lowest first: a module may import its own layer and the layers below it, never one above.
 # An entry names top-level modules and packages of ppo_pipeline (a package holds its submodules).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "config", "batch", "paper", "workarounds", "threads", "rundir", "cli"),  # the base
+    ("errors", "config", "batch", "paper", "workarounds", "threads", "process", "rundir", "cli"),  # the base
     ("envs",),
     ("algo",),
     ("pack",),

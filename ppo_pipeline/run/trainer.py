@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import rundir
+from .. import process, rundir
 from ..algo.evaluation import evaluate
 from ..algo.ppo import PPO, Diverged
 from ..config import Config
@@ -127,6 +127,7 @@ class Trainer:
                 loggers, saved = self._start(resume_from)
                 if signals.pending:  # came during start-up: stop at the checkpoint just written or loaded
                     signals.deliver(self.updates_done, saved)
+                process.started()  # a command's own process: start-up's objects out of the collector's passes
                 self._t_start = time.perf_counter()
                 start_step = self.collector.global_step
                 bar = progress_bar(
