@@ -46,7 +46,7 @@
    ``tests/test_workarounds.py::test_torchrl_import_turns_off_every_distributions_checks``.
 
 Importing the package changes nothing global (``tests/test_workarounds.py::test_importing_changes_nothing_global``):
-1 and 3 are in place inside :func:`scoped` only, or for the rest of a process that calls :func:`apply` (the package
+1, 3 and 12 are in place inside :func:`scoped` only, or for the rest of a process that calls :func:`apply` (the package
 does in the processes it starts for itself: torchrl collector workers).
 7. mujoco 3.17 warns when it compiles a model that sets the deprecated compiler attribute ``settotalmass``
    (gymnasium's HalfCheetah-v5, dm_control's cheetah): ``WARNING: compiler attribute 'settotalmass' is deprecated
@@ -96,6 +96,15 @@ does in the processes it starts for itself: torchrl collector workers).
     2.0 s for two CartPole episodes); never on import, never in a caller's Python (``launch.main``, the API). ~1.4 s less start-up for a short run (CartPole at 100k steps: ~9% of its wall clock). Shown by
     ``tests/test_workarounds.py::test_tensordict_and_optimizer_import_the_compiler_stack``; a deferred run
     equals the same run with the compiler stack loaded: ``test_deferred_compiler_stack_run_is_the_same_run``.
+12. torch 2.13's ``torch.broadcast_shapes`` runs ``torch._refs._broadcast_shapes``, written for the compiler's
+    symbolic sizes: it imports ``torch.fx.experimental.symbolic_shapes`` (and sympy under it: ~0.4 s, the largest
+    import left in a run that never compiles, workaround 11) at its first call and costs ~7 us a call, for plain
+    sizes too. torchrl 0.14's PPO losses call it in every forward (``_check_advantage_broadcast``).
+    :func:`scoped` (and :func:`apply`) put :func:`plain_broadcast_shapes` in its place: the same broadcast
+    computed over tuples of plain non-negative ints (0.7 us); anything else (lists, single ints, symbolic sizes,
+    shapes that do not broadcast, a trace in progress) goes to torch's function, error messages included.
+    Shown by ``tests/test_workarounds.py::test_broadcast_shapes_imports_sympy``; equal to torch's over random
+    shapes: ``test_plain_broadcast_shapes_is_torchs`` (hypothesis).
 """
 
 from __future__ import annotations
@@ -141,8 +150,33 @@ def _from_any_pair() -> tuple[Any, Any]:
     return upstream, _without_pandas_probe(upstream.__func__)
 
 
+TORCH_BROADCAST_SHAPES = torch.broadcast_shapes  # torch's (workaround 12 puts it back after :func:`scoped`)
+
+
+def plain_broadcast_shapes(*shapes: Any) -> torch.Size:
+    """``torch.broadcast_shapes`` over tuples (``torch.Size``) of plain non-negative ints, computed here; torch's
+    function for any other input, for shapes that do not broadcast (its error) and during a trace (workaround 12).
+    """
+    if torch.compiler.is_compiling():
+        return TORCH_BROADCAST_SHAPES(*shapes)
+    out: list[int] = []  # the broadcast shape, last dimension first
+    for shape in shapes:
+        if not isinstance(shape, tuple):
+            return TORCH_BROADCAST_SHAPES(*shapes)
+        for i, d in enumerate(reversed(shape)):
+            if type(d) is not int or d < 0:
+                return TORCH_BROADCAST_SHAPES(*shapes)
+            if i == len(out):
+                out.append(d)
+            elif out[i] == 1:
+                out[i] = d
+            elif d != 1 and d != out[i]:
+                return TORCH_BROADCAST_SHAPES(*shapes)
+    return torch.Size(out[::-1])
+
+
 def _install() -> bool:
-    """Put 1 and 3 in place; False (and nothing done) where they are already (nested, :func:`apply`) or where
+    """Put 1, 3 and 12 in place; False (and nothing done) where they are already (nested, :func:`apply`) or where
     something else replaced ``from_any``."""
     from tensordict import TensorDictBase
 
@@ -151,12 +185,13 @@ def _install() -> bool:
         return False
     TensorDictBase.from_any = ours
     logging.getLogger(DYNAMO_CTX_LOGGER).addFilter(_not_record_function_notice)
+    torch.broadcast_shapes = plain_broadcast_shapes
     return True
 
 
 @contextlib.contextmanager
 def scoped() -> Iterator[None]:
-    """Workarounds 1 and 3 inside, upstream's behaviour again after (nests; also a decorator)."""
+    """Workarounds 1, 3 and 12 inside, upstream's behaviour again after (nests; also a decorator)."""
     mine = _install()
     try:
         yield
@@ -166,10 +201,11 @@ def scoped() -> Iterator[None]:
 
             TensorDictBase.from_any = _from_any_pair()[0]
             logging.getLogger(DYNAMO_CTX_LOGGER).removeFilter(_not_record_function_notice)
+            torch.broadcast_shapes = TORCH_BROADCAST_SHAPES
 
 
 def apply() -> None:
-    """Workarounds 1 and 3 for the rest of the process (idempotent): for processes that only run the package."""
+    """Workarounds 1, 3 and 12 for the rest of the process (idempotent): for processes that only run the package."""
     _install()
 
 

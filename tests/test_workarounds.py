@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
 
 import helpers
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 
@@ -172,7 +175,7 @@ from tensordict import TensorDictBase
 
 def state():
     return (torch.distributions.Distribution._validate_args, TensorDictBase.__dict__["from_any"],
-            list(logging.getLogger("torch._dynamo.variables.ctx_manager").filters))
+            list(logging.getLogger("torch._dynamo.variables.ctx_manager").filters), torch.broadcast_shapes)
 
 before = state()
 import ppo_pipeline
@@ -185,6 +188,7 @@ after = state()
 assert after[0] is before[0] is True, (before, after)      # torch's default (python without -O)
 assert after[1] is before[1], (before, after)
 assert after[2] == before[2], (before, after)
+assert after[3] is before[3], (before, after)
 try:                                                       # a user's distribution still checks its arguments
     torch.distributions.Normal(0.0, -1.0)
 except ValueError:
@@ -194,7 +198,8 @@ except ValueError:
 
 def test_importing_changes_nothing_global():
     """A fresh process: ``import ppo_pipeline`` and every submodule (torchrl's modules with them) leave
-    torch.distributions' default validate_args, TensorDictBase.from_any and dynamo's logger as they were."""
+    torch.distributions' default validate_args, TensorDictBase.from_any, dynamo's logger and torch.broadcast_shapes
+    as they were."""
     import subprocess
     import sys
     from pathlib import Path
@@ -264,7 +269,8 @@ def test_package_distributions_never_check_their_arguments(monkeypatch):
 
 
 def test_from_any_shortcut_only_inside_scoped_and_an_update():
-    """Workarounds 1 and 3 are in place inside ``scoped`` (nested too) and during ``PPO.update``, upstream after."""
+    """Workarounds 1, 3 and 12 are in place inside ``scoped`` (nested too) and during ``PPO.update``, upstream
+    after."""
     import logging
 
     from ppo_pipeline import config
@@ -275,7 +281,9 @@ def test_from_any_shortcut_only_inside_scoped_and_an_update():
     logger = logging.getLogger(workarounds.DYNAMO_CTX_LOGGER)
 
     def in_place() -> bool:
-        return TensorDictBase.__dict__["from_any"] is not upstream and bool(logger.filters)
+        broadcast = torch.broadcast_shapes is workarounds.plain_broadcast_shapes
+        assert broadcast is (TensorDictBase.__dict__["from_any"] is not upstream) is bool(logger.filters)
+        return broadcast
 
     assert not in_place()
     with workarounds.scoped():
@@ -283,6 +291,7 @@ def test_from_any_shortcut_only_inside_scoped_and_an_update():
             assert in_place()
         assert in_place()
     assert not in_place() and TensorDictBase.__dict__["from_any"] is upstream
+    assert torch.broadcast_shapes is workarounds.TORCH_BROADCAST_SHAPES
 
     cfg = config.classic(num_envs=2, num_steps=8, minibatch_size=8, epochs=1, total_steps=16, compile="off")
     envs = make_vector_env(cfg, cfg.num_envs)
@@ -551,3 +560,65 @@ def test_deferred_compiler_stack_run_is_the_same_run(tmp_path):
     assert not compiling.never_at_budget(config.classic(total_steps=3_000_000), cpu)  # auto: >= 20k minibatch steps
     assert compiling.never_at_budget(config.classic(total_steps=100_000), cpu)      # 7,820 minibatch steps alone,
     assert not compiling.never_at_budget(config.classic(total_steps=100_000), cpu, members=2)  # a pack's: >= 5k
+
+
+BROADCAST_SHAPES = """
+import sys
+import torch
+from ppo_pipeline import workarounds
+workarounds.defer_compiler_stack()  # as in a recipe's run: nothing else imports sympy (workaround 11)
+import tensordict, torchrl.objectives
+assert "sympy" not in sys.modules
+if sys.argv[1] == "with":
+    with workarounds.scoped():
+        shape = torch.broadcast_shapes(torch.Size([64, 1]), torch.Size([64, 1]))
+else:
+    shape = torch.broadcast_shapes(torch.Size([64, 1]), torch.Size([64, 1]))
+print(tuple(shape), "sympy" in sys.modules, "torch.fx.experimental.symbolic_shapes" in sys.modules)
+"""
+
+
+def test_broadcast_shapes_imports_sympy():
+    """Upstream: one ``torch.broadcast_shapes`` of two plain sizes (torchrl's PPO loss calls it every forward)
+    imports torch's symbolic shapes and sympy (a fresh process each, torch's compiler stack deferred as in a
+    recipe's run); inside ``scoped`` neither (workaround 12)."""
+    import subprocess
+    import sys
+
+    out = {}
+    for mode in ("without", "with"):
+        p = subprocess.run([sys.executable, "-c", BROADCAST_SHAPES, mode], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[mode] = p.stdout.split()
+    assert out["without"] == ["(64,", "1)", "True", "True"]      # the import
+    assert out["with"] == ["(64,", "1)", "False", "False"]       # none
+
+
+dims = st.integers(0, 4)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.lists(dims, max_size=4).map(tuple), max_size=4), st.booleans())
+def test_plain_broadcast_shapes_is_torchs(shapes, as_size):
+    """Workaround 12: the same shape as ``torch.broadcast_shapes``, or the same error, for any sizes (0 and 1
+    included, so that many do not broadcast); lists and single ints go to torch's function."""
+    args = [torch.Size(s) if as_size else s for s in shapes]
+    try:
+        expected = workarounds.TORCH_BROADCAST_SHAPES(*args)
+    except RuntimeError as e:
+        with pytest.raises(RuntimeError, match=re.escape(str(e))):
+            workarounds.plain_broadcast_shapes(*args)
+        return
+    got = workarounds.plain_broadcast_shapes(*args)
+    assert type(got) is torch.Size and got == expected
+
+
+def test_plain_broadcast_shapes_hands_other_inputs_to_torch():
+    """Lists, single ints and negative sizes: torch's function answers (its result, or its error)."""
+    up, ours = workarounds.TORCH_BROADCAST_SHAPES, workarounds.plain_broadcast_shapes
+    for args in [([2, 1], (1, 3)), (3, (2, 1)), (), ((2, 1), None)]:
+        assert ours(*args) == up(*args)
+    with pytest.raises(ValueError) as theirs:
+        up((2, -1), (2, 1))
+    with pytest.raises(ValueError, match=re.escape(str(theirs.value))):
+        ours((2, -1), (2, 1))

@@ -175,7 +175,7 @@ def policy_module(agent: Agent) -> TensorDictModule:
 
 def _worker_env(make_envs: Callable[[int], Any], n: int, seeds: list[int]) -> ContractEnv:
     """One MultiSyncCollector worker's env: ``make_envs(n)`` seeded with ``seeds`` (no normalization). In the
-    worker, a process that only runs the package, workarounds 1 and 3 stay in place (the policy runs there)."""
+    worker, a process that only runs the package, workarounds 1, 3 and 12 stay in place (the policy runs there)."""
     if multiprocessing.parent_process() is not None:
         workarounds.apply()
     return ContractEnv(make_envs(n), seeds)

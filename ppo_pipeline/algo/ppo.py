@@ -201,7 +201,7 @@ class PPO:
     @workarounds.scoped()
     def update(self, update: int) -> tuple[list[dict[str, Any]], list[int]]:
         """Iteration ``update`` (1-based) of Algorithm 1 for every member: (a metrics row per member: losses, KL,
-        schedules; the members whose loss or weights went non-finite in it). Runs with workarounds 1 and 3 in
+        schedules; the members whose loss or weights went non-finite in it). Runs with workarounds 1, 3 and 12 in
         place (:func:`ppo_pipeline.workarounds.scoped`), upstream's behaviour again when it returns."""
         lrs, eps = [s(update) for s in self.lr], [s(update) for s in self.clip_epsilon]
         self.adam.set_lr(lrs)
