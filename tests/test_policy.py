@@ -122,3 +122,26 @@ def test_heads_written_out_log_probs_are_the_distributions_bit_for_bit(batch: in
     params = gauss(torch.randn(batch, n, generator=g) * spread)
     action = gauss.draw(params, g) + torch.randn(batch, n, generator=g)  # off the mean too
     assert torch.equal(gauss.log_prob(params, action), distributions.build(gauss, params).log_prob(action))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 4), st.integers(0, 2**31 - 1), st.sampled_from([[], [64], [64, 64]]))
+def test_mlp_is_sequentials_forward_bit_for_bit(batch: int, out: int, seed: int, hidden: list[int]) -> None:
+    """networks.MLP (functions called per layer, no module call) gives nn.Sequential's outputs and gradients
+    exactly, and still calls a layer it does not know (here a ReLU put in place of a Tanh)."""
+    from torch import nn
+
+    from ppo_pipeline.algo.networks import MLP, mlp
+
+    torch.manual_seed(seed)
+    ours = mlp(5, hidden, out, 0.01)
+    assert isinstance(ours, MLP)
+    if hidden:
+        ours[1] = nn.ReLU()
+    theirs = nn.Sequential(*list(ours))
+    x = torch.randn(batch, 5)
+    a, b = ours(x), theirs(x)
+    assert torch.equal(a, b)
+    ga = torch.autograd.grad(a.square().sum(), list(ours.parameters()))
+    gb = torch.autograd.grad(b.square().sum(), list(theirs.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(ga, gb))

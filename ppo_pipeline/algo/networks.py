@@ -14,6 +14,7 @@ from typing import TypeVar
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .kinds import MASK_KEY, channels_last, is_image
@@ -66,14 +67,32 @@ class NatureCNN(nn.Module):
         return out.reshape([*lead, -1])
 
 
-def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) -> nn.Sequential:
+class MLP(nn.Sequential):
+    """``nn.Sequential`` whose forward calls ``F.linear`` and ``torch.tanh`` itself for its ``Linear`` and ``Tanh``
+    layers (any other layer, e.g. a pack's stacked one, is called): the same ops on the same tensors as
+    Sequential's forward, so the same results bit for bit, without a module call per layer: ~4 us of a 64-64 MLP's
+    ~25 us on a 4-row batch (2-core reference CPU); the collector calls two MLPs per env step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self._modules.values():
+            kind = type(layer)
+            if kind is nn.Linear:
+                x = F.linear(x, layer.weight, layer.bias)  # attributes, not _parameters: tensordict's to_module
+            elif kind is nn.Tanh:  # may put a plain tensor in the module's __dict__
+                x = torch.tanh(x)
+            else:
+                x = layer(x)
+        return x
+
+
+def mlp(in_features: int, hidden: list[int], out_features: int, out_std: float) -> MLP:
     """Tanh MLP with orthogonal init; the last layer's gain is ``out_std``."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [layer_init(nn.Linear(in_features, h)), nn.Tanh()]
         in_features = h
     layers.append(layer_init(nn.Linear(in_features, out_features), std=out_std))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 class ImageEncoder(nn.Module):
