@@ -75,10 +75,9 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self._modules.values():
-            kind = type(layer)
-            if kind is nn.Linear:
+            if type(layer) is nn.Linear:
                 x = F.linear(x, layer.weight, layer.bias)  # attributes, not _parameters: tensordict's to_module
-            elif kind is nn.Tanh:  # may put a plain tensor in the module's __dict__
+            elif type(layer) is nn.Tanh:  # may put a plain tensor in the module's __dict__
                 x = torch.tanh(x)
             else:
                 x = layer(x)
