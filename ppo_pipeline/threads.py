@@ -5,9 +5,9 @@ runs share the cores: OpenMP threads that wait spin, so two runs of 2 threads on
 down far more than the cores they share (README, Speed: measured 1.8x the wall time of the same two runs
 one after the other). So by default (``--torch-threads 0``) a run counts the cores the *other* processes of
 the machine keep busy -- from ``/proc/stat``, less the CPU time of this run's own processes (itself and its
-env workers) -- and uses the rest: at start (over a short look) and again every few seconds between
-updates, so two runs started together settle on one thread each and the one left alone goes back to all
-cores. ``--torch-threads N`` forces N; under SLURM the allocation (``SLURM_CPUS_PER_TASK``) is the run's.
+env workers) -- and uses the rest: at start (over a short look, or since the command started where its process
+called :func:`look_from_now`) and again every few seconds between updates, so two runs started together settle
+on one thread each and the one left alone goes back to all cores. ``--torch-threads N`` forces N; under SLURM the allocation (``SLURM_CPUS_PER_TASK``) is the run's.
 Where ``/proc`` is not there (not Linux), one thread per core, as before.
 """
 
@@ -74,6 +74,22 @@ def own_ticks(root: int | None = None) -> int:
     return total
 
 
+_early_mark: tuple[float, int, int] | None = None  # look_from_now()'s, for the next Threads made
+
+
+def _now() -> tuple[float, int, int]:
+    return time.monotonic(), machine_busy_ticks() or 0, own_ticks()
+
+
+def look_from_now() -> None:
+    """Begin the first look now (a command's own process, as it starts): the next :class:`Threads`, made
+    ``FIRST_LOOK_S`` or more later, settles on what the machine did since, without waiting (the look then spans
+    the run's start-up; the process's own ticks are left out as always)."""
+    global _early_mark
+    if machine_busy_ticks() is not None:
+        _early_mark = _now()
+
+
 class Threads:
     """torch's intra-op thread count for one run: ``forced`` (> 0), SLURM's allocation, or the free cores."""
 
@@ -84,19 +100,21 @@ class Threads:
         self.count = self.fixed or self.cores
         self._mark: tuple[float, int, int] | None = None
         if not self.fixed and machine_busy_ticks() is not None:
-            self._mark = self._now()
-            time.sleep(FIRST_LOOK_S)
+            global _early_mark
+            early, _early_mark = _early_mark, None
+            if early is not None and time.monotonic() - early[0] >= FIRST_LOOK_S:
+                self._mark = early  # the look began when the command did (look_from_now): no wait
+            else:
+                self._mark = _now()
+                time.sleep(FIRST_LOOK_S)
             self._settle()
         torch.set_num_threads(self.count)
-
-    def _now(self) -> tuple[float, int, int]:
-        return time.monotonic(), machine_busy_ticks() or 0, own_ticks()
 
     def _settle(self) -> None:
         """Threads = cores minus the cores others kept busy since the last look."""
         assert self._mark is not None  # set in __init__ before the first settle; check() looks first
         t0, busy0, own0 = self._mark
-        t1, busy1, own1 = now = self._now()
+        t1, busy1, own1 = now = _now()
         self._mark = now
         seconds = (t1 - t0) * os.sysconf("SC_CLK_TCK")
         if seconds <= 0:

@@ -128,3 +128,22 @@ def test_a_pack_collects_on_one_thread_and_learns_on_the_runs(monkeypatch):
         envs.close()
     assert seen == [COLLECT_THREADS] * 4 and batch.batch_size == torch.Size([2, 4]) and np.all(np.isfinite(
         batch["action_log_prob"].numpy()))
+
+
+def test_a_look_from_the_commands_start_needs_no_wait(monkeypatch):
+    """look_from_now (a recipe's process, as it starts): the first Threads made at least FIRST_LOOK_S later settles
+    on what the machine did since, without sleeping; the look is used once, the next Threads looks (and waits)."""
+    m = FakeMachine(monkeypatch, 2)
+    monkeypatch.setattr(threads, "_early_mark", None)
+    m.others = 0.9
+    threads.look_from_now()
+    m.advance(1.5)                                  # the start-up: imports, building the envs
+    t = threads.Threads(0)
+    assert t.count == 1 and m.t == 1.5              # settled on the start-up's look, no sleep
+    m.others = 0.0
+    u = threads.Threads(0)
+    assert u.count == 2 and m.t == 1.5 + threads.FIRST_LOOK_S   # its own look, waited for
+    threads.look_from_now()
+    m.advance(threads.FIRST_LOOK_S / 2)             # too short a look: waits the full one
+    threads.Threads(0)
+    assert m.t == pytest.approx(1.5 + threads.FIRST_LOOK_S * 2.5)
