@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from .. import batch as keys
 from .. import workarounds
 from ..config import Config
 from ..envs import make_vector_env
@@ -242,8 +243,8 @@ class PPO:
         n = 0
         bad = torch.zeros(P, dtype=torch.bool, device=self.device)
         dead = None if P == 1 else torch.from_numpy(~self.alive).to(self.device)
-        try:
-            for mb in self.sampler(batch):
+        try:  # the minibatches without ("next", ...): GAE has read it (~45 us less per minibatch to gather)
+            for mb in self.sampler(batch.exclude(keys.NEXT)):
                 self.adam.zero_grad()
                 if self.learner.many:  # this rank's rows of the minibatch; gradients summed over the ranks
                     terms = ranked_step(self.objective, self.params, self.learner, mb, batch, self.cfg)
