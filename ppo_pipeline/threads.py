@@ -7,7 +7,9 @@ one after the other). So by default (``--torch-threads 0``) a run counts the cor
 the machine keep busy -- from ``/proc/stat``, less the CPU time of this run's own processes (itself and its
 env workers) -- and uses the rest: at start (over a short look, or since the command started where its process
 called :func:`look_from_now`) and again every few seconds between updates, so two runs started together settle
-on one thread each and the one left alone goes back to all cores. ``--torch-threads N`` forces N; under SLURM the allocation (``SLURM_CPUS_PER_TASK``) is the run's.
+on one thread each and the one left alone goes back to all cores. A run whose torch calls are small takes at most one (:meth:`Threads.limit`; the rule:
+:func:`ppo_pipeline.algo.ppo.one_thread_pays`). ``--torch-threads N`` forces N; under SLURM the allocation
+(``SLURM_CPUS_PER_TASK``) is the run's.
 Where ``/proc`` is not there (not Linux), one thread per core, as before.
 """
 
@@ -97,6 +99,7 @@ class Threads:
         slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
         self.fixed = forced or (int(slurm) if slurm.isdigit() and int(slurm) > 0 else 0)
         self.cores = cores()
+        self.most = self.cores  # :meth:`limit`
         self.count = self.fixed or self.cores
         self._mark: tuple[float, int, int] | None = None
         if not self.fixed and machine_busy_ticks() is not None:
@@ -120,7 +123,17 @@ class Threads:
         if seconds <= 0:
             return
         others = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds  # cores' worth of other processes
-        self.count = max(1, min(self.cores, self.cores - int(others + (1 - BUSY_FRACTION))))
+        self.count = max(1, min(self.most, self.cores - int(others + (1 - BUSY_FRACTION))))
+
+    def limit(self, most: int) -> None:
+        """At most ``most`` threads from now on, where the count is the machine's to choose (neither forced nor
+        SLURM's): a run whose torch calls are too small to gain from more."""
+        if self.fixed:
+            return
+        self.most = max(1, most)
+        if self.count > self.most:
+            self.count = self.most
+            torch.set_num_threads(self.count)
 
     def check(self) -> None:
         """Look again if ``CHECK_EVERY_S`` passed since the last look (call between updates); cheap otherwise."""

@@ -147,3 +147,48 @@ def test_a_look_from_the_commands_start_needs_no_wait(monkeypatch):
     m.advance(threads.FIRST_LOOK_S / 2)             # too short a look: waits the full one
     threads.Threads(0)
     assert m.t == pytest.approx(1.5 + threads.FIRST_LOOK_S * 2.5)
+
+
+def test_limit_caps_the_machines_count_not_a_forced_one(monkeypatch):
+    """Threads.limit(1): one thread at once and at every later look, however many cores are free; a forced
+    count (--torch-threads N, SLURM's allocation) stays."""
+    m = FakeMachine(monkeypatch, 8)
+    t = threads.Threads(0)
+    assert t.count == 8
+    t.limit(1)
+    assert t.count == 1 and torch.get_num_threads() == 1
+    m.advance(threads.CHECK_EVERY_S + 0.1)
+    t.check()
+    assert t.count == 1 and torch.get_num_threads() == 1
+    forced = threads.Threads(3)
+    forced.limit(1)
+    assert forced.count == 3 and torch.get_num_threads() == 3
+
+
+def test_one_thread_pays_for_small_mlp_updates_only():
+    """The rule (measured in docs/speed.md): feed-forward MLPs on the CPU with minibatches (x members) of at most
+    ONE_THREAD_ROWS rows; not the CNN, not the LSTM, not a pack of 8 Hopper runs (512 rows), not Table 4's 4096."""
+    import gymnasium as gym
+
+    from ppo_pipeline import config
+    from ppo_pipeline.algo.policy import Agent
+    from ppo_pipeline.algo.ppo import ONE_THREAD_ROWS, one_thread_pays
+
+    def agent(cfg, obs):
+        return Agent(obs, gym.spaces.Discrete(2), cfg)
+
+    vec = gym.spaces.Box(-1, 1, (4,))
+    pixels = gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8")
+    cartpole = config.classic(num_envs=4, num_steps=128, minibatch_size=128, device="cpu")
+    hopper = config.mujoco(device="cpu")
+    assert ONE_THREAD_ROWS == 256
+    assert one_thread_pays(cartpole, agent(cartpole, vec)) and one_thread_pays(hopper, agent(hopper, vec))
+    assert one_thread_pays(hopper, agent(hopper, vec), members=4)                  # 256 rows
+    assert not one_thread_pays(hopper, agent(hopper, vec), members=8)              # 512 rows
+    atari = config.atari(device="cpu", minibatch_size=128)
+    assert not one_thread_pays(atari, agent(atari, pixels))
+    lstm = config.classic(policy="lstm", device="cpu", num_envs=8, num_steps=32, minibatch_size=128)
+    assert not one_thread_pays(lstm, agent(lstm, vec))
+    table4 = config.roboschool(device="cpu")
+    assert not one_thread_pays(table4, agent(table4, vec))
+    assert not one_thread_pays(config.classic(device="cuda", minibatch_size=128), agent(cartpole, vec))

@@ -32,6 +32,8 @@ Obs: TypeAlias = torch.Tensor | TensorDictBase  # a Box's observations, or a Dic
 class PackAgent(nn.Module):
     """Stacked trunk, policy head and value net of P solo agents (parameter names as the solo agent's)."""
 
+    recurrent = False  # packs stack feed-forward policies
+
     def __init__(self, agents: Sequence[Agent]):
         super().__init__()
         first = agents[0]

@@ -31,7 +31,7 @@ import torch
 
 from .. import process, rundir
 from ..algo.evaluation import evaluate
-from ..algo.ppo import PPO, Diverged
+from ..algo.ppo import PPO, Diverged, one_thread_pays
 from ..config import Config
 from ..envs import make_vector_env
 from ..envs.seeds import env_seeds
@@ -80,6 +80,8 @@ class Trainer:
         except BaseException:  # Ctrl-C during start-up included: close the env workers
             envs.close()
             raise
+        if one_thread_pays(cfg, self.ppo.agent, P):
+            self.threads.limit(1)
         self.callbacks = [*load_callbacks(cfg.callbacks), *callbacks]
         self.updates_done = 0
         self.elapsed = 0.0  # wall time of earlier processes of this run (resume)
