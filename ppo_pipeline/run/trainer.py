@@ -144,7 +144,7 @@ class Trainer:
                     last = update == cfg.num_updates
                     evaluate_now = cfg.eval_episodes and (last or (cfg.eval_every and update % cfg.eval_every == 0))
                     if evaluate_now and self.ranks.lead:
-                        self._evaluate(loggers, update)
+                        _evaluate(self, loggers, update)
                     stop = _log_members(self, rows, loggers, hooks, update, bool(evaluate_now), start_step)
                     stop, pending = ranked.agree(self.ranks, stop, signals.pending)  # every rank stops alike
                     if pending and not signals.pending:  # a signal another rank saw: stop as if it came here
@@ -221,15 +221,6 @@ class Trainer:
             logger.episodes.truncate(self.episodes_logged[p])
         return loggers, saved
 
-    def _evaluate(self, loggers: Sequence[RunLogger], update: int) -> None:
-        """Every member's deterministic evaluation (its own eval env seeds and frozen statistics, batched); with
-        ``capture_video`` (a solo run) its first episode is recorded too."""
-        t0 = time.perf_counter()
-        self.last_eval = evaluate(self.agent, self.members, self.ppo.obs_norm, self.cfg.eval_episodes, self.ppo.alive)
-        if self.cfg.capture_video:
-            loggers[0].log_video(self.cfg, self.agent, self.ppo.obs_norm, update, self.collector.global_step)
-        self.ppo.phase_time["eval"] += time.perf_counter() - t0
-
     def _save(self, update: int) -> Path:
         """Each live member's checkpoint (the solo format, in its directory); a pack then marks the update in its
         ``pack.json`` (where ``sweep resume`` continues it from)."""
@@ -276,6 +267,17 @@ class Trainer:
 
     def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
         training_state.restore(self, states)
+
+
+def _evaluate(trainer: Trainer, loggers: Sequence[RunLogger], update: int) -> None:
+    """Every member's deterministic evaluation (its own eval env seeds and frozen statistics, batched); with
+    ``capture_video`` (a solo run) its first episode is recorded too."""
+    t0 = time.perf_counter()
+    ppo, cfg = trainer.ppo, trainer.cfg
+    trainer.last_eval = evaluate(trainer.agent, trainer.members, ppo.obs_norm, cfg.eval_episodes, ppo.alive)
+    if cfg.capture_video:
+        loggers[0].log_video(cfg, trainer.agent, ppo.obs_norm, update, trainer.collector.global_step)
+    ppo.phase_time["eval"] += time.perf_counter() - t0
 
 
 def _fail(trainer: Trainer, p: int, update: int) -> None:
