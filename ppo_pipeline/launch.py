@@ -136,13 +136,10 @@ def _is_sweep(ns: argparse.Namespace) -> bool:
 def recipe_main(preset: str, description: str, argv: Sequence[str] | None = None) -> int:
     """What ``recipes/<preset>.py`` runs: :func:`main` with the preset of that name; Ctrl-C at any
     moment, start-up included, ends with one line and exit code 130. The process is the command's own: no
-    garbage-collector passes over the imported modules while it starts and when it exits (:mod:`.process`), and
-    its start-up is the first look at the cores that are free (:func:`.threads.look_from_now`)."""
-    process.start_up()
+    garbage-collector passes over the imported modules while it starts and when it exits, and its start-up is the
+    first look at the cores that are free (:mod:`.process`)."""
     try:
-        from . import threads  # (torch with it: after the collector is off)
-
-        threads.look_from_now()
+        process.start_up()
         return main(PRESETS[preset], description, argv, atari_only=preset == "atari", standalone=True)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started; nothing to resume\n")
@@ -464,11 +461,8 @@ def _rank_unit_main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    process.start_up()  # a rank's process is the command's own (:mod:`.process`)
-    from . import threads
-
-    threads.look_from_now()
     try:
+        process.start_up()  # a rank's process is the command's own (:mod:`.process`)
         if sys.argv[1:2] == ["--rank-unit"]:
             sys.exit(_rank_unit_main(sys.argv[1:]))
         if sys.argv[1:2] != ["--rank"]:

@@ -6,7 +6,8 @@ and each full pass of the collector walks all of them: ~0.5 s of passes while th
 when the interpreter exits (2-core reference CPU, docs/speed.md), 10% of a 100k-step CartPole run, for objects
 that are never garbage. So a process that is the command's own
 
-1. turns the collector off while it starts (:func:`start_up`, first thing);
+1. turns the collector off while it starts (:func:`start_up`, first thing; it also begins the first look at the
+   free cores, :func:`ppo_pipeline.threads.look_from_now`);
 2. once training starts, freezes what start-up built (:func:`started`: ``gc.freeze`` moves it out of every
    later pass) and turns the collector on again for what training allocates;
 3. freezes again before it exits (:func:`exiting`), so the interpreter's last passes walk nothing old.
@@ -23,11 +24,16 @@ _starting = False  # start_up() turned the collector off, and started() has not 
 
 
 def start_up() -> None:
-    """The collector off until :func:`started` (nothing where something else turned it off already)."""
+    """The collector off until :func:`started` (nothing where something else turned it off already), and the
+    first look at the free cores begun (:func:`ppo_pipeline.threads.look_from_now`: a run's ``Threads`` then
+    settles on the start-up's look without waiting)."""
     global _starting
     if gc.isenabled():
         gc.disable()
         _starting = True
+    from . import threads  # (torch with it: after the collector is off)
+
+    threads.look_from_now()
 
 
 def started() -> None:

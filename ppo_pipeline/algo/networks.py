@@ -76,8 +76,9 @@ class MLP(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self._modules.values():
             if type(layer) is nn.Linear:
-                x = F.linear(x, layer.weight, layer.bias)  # attributes, not _parameters: tensordict's to_module
-            elif type(layer) is nn.Tanh:  # may put a plain tensor in the module's __dict__
+                # attributes, not _parameters: tensordict's to_module may put a plain tensor in __dict__
+                x = F.linear(x, layer.weight, layer.bias)
+            elif type(layer) is nn.Tanh:
                 x = torch.tanh(x)
             else:
                 x = layer(x)
