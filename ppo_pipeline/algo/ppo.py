@@ -333,10 +333,11 @@ ONE_THREAD_ROWS = 256  # rows of a minibatch (a pack's: all members') up to whic
 def one_thread_pays(cfg: Config, agent: Agent | Any, members: int = 1) -> bool:
     """Whether a run's torch calls are too small to gain from a second CPU thread (``agent``: an Agent or a
     pack's PackAgent): a feed-forward MLP policy (no CNN, no LSTM) on the CPU whose minibatch (times its members:
-    a pack stacks them) is at most ``ONE_THREAD_ROWS`` rows. Between its small ops the loss's Python leaves OpenMP's threads idle long enough to
-    fall asleep, so each parallel op pays their wake-up: measured, whole updates alternating 1 and 2 threads in
-    one process (2-core reference CPU), CartPole (4 x 128, minibatches of 128) 67 vs 76 ms, Hopper (2048,
-    minibatches of 64) 1.17 vs 1.26 s; the update of minibatches of 512 rows breaks even, of 1,024 is faster on 2."""
+    a pack stacks them) is at most ``ONE_THREAD_ROWS`` rows. Between its small ops the loss's Python leaves
+    OpenMP's threads idle long enough to fall asleep, so each parallel op pays their wake-up: measured, whole
+    updates alternating 1 and 2 threads in one process (2-core reference CPU), CartPole (4 x 128, minibatches of
+    128) 67 vs 76 ms, Hopper (2048, minibatches of 64) 1.17 vs 1.26 s; the update of minibatches of 512 rows
+    breaks even, of 1,024 is faster on 2."""
     return (
         torch.device(cfg.device).type == "cpu"
         and not agent.pixels
