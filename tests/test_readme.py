@@ -82,6 +82,8 @@ AS_PRINTED: dict[str, list[str]] = {
                                                                         "--pack-updates", "2"],
     "python -m ppo_pipeline.bench --paths --envs cartpole,hopper,pong,cheetah": ["--envs", "cartpole",
                                                                                   "--steps", "cartpole=1024"],
+    "python -m ppo_pipeline.bench --minibatch --steps hopper=61440 --repeat 5": ["--envs", "cartpole",
+                                                                                "--repeat", "3"],
     "python recipes/mujoco.py --env-id dmc:cheetah-run --pixels": ["--total-steps", "256", "--num-steps", "128",
                                                                   "--minibatch-size", "64", "--eval-episodes", "1",
                                                                   "--eval-max-steps", "100", "--name", "pixels"],
@@ -298,6 +300,14 @@ def test_torchrl_commands_as_printed(scratch):
     cmds = [c for c in AS_PRINTED if "dmc:" in c or "torchrl" in c]
     for cmd, p in zip(cmds, run_all_as_printed(cmds, scratch)):
         assert " agent steps = " in p.stdout and "final eval return" in p.stdout, cmd
+
+
+def test_bench_minibatch_as_printed():
+    """The eager update's cost per minibatch, the run's beside plain torch (CartPole only: the row, not the figures)."""
+    cmd = next(c for c in AS_PRINTED if "--minibatch" in c)
+    p = run_as_printed(cmd, AS_PRINTED[cmd], ROOT)
+    cells = next(line for line in p.stdout.splitlines() if line.startswith("cartpole ")).split("|")[0].split()
+    assert cells[1:4] == ["128", "1", "eager"] and float(cells[4]) > 0 and float(cells[5]) > 0, p.stdout
 
 
 @pytest.mark.slow

@@ -240,6 +240,11 @@ class TorchRLObjective:
         self.loss = make_loss(cfg, agent).to(next(agent.parameters()).device)
         self._step = compiling.MaybeCompiled(loss_step(self.loss), compile, "update", before_retry=before_retry)
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the step runs under ``torch.compile`` (False again after a failure to compile)."""
+        return self._step.compiled
+
     def step(self, mb: TensorDictBase) -> dict[str, torch.Tensor]:
         """mb [M] -> ``STEP_TERMS`` [1] each (detached; ``value_loss`` without c1, ``loss`` Eq. 9's total), after
         ``loss.backward()``."""

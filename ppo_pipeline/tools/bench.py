@@ -175,6 +175,11 @@ def machine() -> dict[str, str]:
     }
 
 
+def machine_line(info: dict[str, str]) -> str:
+    """:func:`machine`'s figures as the one line above a table."""
+    return f"{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}"
+
+
 def _timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -369,7 +374,7 @@ def compare_paths(keys: list[str], steps: dict[str, int], repeat: int, extra: li
 
 
 def print_paths(results: dict, info: dict[str, str]) -> None:
-    print(f"\n{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}")
+    print(f"\n{machine_line(info)}")
     print(f"{'workload':9} {'env backend':12} {'collector':14} {'steps':>8} {'ours SPS':>9} {'vs first':>8}")
     for k, rows in results.items():
         for r in rows:
@@ -380,7 +385,7 @@ def print_paths(results: dict, info: dict[str, str]) -> None:
 
 
 def print_table(results: dict, info: dict[str, str]) -> None:
-    print(f"\n{info['date']}, {info['cores']} cores, {info['cpu']}, GPU {info['gpu']}, torch {info['torch']}")
+    print(f"\n{machine_line(info)}")
     print(
         f"{'workload':9} {'steps':>8} {'peer SPS':>9} {'ours SPS':>9} {'ratio':>6} | time split of ours (% of wall): "
         f"env policy other gae update eval start-up"
@@ -465,8 +470,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the pack's two stacking mechanisms (baddbmm, vmap) on Table 3's MLP: steps/s of each",
     )
+    p.add_argument(
+        "--minibatch",
+        action="store_true",
+        help="only the eager update's cost per minibatch: a run's (torchrl's loss) beside the same arithmetic in "
+        "plain torch (cartpole, hopper; --repeat rounds, at least 3)",
+    )
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    try:
+        steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
+    except ValueError:
+        p.error(f"--steps {args.steps!r}: expected key=int pairs like hopper=20480")
     if args.stacking:
         from . import bench_pack
 
@@ -480,6 +495,18 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps({"machine": machine(), "stacking": rows}, indent=2) + "\n")
         return 0
     keys = [k.strip() for k in args.envs.split(",") if k.strip()]
+    if args.minibatch:
+        from . import bench_minibatch
+
+        keys = ["cartpole", "hopper"] if args.envs == p.get_default("envs") else keys
+        if [k for k in keys if k not in ("cartpole", "hopper")]:
+            p.error(f"--envs with --minibatch: {args.envs!r}; allowed: cartpole, hopper")
+        rows = bench_minibatch.minibatch_comparison([WORKLOADS[k] for k in keys], max(3, args.repeat), steps)
+        print(machine_line(machine()))
+        bench_minibatch.print_table(rows)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "minibatch": rows}, indent=2) + "\n")
+        return 0
     if args.ranks:
         from . import bench_ranks
 
@@ -489,9 +516,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--envs with --ranks: unknown {', '.join(bad)}; allowed: {', '.join(bench_ranks.WORKLOADS)}")
         try:
             worlds = [int(x) for x in args.ranks.split(",") if x.strip()]
-            steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
         except ValueError:
-            p.error(f"--ranks {args.ranks!r} / --steps {args.steps!r}: expected ints like 1,2 and hopper=20480")
+            p.error(f"--ranks {args.ranks!r}: expected ints like 1,2")
         figures = {"machine": machine(), "ranks": bench_ranks.run(keys, worlds, steps, args.ours.split())}
         bench_ranks.print_table(figures["ranks"])
         print()
@@ -502,10 +528,6 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in keys if k not in WORKLOADS]
     if bad:
         p.error(f"--envs: unknown {', '.join(bad)}; allowed: {', '.join(WORKLOADS)}")
-    try:
-        steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
-    except ValueError:
-        p.error(f"--steps {args.steps!r}: expected key=int pairs like hopper=20480")
     if args.repeat < 1:
         p.error(f"--repeat {args.repeat}: must be >= 1")
     if not args.paths and "cheetah" in keys:
