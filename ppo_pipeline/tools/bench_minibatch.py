@@ -86,9 +86,11 @@ def plain_step(ppo: Any) -> Callable[[Any], dict[str, Any]]:
 def minibatch_comparison(
     workloads: Sequence[Any], rounds: int = 5, steps: dict[str, int] | None = None
 ) -> list[dict[str, Any]]:
-    """Per workload (the process bench's :class:`~ppo_pipeline.tools.bench.Workload`): microseconds per minibatch of ``run`` and ``plain`` (the median of ``rounds`` alternating
-    rounds, each over one epoch of the rollout's minibatches), their losses on the first minibatch, the run's
-    minibatches per update and its updates at the process bench's budget (``steps`` overrides it, as ``--steps``)."""
+    """Per workload (the process bench's :class:`~ppo_pipeline.tools.bench.Workload`): microseconds per minibatch
+    of ``run`` and ``plain`` (the median of ``rounds`` alternating rounds, each over one epoch of the rollout's
+    minibatches), their losses on the first minibatch, the run's minibatches per update and its updates at the
+    process bench's budget (``steps`` overrides it, as ``--steps``). The run's objective must be the clip (Eq. 7):
+    ``plain`` writes that one."""
     return [_compare(w, rounds, (steps or {}).get(w.key, w.steps)) for w in workloads]
 
 
