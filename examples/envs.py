@@ -16,6 +16,9 @@ class works the same way (``--env-id package.module:EnvClass``).
   alone (the image shows the same goal as a bright square): a CNN entry beside a vector entry.
 * ``TargetCode`` (MultiDiscrete [3, 3]) / ``TargetBits`` (MultiBinary(4)): observe a target code (one-hot /
   bits), act it out part by part; reward = the fraction of parts right; 8 steps per episode.
+* ``RepeatPrevious``: observe a random symbol (one-hot of ``n``) each step, act out the one shown ``delay`` steps
+  before; +1 when right. A memory task in its plainest form (POPGym's RepeatPrevious): a policy without memory
+  scores 1/n per step, a recurrent one can score every step.
 
 (The test suite trains on these same classes: ``tests/test_variants.py``, ``tests/test_pack.py``; the former ids
 ``tests.variant_envs:Name`` that committed results name resolve to them, ``tests/test_examples.py``.)
@@ -189,3 +192,30 @@ class TargetBits(gym.Env):
         self.t += 1
         self.target = self.np_random.integers(0, 2, self.n).astype(np.int8)
         return self.target.astype(np.float32), reward, False, self.t >= self.steps, {}
+
+
+class RepeatPrevious(gym.Env):
+    """Observation: one-hot of this step's symbol (of ``n``); action: Discrete(n); reward 1 when the action is the
+    symbol observed ``delay`` steps before (0 in the first ``delay`` steps, which have nothing to recall).
+    ``steps`` per episode: the best return is ``steps - delay``, a memoryless policy's expected one
+    ``(steps - delay) / n``."""
+
+    def __init__(self, n: int = 2, delay: int = 1, steps: int = 16, render_mode: str | None = None):
+        self.n, self.delay, self.steps = n, delay, steps
+        self.action_space = gym.spaces.Discrete(n)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+        self.shown: list[int] = []
+
+    def _show(self) -> np.ndarray:
+        self.shown.append(int(self.np_random.integers(self.n)))
+        return np.eye(self.n, dtype=np.float32)[self.shown[-1]]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.shown = []
+        return self._show(), {}
+
+    def step(self, action):
+        t = len(self.shown) - 1  # the step whose symbol the agent has just seen
+        reward = float(t >= self.delay and int(action) == self.shown[t - self.delay])
+        return self._show(), reward, False, len(self.shown) > self.steps, {}
