@@ -4,6 +4,8 @@
 #   bash scripts/test.sh [pytest args]
 #
 # torch is installed first and pinned: a loose torch spec pulls multi-GB CUDA wheels.
+# Two tests at a time (pytest-xdist, PPO_TEST_WORKERS=2; 0 runs them one by one in this process): the tests
+# marked `alone` (ranks) run with nothing beside them (tests/conftest.py).
 # The SLURM tests need the local single-node cluster (slurm/local_cluster.sh); it is started here
 # and stopped on exit by the pids the script recorded.
 set -euo pipefail
@@ -19,7 +21,7 @@ fi
 cleanup() { [[ $SLURM_STARTED == 1 ]] && bash slurm/local_cluster.sh stop || true; }
 trap cleanup EXIT
 set +e
-"$PY" -m pytest -q "$@"
+"$PY" -m pytest -q -n "${PPO_TEST_WORKERS:-2}" --dist worksteal "$@"
 rc=$?
 set -e
 if [[ $rc == 5 ]]; then

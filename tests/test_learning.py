@@ -24,7 +24,10 @@ def test_cartpole_mean_return_475_within_100k_steps(tmp_path):
 
 
 @pytest.mark.slow
-def test_inverted_pendulum_eval_950_within_150k_steps(tmp_path):
-    cfg = tiny(config.mujoco, tmp_path, env_id="InvertedPendulum-v5", total_steps=151_552, eval_every=0)
-    summary = Trainer(cfg).train()  # 74 batches of 2048 (Table 3 preset)
+def test_inverted_pendulum_eval_950_within_50k_steps(tmp_path):
+    """The Table 3 preset's deterministic evaluation (10 episodes, 1000 the most) reaches 950 within 25 batches of
+    2048. Measured with an evaluation every 5 batches (2026-12-04): 1000.0 at every evaluation from 20,480 steps
+    on, for seeds 0, 1 and 2 (and to 151,552, this test's budget until then, for seed 0)."""
+    cfg = tiny(config.mujoco, tmp_path, env_id="InvertedPendulum-v5", total_steps=51_200, eval_every=0)
+    summary = Trainer(cfg).train()
     assert summary["final_eval_return_mean"] >= 950, summary

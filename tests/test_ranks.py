@@ -133,6 +133,7 @@ def max_diff(a, b) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_ranks_are_the_one_process_run(tmp_path, case):
     cfg = _cfg(tmp_path, case)
@@ -145,6 +146,7 @@ def test_two_ranks_are_the_one_process_run(tmp_path, case):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 @pytest.mark.parametrize("mutant,case", [
     ("no-gradient-all-reduce", "cartpole"),
     ("per-rank-advantage-normalization", "cartpole"),
@@ -159,6 +161,7 @@ def test_mutants_are_caught(tmp_path, mutant, case):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 @pytest.mark.parametrize("learn,case", [
     ("replicated", "pendulum-normalized"), ("replicated", "cartpolenovel-lstm"), ("replicated", "cartpole-pack"),
     ("lead", "pendulum-normalized"), ("lead", "cartpole-pack"),
@@ -205,6 +208,7 @@ def _pack(tmp_path, case, rank_learn="sharded"):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 @pytest.mark.parametrize("case", ["cartpole", "pendulum-normalized"])
 def test_a_pack_over_two_ranks_is_the_one_process_pack(tmp_path, case):
     """Each rank steps its share of every member's envs; per member: the minibatch's advantage moments, the
@@ -218,6 +222,7 @@ def test_a_pack_over_two_ranks_is_the_one_process_pack(tmp_path, case):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 @pytest.mark.parametrize("mutant", ["per-rank-advantage-normalization", "same-env-seeds"])
 def test_a_pack_over_ranks_mutant_is_caught(tmp_path, mutant):
     pack = _pack(tmp_path, "cartpole")
@@ -264,6 +269,7 @@ def _metrics(run_dir, columns=8):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_two_ranks_from_the_recipe_are_the_one_process_run_and_resume(tmp_path):
     """One run directory written by rank 0: the same episodes and metrics as one process for the first updates
     (after them, float differences may flip an action); a Ctrl-C stops both ranks at one update (one checkpoint),
@@ -327,6 +333,7 @@ def test_bad_rank_input_is_one_line(tmp_path, capsys, argv, needle):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_a_rank_that_dies_stops_the_run_with_one_line(tmp_path):
     """kill -9 of rank 1 mid-run: the launcher names it in one `error:` line, the other rank is stopped (no
     hang), exit 1; the newest checkpoint stays valid."""
@@ -395,6 +402,7 @@ def _stats_rank_main(rank: int, world: int, port: int, cfg, out_dir: str) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_statistics_combined_once_per_update_keep_the_ranks_alike(tmp_path):
     """`--rank-stats update` (baselines' way, not exact): the ranks do not combine their statistics per step, yet
     after each update every rank holds the same statistics and weights, and the statistics are those of all envs
@@ -450,6 +458,7 @@ def _pack_over_ranks(members, pack_dir, stop_after=None, resume=False) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_a_pack_over_ranks_trainer_writes_the_one_process_packs_members_and_resumes(tmp_path):
     """Each member's metrics (first columns) and episodes (every rank's, merged) as the one-process pack writes
     them; stopped after 2 updates and resumed over 2 ranks (each rank its rows of every member's checkpoint: the

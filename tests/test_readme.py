@@ -223,6 +223,7 @@ def test_humanoid_command_as_printed(scratch):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_ranks_command_as_printed(scratch):
     """docs/ranks.md's command: 2 ranks of one run, rank 0 alone speaks and writes the run directory."""
     cmd = "python recipes/classic_control.py --num-envs 8 --nproc-per-node 2 --total-steps 8192 --run-dir ranks-runs"

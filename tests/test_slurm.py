@@ -217,6 +217,7 @@ def test_controller_down_is_one_line(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_a_run_over_two_ranks_is_one_job_preempted_requeued_and_exact(tmp_path):
     """`--nproc-per-node 2 --launcher slurm`: one job of 2 tasks (each a rank, submitit's
     TorchDistributedEnvironment); preempted mid-run (USR2 to both tasks), both ranks stop at one update, one
@@ -282,6 +283,7 @@ def _rank_pid(slurm_job_id: str, rank: int) -> int:
     raise AssertionError(f"no task {rank} in job {slurm_job_id}")
 
 
+@pytest.mark.alone  # ranks that wait on each other (tests/conftest.py)
 def test_a_pack_over_two_nodes_is_one_job_and_the_local_ranks_run(tmp_path):
     """`--pack 2 --nodes 2 --nproc-per-node 1 --cluster local-2nodes`: one SLURM job over the local cluster's two
     virtual nodes (a rank on each, the rendezvous at the first node's name), training a pack of two seeds over the
