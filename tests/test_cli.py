@@ -150,3 +150,24 @@ def test_recipe_exit_code_2_in_a_real_process(tmp_path):
                         "--run-dir", str(tmp_path)], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == "error: gamma=2.0 must be in [0, 1]"
+
+
+BENCH_CASES = [
+    (["--repeat", "0"], "--repeat 0: must be >= 1"),
+    (["--envs", "pongg"], "--envs: unknown pongg; allowed: cartpole"),
+    (["--steps", "hopper:100"], "--steps 'hopper:100': expected key=int pairs"),
+    (["--repeat", "x"], "argument --repeat: invalid int value: 'x'"),
+    (["--peer-dirr", "x"], "unrecognized arguments: --peer-dirr"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BENCH_CASES, ids=[c[1][:24] for c in BENCH_CASES])
+def test_bench_refuses_bad_input_in_one_line(capsys, argv, needle):
+    """``python -m ppo_pipeline.bench``'s refusals are one line too (no usage dump), before anything runs."""
+    from ppo_pipeline.tools import bench
+
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines

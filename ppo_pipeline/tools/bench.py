@@ -54,6 +54,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli import OneLineParser
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -406,7 +408,7 @@ def print_table(results: dict, info: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m ppo_pipeline.bench",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -488,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_pack.stacking_comparison()
         for r in rows:
             print(
-                f"P={r['members']:3d} rows={r['rows']}: baddbmm {r['baddbmm']:8.0f} steps/s, vmap {r['vmap']:8.0f} steps/s"
-                f" ({r['baddbmm'] / r['vmap']:.2f}x)"
+                f"P={r['members']:3d} rows={r['rows']}: baddbmm {r['baddbmm']:8.0f} steps/s, "
+                f"vmap {r['vmap']:8.0f} steps/s ({r['baddbmm'] / r['vmap']:.2f}x)"
             )
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": machine(), "stacking": rows}, indent=2) + "\n")
