@@ -104,7 +104,7 @@ ELSEWHERE: dict[str, list[str]] = {
     "python recipes/classic_control.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python recipes/humanoid.py": ["tests/test_recipes.py::test_recipe_defaults_start_stop_and_resume"],
     "python -m pytest tests/test_properties_*.py tests/test_mutants.py tests/test_objectives.py -q": [".ci/run"],
-    'python -m pytest -m "not slow" -q': [".ci/run"],   # the fast tier: a subset of what CI runs
+    'python -m pytest -m "not slow" -q -n 2': [".ci/run"],   # the fast tier: a subset of what CI runs
     "HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties_*.py -q":
         ["tests/conftest.py"],   # the profile it selects; the property files themselves run in .ci/run
     "python recipes/mujoco.py --launcher slurm --cluster NAME --seeds 0-4 --env Hopper-v5,Walker2d-v5 "
