@@ -30,8 +30,14 @@ def no_envs(monkeypatch):
 
 
 def one_line_error(capsys, preset, argv, *, atari_only=False) -> str:
+    """A recipe's refusal of ``argv``: its one line."""
+    return refusal(capsys, lambda: launch.main(preset, "test", argv, atari_only=atari_only))
+
+
+def refusal(capsys, command) -> str:
+    """``command()`` exits with code 2 and one ``error:`` line on stderr; that line."""
     with pytest.raises(SystemExit) as exc:
-        launch.main(preset, "test", argv, atari_only=atari_only)
+        command()
     assert exc.value.code == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
@@ -166,8 +172,4 @@ def test_bench_refuses_bad_input_in_one_line(capsys, argv, needle):
     """``python -m ppo_pipeline.bench``'s refusals are one line too (no usage dump), before anything runs."""
     from ppo_pipeline.tools import bench
 
-    with pytest.raises(SystemExit) as exc:
-        bench.main(argv)
-    assert exc.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+    assert needle in refusal(capsys, lambda: bench.main(argv))
