@@ -32,18 +32,23 @@ TINY_ARGS = ["--num-envs", "4", "--num-steps", "32", "--minibatch-size", "64", "
              "--no-progress"]
 
 
-def one_line_error(argv: list[str], capsys) -> str:
-    """Run the classic recipe's main on ``argv``: it must exit 2 with one ``error:`` line, which is returned."""
+def refusal(capsys, command) -> str:
+    """``command()`` must exit 2 with one ``error:`` line on stderr and nothing else there; that line."""
     import pytest
 
-    from ppo_pipeline import launch
-
     with pytest.raises(SystemExit) as e:
-        launch.main(config.classic, "t", argv)
+        command()
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
+    return err.rstrip("\n")
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    """Run the classic recipe's main on ``argv``: it must exit 2 with one ``error:`` line, which is returned."""
+    from ppo_pipeline import launch
+
+    return refusal(capsys, lambda: launch.main(config.classic, "t", argv))
 
 
 def subprocess_env() -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import refusal
 
 from ppo_pipeline import config, envs, launch
 from ppo_pipeline.run import trainer as _trainer  # noqa: F401  imported before no_envs patches what it imports
@@ -33,17 +34,6 @@ def one_line_error(capsys, preset, argv, *, atari_only=False) -> str:
     """A recipe's refusal of ``argv``: its one line."""
     return refusal(capsys, lambda: launch.main(preset, "test", argv, atari_only=atari_only))
 
-
-def refusal(capsys, command) -> str:
-    """``command()`` exits with code 2 and one ``error:`` line on stderr; that line."""
-    with pytest.raises(SystemExit) as exc:
-        command()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 CASES = [
